@@ -1,0 +1,57 @@
+/** Codes of errors raised by the multiplexer; each names what the peer or the caller did. */
+export type MuxErrorCode =
+  | 'SLK_ERR_MUX_PROTOCOL'
+  | 'SLK_ERR_MUX_VERSION'
+  | 'SLK_ERR_MUX_FRAME_TYPE'
+  | 'SLK_ERR_MUX_FRAME_TOO_LARGE'
+  | 'SLK_ERR_MUX_WINDOW_EXCEEDED'
+  | 'SLK_ERR_MUX_UNKNOWN_STREAM'
+  | 'SLK_ERR_MUX_DUPLICATE_STREAM'
+  | 'SLK_ERR_MUX_STREAM_RESET'
+  | 'SLK_ERR_MUX_STREAM_LIMIT'
+  | 'SLK_ERR_MUX_SESSION_CLOSED'
+  | 'SLK_ERR_MUX_GO_AWAY'
+  | 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT'
+  | 'SLK_ERR_MUX_TRANSPORT_CLOSED'
+  | 'SLK_ERR_MUX_INVALID_OPTION'
+
+/** What a yamux GoAway frame says about why a session ends (hashicorp spec: 0 normal, 1 protocol error, 2 internal error). */
+export type GoAwayReason = 'normal' | 'protocol-error' | 'internal-error'
+
+/**
+ * A multiplexer error. `closeReason` is the GoAway reason sent to the peer when this error closes the session.
+ */
+export class MuxError extends Error {
+  override name = 'MuxError'
+  readonly code: MuxErrorCode
+  readonly closeReason: GoAwayReason | undefined
+  constructor (code: MuxErrorCode, message: string, options?: ErrorOptions & { closeReason?: GoAwayReason }) {
+    super(message, options)
+    this.code = code
+    this.closeReason = options?.closeReason
+  }
+}
+
+/** Codes of errors raised by the spokelink protocol layered over the mux (hello, stream header, WebSocket). */
+export type ProtocolErrorCode =
+  | 'SLK_ERR_PROTO_VERSION_MISMATCH'
+  | 'SLK_ERR_PROTO_HEADER_TOO_LARGE'
+  | 'SLK_ERR_PROTO_HEADER_INVALID'
+  | 'SLK_ERR_PROTO_HELLO_REJECTED'
+  | 'SLK_ERR_PROTO_UPSTREAM_REFUSED'
+  | 'SLK_ERR_PROTO_TIMEOUT'
+  | 'SLK_ERR_PROTO_CLOSED'
+
+/**
+ * A spokelink protocol error. `closeReason` is the WebSocket close code used when it ends the connection.
+ */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError'
+  readonly code: ProtocolErrorCode
+  readonly closeReason: number | undefined
+  constructor (code: ProtocolErrorCode, message: string, options?: ErrorOptions & { closeReason?: number }) {
+    super(message, options)
+    this.code = code
+    this.closeReason = options?.closeReason
+  }
+}

@@ -1,0 +1,24 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
+
+const alias = {
+  '@spokelink/protocol': src('protocol'),
+  '@spokelink/auth': src('auth'),
+  '@spokelink/exit-node': src('exit-node'),
+  '@spokelink/agent': src('agent'),
+  '@spokelink/testkit': src('testkit'),
+}
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    projects: [
+      { resolve: { alias }, test: { name: 'packages', include: ['packages/*/test/**/*.test.ts'], testTimeout: 120_000, hookTimeout: 120_000 } },
+      { resolve: { alias }, test: { name: 'e2e', include: ['test/**/*.test.ts'], testTimeout: 300_000, hookTimeout: 300_000, fileParallelism: false } },
+    ],
+  },
+})
