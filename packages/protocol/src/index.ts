@@ -1,1 +1,24 @@
-export {}
+/**
+ * @packageDocumentation
+ * The spokelink wire: our yamux (`MuxSession`), the WebSocket⇄Duplex adapter, the hello/welcome
+ * messages on the control stream, the data stream header and status byte, and typed protocol errors.
+ *
+ * @example
+ * ```ts
+ * const session = createMuxSession(createWebSocketDuplex(ws), 'client')
+ * const control = session.openStream()
+ * writeFramedJson(control, hello)
+ * const welcome = parseWelcome(await readFramedJson(control))
+ * ```
+ */
+export { MuxError, ProtocolError } from './errors.js'
+export type { MuxErrorCode, ProtocolErrorCode, GoAwayReason } from './errors.js'
+export { PROTOCOL_NAME, PROTOCOL_VERSION, CONNECT_PATH } from './version.js'
+export { readExactly } from './read-exactly.js'
+export type { ReadExactlyOptions } from './read-exactly.js'
+export { encodeFramedJson, writeFramedJson, readFramedJson, FRAMED_JSON_DEFAULTS, FRAMED_JSON_PREFIX_BYTES } from './framed-json.js'
+export type { ReadFramedJsonOptions } from './framed-json.js'
+export { STREAM_STATUS, isUpstreamName, parseHello, parseWelcome, parseStreamHeader } from './messages.js'
+export type { Hello, Welcome, GrantedPort, StreamHeader, StreamStatus } from './messages.js'
+export { writeStreamStatus, readStreamStatus } from './stream-status.js'
+// mux and ws-duplex exports follow

@@ -1,0 +1,116 @@
+import { ProtocolError } from './errors.js'
+import { PROTOCOL_VERSION } from './version.js'
+
+/** The agent's first message on the control stream. */
+export interface Hello {
+  version: number
+  /** Free-form agent identity for logs (hostname, pod name); never a secret. */
+  agent: string
+  /** Names of the upstreams this agent was started with. */
+  upstreams: string[]
+  labels: Record<string, string>
+}
+
+/** A data-plane port the exit-node bound for this spoke. */
+export interface GrantedPort {
+  upstream: string
+  host: string
+  port: number
+}
+
+/** The exit-node's answer to a hello. */
+export type Welcome =
+  | { ok: true, spoke: string, ports: GrantedPort[] }
+  | { ok: false, code: string, error: string }
+
+/** The first message of every data stream: which upstream the agent should dial. */
+export interface StreamHeader {
+  upstream: string
+}
+
+/** The one byte the agent answers a stream header with. */
+export const STREAM_STATUS = {
+  OK: 0,
+  UNKNOWN_UPSTREAM: 1,
+  DIAL_FAILED: 2,
+} as const
+/** A value of {@link STREAM_STATUS}. */
+export type StreamStatus = typeof STREAM_STATUS[keyof typeof STREAM_STATUS]
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
+
+/** Whether a string is a valid upstream name (`prometheus`, `alertmanager-0`). */
+export function isUpstreamName (value: string): boolean {
+  return NAME.test(value)
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function invalid (what: string): ProtocolError {
+  return new ProtocolError('SLK_ERR_PROTO_HEADER_INVALID', `peer sent an invalid ${what}`)
+}
+
+function parseStringRecord (value: unknown, what: string): Record<string, string> {
+  if (value === undefined) return {}
+  if (!isRecord(value)) throw invalid(what)
+  const out: Record<string, string> = {}
+  for (const [key, entry] of Object.entries(value)) {
+    if (typeof entry !== 'string') throw invalid(what)
+    out[key] = entry
+  }
+  return out
+}
+
+/**
+ * Validates a hello read from the wire.
+ * @throws ProtocolError SLK_ERR_PROTO_VERSION_MISMATCH naming both versions, SLK_ERR_PROTO_HEADER_INVALID
+ */
+export function parseHello (value: unknown): Hello {
+  if (!isRecord(value)) throw invalid('hello')
+  if (value.version !== PROTOCOL_VERSION) {
+    throw new ProtocolError('SLK_ERR_PROTO_VERSION_MISMATCH',
+      `agent speaks protocol version ${String(value.version)}; this exit-node speaks version ${PROTOCOL_VERSION}`)
+  }
+  const { agent, upstreams } = value
+  if (typeof agent !== 'string' || agent.length > 253) throw invalid('hello.agent')
+  if (!Array.isArray(upstreams) || upstreams.length > 64) throw invalid('hello.upstreams')
+  const names: string[] = []
+  for (const name of upstreams) {
+    if (typeof name !== 'string' || !isUpstreamName(name)) throw invalid('hello.upstreams')
+    names.push(name)
+  }
+  return { version: PROTOCOL_VERSION, agent, upstreams: names, labels: parseStringRecord(value.labels, 'hello.labels') }
+}
+
+/**
+ * Validates a welcome read from the wire.
+ * @throws ProtocolError SLK_ERR_PROTO_HEADER_INVALID
+ */
+export function parseWelcome (value: unknown): Welcome {
+  if (!isRecord(value)) throw invalid('welcome')
+  if (value.ok === false) {
+    return { ok: false, code: String(value.code), error: String(value.error) }
+  }
+  if (value.ok !== true || typeof value.spoke !== 'string' || !Array.isArray(value.ports)) throw invalid('welcome')
+  const ports: GrantedPort[] = []
+  for (const port of value.ports) {
+    if (!isRecord(port) || typeof port.upstream !== 'string' || typeof port.host !== 'string' || typeof port.port !== 'number') {
+      throw invalid('welcome.ports')
+    }
+    ports.push({ upstream: port.upstream, host: port.host, port: port.port })
+  }
+  return { ok: true, spoke: value.spoke, ports }
+}
+
+/**
+ * Validates a data stream header read from the wire.
+ * @throws ProtocolError SLK_ERR_PROTO_HEADER_INVALID
+ */
+export function parseStreamHeader (value: unknown): StreamHeader {
+  if (!isRecord(value) || typeof value.upstream !== 'string' || !isUpstreamName(value.upstream)) {
+    throw invalid('stream header')
+  }
+  return { upstream: value.upstream }
+}
