@@ -1,1 +1,22 @@
-export {}
+/**
+ * @packageDocumentation
+ * The spokelink agent: dials out to the exit-node over wss, reconnects with backoff and full jitter,
+ * and dials only the upstreams it was started with.
+ *
+ * @example
+ * ```ts
+ * const agent = createAgent({ server: 'wss://hub.example.com/connect', token, upstreams: [parseUpstreamSpec('prometheus=prometheus-server:9090')] }, { logger, registry: new Registry() })
+ * agent.start()
+ * ```
+ */
+export { Agent, createAgent, validateAgentOptions, AGENT_DEFAULTS } from './agent.js'
+export type { AgentOptions, AgentState, AgentEvents } from './agent.js'
+export { Backoff, BACKOFF_DEFAULTS } from './backoff.js'
+export type { BackoffOptions } from './backoff.js'
+export { connectExitNode, checkServerUrl, verifyPinnedPeer } from './connect-exit-node.js'
+export type { ConnectOptions, ExitNodeConnection } from './connect-exit-node.js'
+export { AgentError } from './errors.js'
+export type { AgentErrorCode } from './errors.js'
+export { startAgentHealthServer } from './health-server.js'
+export { parseUpstreamSpec, dialUpstream } from './upstreams.js'
+export type { Upstream } from './upstreams.js'

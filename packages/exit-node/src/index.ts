@@ -1,1 +1,19 @@
-export {}
+/**
+ * @packageDocumentation
+ * The spokelink exit-node: control server (`/connect`, `/healthz`, `/readyz`, `/metrics`, `/v1/sd`),
+ * session registry, data-plane listeners, stream routing and tunnel metrics.
+ *
+ * @example
+ * ```ts
+ * const exitNode = createExitNode({ host: '0.0.0.0', port: 8123 }, await loadSpokesFile('spokes.yaml'), { logger, registry: new Registry() })
+ * await exitNode.listen()
+ * ```
+ */
+export { createExitNode, ExitNode, EXIT_NODE_DEFAULTS, validateExitNodeOptions } from './exit-node.js'
+export type { ExitNodeOptions, ExitNodeDeps } from './exit-node.js'
+export { ExitNodeError } from './errors.js'
+export type { ExitNodeErrorCode } from './errors.js'
+export { SessionRegistry } from './session-registry.js'
+export type { SpokeSession } from './spoke-session.js'
+export { buildTargetGroups } from './service-discovery.js'
+export type { TargetGroup } from './service-discovery.js'

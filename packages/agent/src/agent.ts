@@ -1,0 +1,295 @@
+import { EventEmitter, once } from 'node:events'
+import os from 'node:os'
+import { pipeline } from 'node:stream/promises'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import {
+  STREAM_STATUS,
+  createMuxSession,
+  parseStreamHeader,
+  parseWelcome,
+  readFramedJson,
+  writeFramedJson,
+  writeStreamStatus,
+  PROTOCOL_VERSION,
+} from '@spokelink/protocol'
+import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
+import { Backoff } from './backoff.js'
+import type { BackoffOptions } from './backoff.js'
+import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
+import { AgentError } from './errors.js'
+import { createAgentMetrics } from './metrics.js'
+import type { AgentMetrics } from './metrics.js'
+import { dialUpstream } from './upstreams.js'
+import type { Upstream } from './upstreams.js'
+
+/** Options of {@link createAgent}. */
+export interface AgentOptions {
+  /** Exit-node URL, `wss://hub.example.com/connect`. */
+  server: string
+  /** The spoke token `slk_<id>_<secret>`; sent only in the Authorization header. */
+  token: string
+  /** The only upstreams this agent will ever dial. */
+  upstreams: Upstream[]
+  /** Extra CA certificates (PEM) to trust. @default undefined */
+  caPem?: string | undefined
+  /** Pinned CA SHA-256 (from a join token). @default undefined */
+  caSha256?: string | undefined
+  /** Allow plain ws:// to a non-loopback host. @default false */
+  insecure?: boolean
+  /** Name shown in the exit-node's logs. @default os.hostname() */
+  agentName?: string
+  /** Labels sent in the hello. @default {} */
+  labels?: Record<string, string>
+  /** Ping interval on the mux and the WebSocket. @default 15000 */
+  keepaliveIntervalMs?: number
+  /** A pong this late closes the session. @default 30000 */
+  keepaliveTimeoutMs?: number
+  /** WebSocket (and TLS) handshake deadline. @default 10000 */
+  handshakeTimeoutMs?: number
+  /** Deadline for the exit-node's welcome and for each stream header. @default 10000 */
+  helloTimeoutMs?: number
+  /** Deadline for dialing an upstream. @default 5000 */
+  upstreamConnectTimeoutMs?: number
+  /** Largest WebSocket message accepted. @default 4194304 */
+  maxMessageBytes?: number
+  /** Reconnect backoff. @default BACKOFF_DEFAULTS */
+  backoff?: BackoffOptions
+  /** Multiplexer options. @default {} */
+  mux?: MuxSessionOptions
+}
+
+/** Agent defaults for the optional settings. */
+export const AGENT_DEFAULTS = {
+  caPem: undefined,
+  caSha256: undefined,
+  insecure: false,
+  labels: {},
+  keepaliveIntervalMs: 15_000,
+  keepaliveTimeoutMs: 30_000,
+  handshakeTimeoutMs: 10_000,
+  helloTimeoutMs: 10_000,
+  upstreamConnectTimeoutMs: 5000,
+  maxMessageBytes: 4 * 1024 * 1024,
+  backoff: {},
+  mux: {},
+} as const
+
+type ResolvedAgentOptions = Omit<Required<AgentOptions>, 'caPem' | 'caSha256'> & Pick<AgentOptions, 'caPem' | 'caSha256'>
+
+/** The agent's connection state. */
+export type AgentState = 'connecting' | 'connected' | 'backoff' | 'stopped'
+
+/** Events an {@link Agent} emits. */
+export interface AgentEvents {
+  state: [state: AgentState]
+  /** The exit-node accepted the hello. */
+  connected: [info: { spoke: string, ports: GrantedPort[] }]
+  /** A connection attempt failed or a session ended. */
+  disconnected: [err: Error | undefined]
+}
+
+/**
+ * Validates agent options.
+ * @throws AgentError SLK_ERR_AGENT_INVALID_OPTION naming the option, SLK_ERR_AGENT_INSECURE
+ */
+export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedAgentOptions> {
+  const resolved: ResolvedAgentOptions = { ...AGENT_DEFAULTS, agentName: os.hostname(), ...options }
+  checkServerUrl(resolved.server, resolved.insecure)
+  if (resolved.upstreams.length === 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', '--upstream: at least one NAME=HOST:PORT is needed')
+  const names = new Set<string>()
+  for (const upstream of resolved.upstreams) {
+    if (names.has(upstream.name)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--upstream: "${upstream.name}" is given twice`)
+    names.add(upstream.name)
+  }
+  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes'] as const) {
+    const value = resolved[name]
+    if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option ${name}: expected a positive integer, got ${String(value)}`)
+  }
+  if (resolved.caSha256 !== undefined && !/^[0-9a-f]{64}$/i.test(resolved.caSha256)) {
+    throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', 'CA pin: expected 64 hex characters (sha256 of the CA certificate)')
+  }
+  return Object.freeze(resolved)
+}
+
+/**
+ * The spoke side: dials out to the exit-node, keeps the session alive, reconnects with backoff and
+ * full jitter, and serves each data stream by dialing only the named, allow-listed upstream.
+ */
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly #options: Readonly<ResolvedAgentOptions>
+  readonly #log: Logger
+  readonly #metrics: AgentMetrics
+  readonly #backoff: Backoff
+  readonly #upstreams: Map<string, Upstream>
+  readonly #stop = new AbortController()
+  #mux: MuxSession | undefined
+  #running: Promise<void> | undefined
+  #state: AgentState = 'stopped'
+  /** The last failure logged, so a retry storm with the same cause logs one line. */
+  #lastFailure = ''
+
+  constructor (options: AgentOptions, deps: { logger: Logger, registry: Registry, rng?: () => number, now?: () => number }) {
+    super()
+    this.#options = validateAgentOptions(options)
+    this.#log = deps.logger.child({ component: 'agent' })
+    this.#metrics = createAgentMetrics(deps.registry)
+    this.#backoff = new Backoff(this.#options.backoff, { rng: deps.rng, now: deps.now })
+    this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
+  }
+
+  /** Current connection state. */
+  get state (): AgentState {
+    return this.#state
+  }
+
+  /** Starts connecting; reconnects until {@link Agent.close}. */
+  start (): void {
+    this.#running ??= this.#run()
+  }
+
+  /** Stops reconnecting, lets open streams finish for up to `graceMs`, and closes the session. Idempotent. */
+  async close (options: { graceMs?: number } = {}): Promise<void> {
+    this.#stop.abort()
+    await this.#mux?.close({ graceMs: options.graceMs ?? 5000 })
+    await this.#running
+    this.#setState('stopped')
+  }
+
+  #setState (state: AgentState): void {
+    if (state === this.#state) return
+    this.#state = state
+    this.#metrics.connected.set(state === 'connected' ? 1 : 0)
+    this.emit('state', state)
+  }
+
+  async #run (): Promise<void> {
+    let attempts = 0
+    while (!this.#stop.signal.aborted) {
+      if (attempts++ > 0) this.#metrics.reconnectsTotal.inc()
+      this.#setState('connecting')
+      let failure: Error | undefined
+      try {
+        await this.#runSession()
+      } catch (err) {
+        failure = err instanceof Error ? err : new Error(String(err))
+      }
+      if (this.#stop.signal.aborted) break
+      this.emit('disconnected', failure)
+      const waitMs = this.#backoff.nextDelayMs()
+      this.#logFailure(failure, waitMs)
+      this.#setState('backoff')
+      await delay(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {
+        // Aborted by close(): the loop condition ends it.
+      })
+    }
+  }
+
+  #logFailure (failure: Error | undefined, retryInMs: number): void {
+    const summary = failure === undefined ? 'session ended' : `${'code' in failure ? String(failure.code) : failure.name}: ${failure.message}`
+    if (summary === this.#lastFailure) {
+      this.#log.debug({ retryInMs, attempt: this.#backoff.attempt }, 'reconnecting')
+      return
+    }
+    this.#lastFailure = summary
+    const fields = { retryInMs, attempt: this.#backoff.attempt, err: failure }
+    if (failure === undefined) this.#log.info(fields, 'disconnected')
+    else this.#log.warn(fields, 'disconnected')
+  }
+
+  async #runSession (): Promise<void> {
+    const options = this.#options
+    const { ws, duplex } = await connectExitNode({
+      url: options.server,
+      token: options.token,
+      caPem: options.caPem,
+      caSha256: options.caSha256,
+      insecure: options.insecure,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      maxMessageBytes: options.maxMessageBytes,
+      signal: this.#stop.signal,
+    })
+    let closeReason = ''
+    ws.once('close', (code: number, reason: Buffer) => { closeReason = reason.length > 0 ? `${code} ${reason.toString('utf8')}` : String(code) })
+    const mux = createMuxSession(duplex, 'client', {
+      ...options.mux,
+      keepaliveIntervalMs: options.keepaliveIntervalMs,
+      keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+    }, { logger: this.#log })
+    this.#mux = mux
+    const closed = once(mux, 'close') as Promise<[Error | undefined]>
+    mux.on('stream', (stream: MuxStream) => { void this.#serveStream(stream) })
+    const wsPing = setInterval(() => { ws.ping() }, options.keepaliveIntervalMs).unref()
+    try {
+      const control = mux.openStream()
+      const hello: Hello = { version: PROTOCOL_VERSION, agent: options.agentName, upstreams: [...this.#upstreams.keys()], labels: options.labels }
+      writeFramedJson(control, hello)
+      const welcome = parseWelcome(await readFramedJson(control, { signal: AbortSignal.any([AbortSignal.timeout(options.helloTimeoutMs), this.#stop.signal]) }))
+      if (!welcome.ok) throw new AgentError('SLK_ERR_AGENT_HELLO_REJECTED', `exit-node refused the hello: ${welcome.error}`)
+      control.resume()
+      this.#backoff.connected()
+      this.#lastFailure = ''
+      this.#setState('connected')
+      this.#log.info({ spoke: welcome.spoke, ports: welcome.ports, server: new URL(options.server).host }, 'connected')
+      this.emit('connected', { spoke: welcome.spoke, ports: welcome.ports })
+      const [err] = await closed
+      if (this.#stop.signal.aborted) return
+      throw new AgentError('SLK_ERR_AGENT_CONNECT', `session ended${closeReason === '' ? '' : ` (websocket close ${closeReason})`}${err === undefined ? '' : `: ${err.message}`}`, { cause: err })
+    } catch (err) {
+      mux.abort(err instanceof Error ? err : undefined)
+      if (closeReason.startsWith('4403')) {
+        throw new AgentError('SLK_ERR_AGENT_FORBIDDEN', `exit-node closed the session: ${closeReason.slice(5)}`, { cause: err })
+      }
+      throw err
+    } finally {
+      clearInterval(wsPing)
+      this.#mux = undefined
+    }
+  }
+
+  async #serveStream (stream: MuxStream): Promise<void> {
+    let name = 'unknown'
+    try {
+      name = parseStreamHeader(await readFramedJson(stream, { maxBytes: 1024, signal: AbortSignal.timeout(this.#options.helloTimeoutMs) })).upstream
+    } catch (err) {
+      this.#log.warn({ streamId: stream.id, err }, 'bad stream header')
+      stream.destroy()
+      return
+    }
+    const upstream = this.#upstreams.get(name)
+    const log = this.#log.child({ streamId: stream.id, upstream: name })
+    if (upstream === undefined) {
+      this.#metrics.streamsTotal.inc({ upstream: 'unknown', result: 'refused' })
+      log.warn('exit-node asked for an upstream this agent does not offer')
+      writeStreamStatus(stream, STREAM_STATUS.UNKNOWN_UPSTREAM, `upstream "${name}" is not offered by this agent`)
+      stream.end()
+      return
+    }
+    let socket
+    try {
+      socket = await dialUpstream(upstream, { timeoutMs: this.#options.upstreamConnectTimeoutMs })
+    } catch (err) {
+      this.#metrics.upstreamDialErrorsTotal.inc({ upstream: name })
+      this.#metrics.streamsTotal.inc({ upstream: name, result: 'dial_failed' })
+      log.debug({ err }, 'upstream dial failed')
+      writeStreamStatus(stream, STREAM_STATUS.DIAL_FAILED, `cannot reach upstream ${name}: ${err instanceof Error ? err.message : String(err)}`)
+      stream.end()
+      return
+    }
+    writeStreamStatus(stream, STREAM_STATUS.OK)
+    this.#metrics.streamsActive.inc({ upstream: name })
+    const results = await Promise.allSettled([pipeline(stream, socket), pipeline(socket, stream)])
+    this.#metrics.streamsActive.dec({ upstream: name })
+    this.#metrics.streamsTotal.inc({ upstream: name, result: results.some((r) => r.status === 'rejected') ? 'aborted' : 'ok' })
+    log.debug('stream closed')
+  }
+}
+
+/**
+ * Creates an agent; call `start()` to connect.
+ * @throws AgentError SLK_ERR_AGENT_INVALID_OPTION, SLK_ERR_AGENT_INSECURE
+ */
+export function createAgent (options: AgentOptions, deps: { logger: Logger, registry: Registry, rng?: () => number, now?: () => number }): Agent {
+  return new Agent(options, deps)
+}

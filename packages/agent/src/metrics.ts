@@ -1,0 +1,23 @@
+import { Counter, Gauge } from 'prom-client'
+import type { Registry } from 'prom-client'
+
+/** The agent's metrics, registered on the caller's registry. */
+export interface AgentMetrics {
+  connected: Gauge
+  reconnectsTotal: Counter
+  upstreamDialErrorsTotal: Counter<'upstream'>
+  streamsTotal: Counter<'upstream' | 'result'>
+  streamsActive: Gauge<'upstream'>
+}
+
+/** Creates the agent metrics named in DESIGN on `registry`. */
+export function createAgentMetrics (registry: Registry): AgentMetrics {
+  const registers = [registry]
+  return {
+    connected: new Gauge({ name: 'spokelink_agent_connected', help: '1 while the agent has a session with the exit-node', registers }),
+    reconnectsTotal: new Counter({ name: 'spokelink_reconnects_total', help: 'Connection attempts after the first', registers }),
+    upstreamDialErrorsTotal: new Counter({ name: 'spokelink_upstream_dial_errors_total', help: 'Failed dials to an upstream', labelNames: ['upstream'], registers }),
+    streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['upstream', 'result'], registers }),
+    streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['upstream'], registers }),
+  }
+}

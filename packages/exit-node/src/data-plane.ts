@@ -1,0 +1,175 @@
+import net from 'node:net'
+import { pipeline } from 'node:stream/promises'
+import type { Logger } from 'pino'
+import { readStreamStatus, writeFramedJson } from '@spokelink/protocol'
+import type { GrantedPort, MuxStream } from '@spokelink/protocol'
+import type { PortConfig } from '@spokelink/auth'
+import type { ExitNodeMetrics } from './metrics.js'
+import type { SpokeSession } from './spoke-session.js'
+
+/** Options for {@link DataPlane}. */
+export interface DataPlaneOptions {
+  /** How long the agent may take to dial its upstream and answer the status byte. */
+  streamOpenTimeoutMs: number
+}
+
+interface Listener {
+  server: net.Server
+  /** Sessions that granted this port; the listener closes when the last one goes. */
+  sessions: Set<SpokeSession>
+  upstream: string
+}
+
+const key = (spoke: string, upstream: string): string => `${spoke}\u0000${upstream}`
+
+/**
+ * Binds a spoke's data-plane ports while it has a session offering them, and carries each
+ * accepted TCP connection over a new mux stream of the least busy session.
+ */
+export class DataPlane {
+  readonly #listeners = new Map<string, Listener>()
+  readonly #metrics: ExitNodeMetrics
+  readonly #log: Logger
+  readonly #options: DataPlaneOptions
+  readonly #sockets = new Set<net.Socket>()
+
+  constructor (options: DataPlaneOptions, deps: { metrics: ExitNodeMetrics, logger: Logger }) {
+    this.#options = options
+    this.#metrics = deps.metrics
+    this.#log = deps.logger.child({ component: 'exit-node.data-plane' })
+  }
+
+  /**
+   * Binds the ports this session grants that are not bound yet and returns the ones that are now
+   * served. A port that cannot be bound is logged and left out, so the rest of the spoke still works.
+   */
+  async attach (session: SpokeSession, ports: PortConfig[]): Promise<GrantedPort[]> {
+    const granted: GrantedPort[] = []
+    for (const port of ports) {
+      const id = key(session.spoke, port.upstream)
+      let listener = this.#listeners.get(id)
+      if (listener === undefined) {
+        try {
+          listener = await this.#bind(session.spoke, port)
+        } catch (err) {
+          this.#log.error({ spoke: session.spoke, upstream: port.upstream, address: port.listen.host, port: port.listen.port, err }, 'data-plane port could not be bound')
+          continue
+        }
+        this.#listeners.set(id, listener)
+      }
+      listener.sessions.add(session)
+      const address = listener.server.address()
+      granted.push({ upstream: port.upstream, host: port.listen.host, port: typeof address === 'object' && address !== null ? address.port : port.listen.port })
+    }
+    return granted
+  }
+
+  /** Forgets a session; a port no session grants any more is closed, so new connections are refused at once. */
+  detach (session: SpokeSession): void {
+    for (const [id, listener] of this.#listeners) {
+      if (!listener.sessions.delete(session) || listener.sessions.size > 0) continue
+      this.#listeners.delete(id)
+      listener.server.close()
+      this.#log.info({ spoke: session.spoke, upstream: listener.upstream }, 'data-plane port closed')
+    }
+  }
+
+  /**
+   * Stops accepting, lets open connections finish for up to `graceMs`, then destroys the rest.
+   * Resolves once no data-plane connection is left.
+   */
+  async drain (graceMs: number): Promise<void> {
+    for (const listener of this.#listeners.values()) listener.server.close()
+    this.#listeners.clear()
+    if (this.#sockets.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(finish, graceMs)
+        const check = (): void => { if (this.#sockets.size === 0) finish() }
+        const sockets = [...this.#sockets]
+        function finish (): void {
+          clearTimeout(timer)
+          for (const socket of sockets) socket.off('close', check)
+          resolve()
+        }
+        for (const socket of sockets) socket.on('close', check)
+      })
+    }
+    for (const socket of this.#sockets) socket.destroy()
+  }
+
+  /** Data-plane connections open now. */
+  get connectionCount (): number {
+    return this.#sockets.size
+  }
+
+  async #bind (spoke: string, port: PortConfig): Promise<Listener> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true })
+    const listener: Listener = { server, sessions: new Set(), upstream: port.upstream }
+    server.on('connection', (socket) => { void this.#carry(socket, spoke, listener) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port.listen.port, port.listen.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', (err) => { this.#log.error({ spoke, upstream: port.upstream, err }, 'data-plane listener failed') })
+    const address = server.address()
+    this.#log.info({ spoke, upstream: port.upstream, address: port.listen.host, port: typeof address === 'object' && address !== null ? address.port : port.listen.port }, 'data-plane port bound')
+    return listener
+  }
+
+  async #carry (socket: net.Socket, spoke: string, listener: Listener): Promise<void> {
+    const { upstream } = listener
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+    const session = this.#pick(listener)
+    if (session === undefined) {
+      this.#metrics.streamsTotal.inc({ spoke, upstream, result: 'no_session' })
+      socket.destroy()
+      return
+    }
+    let stream: MuxStream
+    try {
+      stream = session.mux.openStream()
+    } catch (err) {
+      this.#metrics.streamsTotal.inc({ spoke, upstream, result: 'open_failed' })
+      this.#log.debug({ spoke, sessionId: session.sessionId, upstream, err }, 'stream open failed')
+      socket.destroy()
+      return
+    }
+    const started = performance.now()
+    session.activeStreams++
+    this.#metrics.streamsActive.inc({ spoke, upstream })
+    const log = this.#log.child({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream })
+    let result = 'ok'
+    try {
+      writeFramedJson(stream, { upstream })
+      await readStreamStatus(stream, { signal: AbortSignal.timeout(this.#options.streamOpenTimeoutMs) })
+      log.debug('stream opened')
+      const results = await Promise.allSettled([pipeline(socket, stream), pipeline(stream, socket)])
+      if (results.some((r) => r.status === 'rejected')) result = 'aborted'
+    } catch (err) {
+      result = 'refused'
+      log.debug({ err }, 'stream refused')
+      stream.destroy()
+      socket.destroy()
+    } finally {
+      session.activeStreams--
+      this.#metrics.streamsActive.dec({ spoke, upstream })
+      this.#metrics.streamsTotal.inc({ spoke, upstream, result })
+      this.#metrics.bytesTotal.inc({ spoke, direction: 'in' }, socket.bytesRead)
+      this.#metrics.bytesTotal.inc({ spoke, direction: 'out' }, socket.bytesWritten)
+      this.#metrics.streamDurationSeconds.observe({ spoke, upstream }, (performance.now() - started) / 1000)
+    }
+  }
+
+  #pick (listener: Listener): SpokeSession | undefined {
+    let best: SpokeSession | undefined
+    for (const session of listener.sessions) {
+      if (session.mux.closed || session.mux.remoteGoAway !== undefined) continue
+      if (best === undefined || session.activeStreams < best.activeStreams) best = session
+    }
+    return best
+  }
+}

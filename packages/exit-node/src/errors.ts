@@ -1,0 +1,17 @@
+/** Codes of errors raised by the exit-node. */
+export type ExitNodeErrorCode =
+  | 'SLK_ERR_EXIT_LISTEN'
+  | 'SLK_ERR_EXIT_INVALID_OPTION'
+  | 'SLK_ERR_EXIT_HELLO'
+  | 'SLK_ERR_EXIT_SESSION_REVOKED'
+  | 'SLK_ERR_EXIT_SHUTDOWN'
+
+/** An exit-node error; messages name the address, spoke or option at fault and never a secret. */
+export class ExitNodeError extends Error {
+  override name = 'ExitNodeError'
+  readonly code: ExitNodeErrorCode
+  constructor (code: ExitNodeErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.code = code
+  }
+}

@@ -1,0 +1,35 @@
+import { Counter, Gauge, Histogram } from 'prom-client'
+import type { Registry } from 'prom-client'
+
+/** The exit-node's tunnel metrics, registered on the caller's registry. */
+export interface ExitNodeMetrics {
+  spokeConnected: Gauge<'spoke'>
+  sessions: Gauge<'spoke'>
+  streamsActive: Gauge<'spoke' | 'upstream'>
+  streamsTotal: Counter<'spoke' | 'upstream' | 'result'>
+  bytesTotal: Counter<'spoke' | 'direction'>
+  authFailuresTotal: Counter<'reason'>
+  streamDurationSeconds: Histogram<'spoke' | 'upstream'>
+  muxProtocolErrorsTotal: Counter<'spoke'>
+}
+
+/** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`. */
+export function createExitNodeMetrics (registry: Registry): ExitNodeMetrics {
+  const registers = [registry]
+  return {
+    spokeConnected: new Gauge({ name: 'spokelink_spoke_connected', help: '1 while the spoke has at least one live session', labelNames: ['spoke'], registers }),
+    sessions: new Gauge({ name: 'spokelink_sessions', help: 'Live agent sessions per spoke', labelNames: ['spoke'], registers }),
+    streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['spoke', 'upstream'], registers }),
+    streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['spoke', 'upstream', 'result'], registers }),
+    bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers }),
+    authFailuresTotal: new Counter({ name: 'spokelink_auth_failures_total', help: 'Refused /connect attempts by reason', labelNames: ['reason'], registers }),
+    streamDurationSeconds: new Histogram({
+      name: 'spokelink_stream_duration_seconds',
+      help: 'Lifetime of data streams',
+      labelNames: ['spoke', 'upstream'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+      registers,
+    }),
+    muxProtocolErrorsTotal: new Counter({ name: 'spokelink_mux_protocol_errors_total', help: 'Sessions closed because the agent broke the mux protocol', labelNames: ['spoke'], registers }),
+  }
+}

@@ -1,0 +1,18 @@
+import type { MuxSession } from '@spokelink/protocol'
+import type { GrantedPort } from '@spokelink/protocol'
+
+/** One authenticated agent connection of a spoke, after a successful hello. */
+export interface SpokeSession {
+  readonly sessionId: string
+  readonly spoke: string
+  /** Id of the token the agent presented; lets a revocation find its sessions. */
+  readonly tokenId: string
+  readonly agent: string
+  readonly mux: MuxSession
+  /** Data-plane ports this session serves, filled in once they are bound. */
+  ports: GrantedPort[]
+  /** Data streams this session carries now; used to spread new streams. */
+  activeStreams: number
+  /** Closes the session telling the agent why (revocation, expiry, changed ports). */
+  readonly disconnect: (reason: string) => void
+}
