@@ -223,6 +223,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const wsPing = setInterval(() => { ws.ping() }, options.keepaliveIntervalMs).unref()
     try {
       const control = mux.openStream()
+      control.on('error', (err) => { this.#log.debug({ err }, 'control stream closed') })
       const hello: Hello = { version: PROTOCOL_VERSION, agent: options.agentName, upstreams: [...this.#upstreams.keys()], labels: options.labels }
       writeFramedJson(control, hello)
       const welcome = parseWelcome(await readFramedJson(control, { signal: AbortSignal.any([AbortSignal.timeout(options.helloTimeoutMs), this.#stop.signal]) }))
@@ -249,6 +250,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #serveStream (stream: MuxStream): Promise<void> {
+    // Until pipeline() owns the stream, a reset from the exit-node must not become an uncaught 'error'.
+    stream.on('error', (err) => { this.#log.debug({ streamId: stream.id, err }, 'stream error') })
     let name = 'unknown'
     try {
       name = parseStreamHeader(await readFramedJson(stream, { maxBytes: 1024, signal: AbortSignal.timeout(this.#options.helloTimeoutMs) })).upstream

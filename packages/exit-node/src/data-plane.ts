@@ -122,6 +122,8 @@ export class DataPlane {
   async #carry (socket: net.Socket, spoke: string, listener: Listener): Promise<void> {
     const { upstream } = listener
     this.#sockets.add(socket)
+    // Until pipeline() owns them, errors on either end are logged here instead of becoming uncaught.
+    socket.on('error', (err) => { this.#log.debug({ spoke, upstream, err }, 'data-plane connection error') })
     socket.once('close', () => this.#sockets.delete(socket))
     const session = this.#pick(listener)
     if (session === undefined) {
@@ -142,6 +144,7 @@ export class DataPlane {
     session.activeStreams++
     this.#metrics.streamsActive.inc({ spoke, upstream })
     const log = this.#log.child({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream })
+    stream.on('error', (err) => { log.debug({ err }, 'stream error') })
     let result = 'ok'
     try {
       writeFramedJson(stream, { upstream })

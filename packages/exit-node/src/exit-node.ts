@@ -326,6 +326,7 @@ export class ExitNode {
       mux.abort(new ExitNodeError('SLK_ERR_EXIT_HELLO', 'agent sent no hello in time'))
     }, this.#options.helloTimeoutMs)
     mux.on('stream', (stream: MuxStream) => {
+      stream.on('error', (err) => { log.debug({ streamId: stream.id, err }, 'agent stream closed') })
       if (session !== undefined || stream.id !== 1) {
         // Agents open only the control stream today; anything else is refused rather than left hanging.
         stream.destroy()

@@ -1,0 +1,88 @@
+import os from 'node:os'
+import { Command } from 'commander'
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import { ensureAutoTls, loadSpokesFile, watchSpokesFile } from '@spokelink/auth'
+import { createExitNode } from '@spokelink/exit-node'
+import { addOptions, resolveCommandConfig } from '../command-options.js'
+import { untilAborted } from '../command-context.js'
+import type { CommandContext } from '../command-context.js'
+import { describeConfig, listSetting, numberSetting, splitHostPort, stringSetting } from '../config.js'
+import type { OptionSpec } from '../config.js'
+import { CliError } from '../errors.js'
+import { createRootLogger, isLogLevel } from '../logger.js'
+import { readTextFile } from '../read-text-file.js'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/** Settings of `spokelink server`. */
+export const SERVER_OPTIONS: readonly OptionSpec[] = [
+  { name: 'listen', kind: 'address', arg: 'addr', default: '0.0.0.0:8123', help: 'control-plane address (agents, /metrics, /v1/sd)' },
+  { name: 'spokes', kind: 'string', arg: 'file', help: 'spokes file (YAML or JSON), watched for changes' },
+  { name: 'tls-cert', kind: 'string', arg: 'file', help: 'serve wss with this certificate (PEM)' },
+  { name: 'tls-key', kind: 'string', arg: 'file', help: 'private key of --tls-cert (PEM)' },
+  { name: 'auto-tls', kind: 'string', arg: 'dir', help: 'make (once) and use a CA and server certificate kept in this directory' },
+  { name: 'auto-tls-hosts', kind: 'list', arg: 'names', help: 'DNS names / IPs the --auto-tls certificate is for (repeatable or comma-separated)' },
+  { name: 'keepalive', kind: 'duration', arg: 'duration', default: 15_000, help: 'ping interval; a session missing two pongs is closed' },
+  { name: 'shutdown-grace', kind: 'duration', arg: 'duration', default: 10_000, help: 'on SIGTERM, how long open streams may drain' },
+  { name: 'sd-target', kind: 'string', arg: 'template', default: '{host}:{port}', help: 'target address in /v1/sd; {spoke} {upstream} {host} {port}' },
+  { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
+]
+
+async function runServer (command: Command, context: CommandContext): Promise<void> {
+  const resolved = await resolveCommandConfig(command, SERVER_OPTIONS, context.env)
+  const { config } = resolved
+  const spokesPath = stringSetting(config, 'spokes', true)
+  const listen = splitHostPort(stringSetting(config, 'listen', true))
+  if (listen === undefined) throw new CliError('SLK_ERR_USAGE_FLAG', '--listen: expected host:port')
+  const certPath = stringSetting(config, 'tls-cert')
+  const keyPath = stringSetting(config, 'tls-key')
+  const autoTlsDir = stringSetting(config, 'auto-tls')
+  if ((certPath === undefined) !== (keyPath === undefined)) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--tls-cert and --tls-key go together')
+  if (certPath !== undefined && autoTlsDir !== undefined) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--auto-tls cannot be combined with --tls-cert/--tls-key')
+  const level = stringSetting(config, 'log-level', true)
+  const logger = createRootLogger(isLogLevel(level) ? level : 'info')
+  logger.info({ command: 'server', settings: describeConfig(resolved, SERVER_OPTIONS) }, 'starting')
+
+  const spokes = await loadSpokesFile(spokesPath)
+  let tls
+  if (certPath !== undefined && keyPath !== undefined) {
+    tls = { certPem: await readTextFile('tls-cert', certPath), keyPem: await readTextFile('tls-key', keyPath) }
+  } else if (autoTlsDir !== undefined) {
+    const hosts = listSetting(config, 'auto-tls-hosts')
+    const material = await ensureAutoTls(autoTlsDir, { hosts: hosts.length > 0 ? hosts : [os.hostname(), 'localhost', '127.0.0.1'] })
+    tls = { certPem: material.certPem, keyPem: material.keyPem }
+    logger.info({ dir: autoTlsDir, caSha256: material.caSha256 }, 'auto-tls ready')
+  }
+
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
+  const keepaliveIntervalMs = numberSetting(config, 'keepalive')
+  const exitNode = createExitNode({
+    host: listen.host,
+    port: listen.port,
+    tls,
+    keepaliveIntervalMs,
+    keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
+    shutdownGraceMs: numberSetting(config, 'shutdown-grace'),
+    sdTargetTemplate: stringSetting(config, 'sd-target', true),
+  }, spokes, { logger, registry })
+  await exitNode.listen()
+  const watcher = watchSpokesFile(spokesPath, {
+    onChange: (next) => {
+      exitNode.updateSpokes(next)
+      logger.info({ spokes: next.spokes.length }, 'spokes file reloaded')
+    },
+    onError: (err) => { logger.error({ err }, 'spokes file rejected; keeping the last good one') },
+  })
+  await untilAborted(context.shutdown)
+  watcher.close()
+  await exitNode.close()
+}
+
+/** `spokelink server`: the exit-node. */
+export function serverCommand (context: CommandContext): Command {
+  const command = new Command('server').description('run the exit-node: accept agents, expose each spoke on its data-plane ports')
+  addOptions(command, SERVER_OPTIONS)
+  command.action(async () => { await runServer(command, context) })
+  return command
+}

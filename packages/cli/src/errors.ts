@@ -1,0 +1,26 @@
+/** Codes of errors raised by the command line; all exit with status 2. */
+export type CliErrorCode =
+  | 'SLK_ERR_USAGE_FLAG'
+  | 'SLK_ERR_USAGE_MISSING'
+  | 'SLK_ERR_USAGE_CONFLICT'
+  | 'SLK_ERR_CONFIG_FILE'
+  | 'SLK_ERR_CONFIG_READ'
+
+/** A usage or configuration error; the message names the flag, its source and what was expected. */
+export class CliError extends Error {
+  override name = 'CliError'
+  readonly code: CliErrorCode
+  constructor (code: CliErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.code = code
+  }
+}
+
+/** Exit status for an error: 2 for usage and configuration mistakes, 1 for everything else. */
+export function exitCodeOf (err: unknown): number {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : ''
+  const usage = code.startsWith('SLK_ERR_USAGE_') || code.startsWith('SLK_ERR_CONFIG_') ||
+    code.endsWith('_INVALID_OPTION') || code === 'SLK_ERR_AGENT_INSECURE' || code === 'SLK_ERR_AUTH_JOIN_TOKEN_MALFORMED' ||
+    code === 'SLK_ERR_AUTH_TOKEN_MALFORMED'
+  return usage ? 2 : 1
+}
