@@ -9,6 +9,7 @@ const alias = {
   '@spokelink/exit-node': src('exit-node'),
   '@spokelink/agent': src('agent'),
   '@spokelink/testkit': src('testkit'),
+  spokelink: src('cli'),
 }
 
 export default defineConfig({
