@@ -1,1 +1,54 @@
-export {}
+/**
+ * Identity and trust for spokelink: spoke tokens (create, hash, constant-time verify), join tokens, TLS material
+ * made with node-forge, and the exit-node's spokes file (schema, load, watch, token edits).
+ *
+ * @example
+ * ```ts
+ * import { createSpokeToken, addSpokeToken, encodeJoinToken, loadSpokesFile, verifySpokeToken } from '@spokelink/auth'
+ *
+ * const { token, id, sha256 } = createSpokeToken()
+ * const text = addSpokeToken(await readFile('spokes.yaml', 'utf8'), 'orion-aws', { id, sha256, created: new Date() })
+ * const joinToken = encodeJoinToken({ server: 'wss://hub.example.com/connect', token })
+ * // exit-node, before accepting the upgrade:
+ * const { spoke, tokenId } = verifySpokeToken(bearer, await loadSpokesFile('spokes.yaml'), new Date())
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { AuthError, ConfigError } from './errors.js'
+export type { AuthErrorCode, ConfigErrorCode } from './errors.js'
+export {
+  SPOKE_TOKEN_ID_LENGTH,
+  SPOKE_TOKEN_ID_PATTERN,
+  SPOKE_TOKEN_PREFIX,
+  SPOKE_TOKEN_SECRET_BYTES,
+  createSpokeToken,
+  hashTokenSecret,
+  isSpokeToken,
+  parseSpokeToken,
+  verifySpokeToken,
+} from './spoke-token.js'
+export type { CreatedSpokeToken, ParsedSpokeToken, VerifiedSpokeToken } from './spoke-token.js'
+export { JOIN_TOKEN_PREFIX, decodeJoinToken, encodeJoinToken } from './join-token.js'
+export type { JoinToken } from './join-token.js'
+export {
+  AUTO_TLS_FILES,
+  TLS_DEFAULTS,
+  certificateSha256,
+  createCertificateAuthority,
+  createServerCertificate,
+  ensureAutoTls,
+} from './tls-material.js'
+export type {
+  AutoTlsMaterial,
+  AutoTlsOptions,
+  CertificateAndKey,
+  CertificateAuthorityOptions,
+  ServerCertificateOptions,
+} from './tls-material.js'
+export { parseSpokesConfig } from './spokes-config.js'
+export type { PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
+export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, watchSpokesFile } from './spokes-file.js'
+export type { SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
+export { addSpokeToken, listSpokeTokens, revokeSpokeToken } from './spokes-file-editor.js'
+export type { SpokeTokenListing } from './spokes-file-editor.js'

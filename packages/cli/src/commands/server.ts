@@ -68,6 +68,7 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   }, spokes, { logger, registry })
   await exitNode.listen()
   const watcher = watchSpokesFile(spokesPath, {
+    initial: spokes,
     onChange: (next) => {
       exitNode.updateSpokes(next)
       logger.info({ spokes: next.spokes.length }, 'spokes file reloaded')
