@@ -8,8 +8,11 @@ async function declaredCodes (): Promise<Map<string, string>> {
   for (const pkg of await readdir(new URL('packages/', root))) {
     const file = new URL(`packages/${pkg}/src/errors.ts`, root)
     const text = await readFile(file, 'utf8').catch(() => '')
-    for (const match of text.matchAll(/'(SLK_ERR_[A-Z0-9_]+)'/g)) {
-      if (match[1] !== undefined) codes.set(match[1], pkg)
+    // Only the closed unions (`export type XxxErrorCode = | '…'`) declare codes; other mentions are uses.
+    for (const union of text.matchAll(/export type \w+ErrorCode =([^]*?)\n(?:\n|\/)/g)) {
+      for (const match of (union[1] ?? '').matchAll(/'(SLK_ERR_[A-Z0-9_]+)'/g)) {
+        if (match[1] !== undefined) codes.set(match[1], pkg)
+      }
     }
   }
   return codes

@@ -7,7 +7,6 @@ export type AgentErrorCode =
   | 'SLK_ERR_AGENT_TLS_PIN'
   | 'SLK_ERR_AGENT_INSECURE'
   | 'SLK_ERR_AGENT_HELLO_REJECTED'
-  | 'SLK_ERR_AGENT_UNKNOWN_UPSTREAM'
 
 /** An agent error; messages name the server, upstream or option at fault and never the token. */
 export class AgentError extends Error {

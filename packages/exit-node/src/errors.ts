@@ -4,7 +4,6 @@ export type ExitNodeErrorCode =
   | 'SLK_ERR_EXIT_INVALID_OPTION'
   | 'SLK_ERR_EXIT_HELLO'
   | 'SLK_ERR_EXIT_SESSION_REVOKED'
-  | 'SLK_ERR_EXIT_SHUTDOWN'
 
 /** An exit-node error; messages name the address, spoke or option at fault and never a secret. */
 export class ExitNodeError extends Error {
