@@ -14,6 +14,8 @@ export type MuxErrorCode =
   | 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT'
   | 'SLK_ERR_MUX_TRANSPORT_CLOSED'
   | 'SLK_ERR_MUX_INVALID_OPTION'
+  | 'SLK_ERR_MUX_PING_TIMEOUT'
+  | 'SLK_ERR_MUX_TRANSPORT_MESSAGE'
 
 /** What a yamux GoAway frame says about why a session ends (hashicorp spec: 0 normal, 1 protocol error, 2 internal error). */
 export type GoAwayReason = 'normal' | 'protocol-error' | 'internal-error'
@@ -37,9 +39,7 @@ export type ProtocolErrorCode =
   | 'SLK_ERR_PROTO_VERSION_MISMATCH'
   | 'SLK_ERR_PROTO_HEADER_TOO_LARGE'
   | 'SLK_ERR_PROTO_HEADER_INVALID'
-  | 'SLK_ERR_PROTO_HELLO_REJECTED'
   | 'SLK_ERR_PROTO_UPSTREAM_REFUSED'
-  | 'SLK_ERR_PROTO_TIMEOUT'
   | 'SLK_ERR_PROTO_CLOSED'
 
 /**

@@ -22,3 +22,10 @@ export { STREAM_STATUS, isUpstreamName, parseHello, parseWelcome, parseStreamHea
 export type { Hello, Welcome, GrantedPort, StreamHeader, StreamStatus } from './messages.js'
 export { writeStreamStatus, readStreamStatus } from './stream-status.js'
 // mux and ws-duplex exports follow
+export { createMuxSession, MuxSession } from './mux/mux-session.js'
+export type { MuxStats, MuxSessionDeps, MuxLogger, MuxPingOptions, MuxCloseOptions } from './mux/mux-session.js'
+export { MuxStream } from './mux/mux-stream.js'
+export { MUX_SESSION_DEFAULTS, validateMuxSessionOptions } from './mux/options.js'
+export type { MuxSessionOptions } from './mux/options.js'
+export { createWebSocketDuplex, WEBSOCKET_DUPLEX_DEFAULTS } from './ws-duplex.js'
+export type { WebSocketDuplexOptions } from './ws-duplex.js'

@@ -1,0 +1,417 @@
+import net from 'node:net'
+import { once } from 'node:events'
+import { describe, expect, onTestFinished, test } from 'vitest'
+import { waitFor } from '@spokelink/testkit'
+import { createMuxSession, MuxError } from '../src/index.js'
+import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
+import { FLAG, FRAME_TYPE, encodeHeader } from '../src/mux/frame.js'
+import type { FrameType } from '../src/mux/frame.js'
+
+interface RawFrame { type: number, flags: number, streamId: number, length: number, payload: Buffer }
+
+/** The misbehaving peer: a raw TCP socket that writes and reads yamux frames by hand. */
+class RawPeer {
+  readonly frames: RawFrame[] = []
+  #buf = Buffer.alloc(0)
+  answerPings = true
+  constructor (readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.#buf = Buffer.concat([this.#buf, chunk])
+      for (;;) {
+        if (this.#buf.length < 12) return
+        const type = this.#buf.readUInt8(1)
+        const length = this.#buf.readUInt32BE(8)
+        const payloadBytes = type === FRAME_TYPE.DATA ? length : 0
+        if (this.#buf.length < 12 + payloadBytes) return
+        const f: RawFrame = { type, flags: this.#buf.readUInt16BE(2), streamId: this.#buf.readUInt32BE(4), length, payload: this.#buf.subarray(12, 12 + payloadBytes) }
+        this.#buf = this.#buf.subarray(12 + payloadBytes)
+        if (this.answerPings && f.type === FRAME_TYPE.PING && (f.flags & FLAG.SYN) === FLAG.SYN) this.send(FRAME_TYPE.PING, FLAG.ACK, 0, f.length)
+        this.frames.push(f)
+      }
+    })
+    socket.on('error', () => {
+      // the session under test may reset the connection; tests assert on frames and session events
+    })
+  }
+
+  send (type: FrameType, flags: number, streamId: number, length: number, payload?: Buffer): void {
+    this.socket.write(payload === undefined ? encodeHeader(type, flags, streamId, length) : Buffer.concat([encodeHeader(type, flags, streamId, length), payload]))
+  }
+
+  data (streamId: number, payload: Buffer, flags = 0): void {
+    this.send(FRAME_TYPE.DATA, flags, streamId, payload.length, payload)
+  }
+
+  async frame (match: (f: RawFrame) => boolean, what: string): Promise<RawFrame> {
+    return await waitFor(() => this.frames.find(match), { what, timeoutMs: 10_000, intervalMs: 2 })
+  }
+
+  /** Round-trips a ping: every frame the session sent before answering it has arrived. */
+  async sync (): Promise<void> {
+    const opaque = 0x5000_0000 + this.frames.length
+    this.send(FRAME_TYPE.PING, FLAG.SYN, 0, opaque)
+    await this.frame((f) => f.type === FRAME_TYPE.PING && (f.flags & FLAG.ACK) === FLAG.ACK && f.length === opaque, `ping ${opaque} answered`)
+  }
+
+  dataBytes (streamId: number): number {
+    return this.frames.filter((f) => f.type === FRAME_TYPE.DATA && f.streamId === streamId).reduce((n, f) => n + f.length, 0)
+  }
+}
+
+const noop = (): void => {}
+
+/** Opens a stream whose teardown error (when the test ends the session) is expected. */
+function open (session: MuxSession): MuxStream {
+  const stream = session.openStream()
+  stream.on('error', noop)
+  return stream
+}
+
+async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}, listen = true): Promise<{ session: MuxSession, peer: RawPeer }> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  const accepted = once(server, 'connection')
+  const socket = net.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  const [theirs] = await accepted as [net.Socket]
+  server.close()
+  const session = createMuxSession(socket, role, { keepaliveIntervalMs: 0, ...options })
+  if (listen) session.on('stream', (s: MuxStream) => s.on('error', noop))
+  const peer = new RawPeer(theirs)
+  onTestFinished(() => {
+    session.abort()
+    theirs.destroy()
+  })
+  return { session, peer }
+}
+
+const isWU = (id: number, flag: number) => (f: RawFrame): boolean => f.type === FRAME_TYPE.WINDOW_UPDATE && f.streamId === id && (f.flags & flag) === flag
+const isGoAway = (code: number) => (f: RawFrame): boolean => f.type === FRAME_TYPE.GO_AWAY && f.length === code
+
+async function nextStream (session: MuxSession): Promise<MuxStream> {
+  const [stream] = await once(session, 'stream') as [MuxStream]
+  return stream
+}
+
+async function closedWith (session: MuxSession): Promise<unknown> {
+  if (session.closed) throw new Error('session closed before the test listened')
+  const [err] = await once(session, 'close') as [unknown]
+  return err
+}
+
+describe('yamux conformance against a raw peer', () => {
+  test('a SYN opens a stream that is ACKed when accepted', async () => {
+    const { session, peer } = await setup('server')
+    const accepted = nextStream(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    const stream = await accepted
+    expect(stream.id).toBe(1)
+    await peer.frame(isWU(1, FLAG.ACK), 'ACK for stream 1')
+    expect(session.stats.streamsAcceptedTotal).toBe(1)
+    // data may ride on the SYN frame itself
+    const second = nextStream(session)
+    peer.data(3, Buffer.from('syn+data'), FLAG.SYN)
+    const s3 = await second
+    const [chunk] = await once(s3, 'data') as [Buffer]
+    expect(chunk.toString()).toBe('syn+data')
+  })
+
+  test('a SYN with the wrong parity is a protocol error answered with GoAway(protocol-error)', async () => {
+    const { session, peer } = await setup('server')
+    const closed = closedWith(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 2, 0)
+    await peer.frame(isGoAway(1), 'GoAway protocol-error')
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_PROTOCOL' })
+    expect(session.stats.protocolErrors).toBe(1)
+  })
+
+  test('a duplicate SYN is a protocol error', async () => {
+    const { session, peer } = await setup('server')
+    session.on('stream', () => {})
+    const closed = closedWith(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_DUPLICATE_STREAM', closeReason: 'protocol-error' })
+    await peer.frame(isGoAway(1), 'GoAway protocol-error')
+  })
+
+  test('DATA on a never-opened stream is a protocol error', async () => {
+    const { session, peer } = await setup('server')
+    const closed = closedWith(session)
+    peer.data(5, Buffer.from('who?'))
+    const err = await closed
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_UNKNOWN_STREAM' })
+    expect((err as Error).message).toBe('peer sent DATA on stream 5, which was never opened')
+    await peer.frame(isGoAway(1), 'GoAway protocol-error')
+  })
+
+  test('frames for a stream we already closed are drained (hashicorp behaviour)', async () => {
+    const { session, peer } = await setup('client')
+    const stream = open(session)
+    await peer.frame(isWU(1, FLAG.SYN), 'SYN')
+    stream.destroy()
+    await peer.frame(isWU(1, FLAG.RST), 'RST')
+    peer.data(1, Buffer.alloc(1000))
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, 0, 1, 4096)
+    await peer.sync()
+    expect(session.closed).toBe(false)
+    expect(session.stats.streamsOpen).toBe(0)
+  })
+
+  test('a peer overrunning the receive window is a protocol error, before the payload is read', async () => {
+    const { session, peer } = await setup('server')
+    let stream: MuxStream | undefined
+    session.on('stream', (s: MuxStream) => { stream = s; s.on('error', () => {}) })
+    const closed = closedWith(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    peer.data(1, Buffer.alloc(200_000))
+    peer.data(1, Buffer.alloc(100_000))
+    const err = await closed
+    expect(err).toBeInstanceOf(MuxError)
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_WINDOW_EXCEEDED', closeReason: 'protocol-error' })
+    expect((err as Error).message).toBe('peer sent 100000 bytes on stream 1 with a 62144-byte window')
+    await peer.frame(isGoAway(1), 'GoAway protocol-error')
+    expect(stream?.destroyed).toBe(true)
+  })
+
+  test('a 4 GiB DATA length is rejected from the header alone', async () => {
+    const { session, peer } = await setup('server')
+    session.on('stream', (s: MuxStream) => { s.on('error', () => {}) })
+    const closed = closedWith(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    peer.send(FRAME_TYPE.DATA, 0, 1, 0xffff_ffff)
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_FRAME_TOO_LARGE' })
+    await peer.frame(isGoAway(1), 'GoAway protocol-error')
+  })
+
+  test('FIN on a DATA frame delivers the payload, then ends the readable side', async () => {
+    const { session, peer } = await setup('server')
+    const accepted = nextStream(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    const stream = await accepted
+    const chunks: Buffer[] = []
+    stream.on('data', (c: Buffer) => chunks.push(c))
+    const ended = once(stream, 'end')
+    peer.data(1, Buffer.from('last words'), FLAG.FIN)
+    await ended
+    expect(Buffer.concat(chunks).toString()).toBe('last words')
+    // half-closed: we can still write, and the peer reads it
+    stream.end(Buffer.from('reply'))
+    await peer.frame((f) => f.type === FRAME_TYPE.DATA && f.streamId === 1 && f.payload.toString() === 'reply', 'reply data')
+    await peer.frame(isWU(1, FLAG.FIN), 'our FIN')
+    await waitFor(() => session.stats.streamsOpen === 0, { what: 'stream removed after both FINs' })
+  })
+
+  test('ACK|FIN on a WINDOW_UPDATE (what Go sends) acknowledges and ends the stream', async () => {
+    const { session, peer } = await setup('client')
+    const stream = open(session)
+    await peer.frame(isWU(1, FLAG.SYN), 'SYN for stream 1')
+    const ended = once(stream, 'end')
+    const closed = once(stream, 'close')
+    stream.resume()
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.ACK | FLAG.FIN, 1, 0)
+    await ended
+    stream.end()
+    await peer.frame(isWU(1, FLAG.FIN), 'our FIN')
+    await closed
+    expect(session.stats.streamsOpen).toBe(0)
+  })
+
+  test('RST from the peer errors the stream with SLK_ERR_MUX_STREAM_RESET and fails writes', async () => {
+    const { session, peer } = await setup('client')
+    const stream = open(session)
+    await peer.frame(isWU(1, FLAG.SYN), 'SYN')
+    const errored = once(stream, 'error')
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, 1, 0)
+    const [err] = await errored as [MuxError]
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_STREAM_RESET' })
+    expect(err.message).toBe('peer reset stream 1')
+    await new Promise<void>((resolve) => {
+      stream.write(Buffer.from('x'), (e) => {
+        expect(e).toBeTruthy()
+        resolve()
+      })
+    })
+    expect(session.stats.streamsOpen).toBe(0)
+    expect(session.closed).toBe(false)
+  })
+
+  test('end() sends FIN and destroy() sends RST on the wire', async () => {
+    const { session, peer } = await setup('client')
+    const a = open(session)
+    const b = open(session)
+    expect([a.id, b.id]).toEqual([1, 3])
+    a.end(Buffer.from('bye'))
+    await peer.frame((f) => f.type === FRAME_TYPE.DATA && f.streamId === 1 && f.payload.toString() === 'bye', 'data on 1')
+    await peer.frame(isWU(1, FLAG.FIN), 'FIN on 1')
+    b.destroy()
+    await peer.frame(isWU(3, FLAG.RST), 'RST on 3')
+    expect(peer.frames.some(isWU(1, FLAG.RST))).toBe(false)
+  })
+
+  test('a GoAway from the peer blocks openStream while existing streams go on', async () => {
+    const { session, peer } = await setup('client')
+    const stream = open(session)
+    await peer.frame(isWU(1, FLAG.SYN), 'SYN')
+    const goaway = once(session, 'goaway')
+    peer.send(FRAME_TYPE.GO_AWAY, 0, 0, 0)
+    expect(await goaway).toEqual(['normal'])
+    expect(session.remoteGoAway).toBe('normal')
+    expect(() => session.openStream()).toThrow(expect.objectContaining({ code: 'SLK_ERR_MUX_GO_AWAY' }))
+    const data = once(stream, 'data')
+    peer.data(1, Buffer.from('still here'))
+    expect((await data)[0]).toEqual(Buffer.from('still here'))
+    stream.write('and us')
+    await peer.frame((f) => f.type === FRAME_TYPE.DATA && f.payload.toString() === 'and us', 'our data after GoAway')
+  })
+
+  test('a GoAway with an error code ends the session', async () => {
+    const { session, peer } = await setup('client')
+    const closed = closedWith(session)
+    peer.send(FRAME_TYPE.GO_AWAY, 0, 0, 2)
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_GO_AWAY' })
+    expect(session.remoteGoAway).toBe('internal-error')
+  })
+
+  test('goAway() sends the code; inbound SYNs after it are refused with RST', async () => {
+    const { session, peer } = await setup('server')
+    session.goAway('internal-error')
+    await peer.frame(isGoAway(2), 'GoAway internal-error')
+    expect(() => session.openStream()).toThrow(expect.objectContaining({ code: 'SLK_ERR_MUX_GO_AWAY' }))
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    await peer.frame(isWU(1, FLAG.RST), 'RST for stream 1')
+    expect(session.stats.streamsRefusedTotal).toBe(1)
+  })
+
+  test('a ping is answered with ACK and the same opaque value', async () => {
+    const { peer } = await setup('server')
+    peer.send(FRAME_TYPE.PING, FLAG.SYN, 0, 0xcafe_f00d)
+    const pong = await peer.frame((f) => f.type === FRAME_TYPE.PING && (f.flags & FLAG.ACK) === FLAG.ACK, 'pong')
+    expect(pong).toMatchObject({ streamId: 0, length: 0xcafe_f00d })
+  })
+
+  test('ping() measures the round trip', async () => {
+    const { session, peer } = await setup('client', { windowAutoTuning: false })
+    const rtt = await session.ping()
+    expect(rtt).toBeGreaterThan(0)
+    expect(session.stats.rttMs).toBe(rtt)
+    const sent = peer.frames.find((f) => f.type === FRAME_TYPE.PING && (f.flags & FLAG.SYN) === FLAG.SYN)
+    expect(sent?.streamId).toBe(0)
+    peer.answerPings = false
+    await expect(session.ping({ timeoutMs: 50 })).rejects.toMatchObject({ code: 'SLK_ERR_MUX_PING_TIMEOUT' })
+    const ac = new AbortController()
+    const aborted = session.ping({ signal: ac.signal })
+    ac.abort(new Error('caller gave up'))
+    await expect(aborted).rejects.toThrow('caller gave up')
+  })
+
+  test('an unanswered keepalive aborts the session with SLK_ERR_MUX_KEEPALIVE_TIMEOUT', async () => {
+    const { session, peer } = await setup('client', { keepaliveIntervalMs: 20, keepaliveTimeoutMs: 60, windowAutoTuning: false })
+    peer.answerPings = false
+    const stream = open(session)
+    const streamErr = once(stream, 'error')
+    const err = await closedWith(session)
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT' })
+    expect((await streamErr)[0]).toMatchObject({ code: 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT' })
+  })
+
+  test('the stream limit refuses an extra SYN with RST and makes openStream throw', async () => {
+    const { session, peer } = await setup('server', { maxStreams: 2 })
+    session.on('stream', () => {})
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 3, 0)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 5, 0)
+    peer.data(5, Buffer.from('dropped'))
+    await peer.frame(isWU(5, FLAG.RST), 'RST for stream 5')
+    expect(peer.frames.some(isWU(1, FLAG.RST))).toBe(false)
+    expect(session.stats.streamsRefusedTotal).toBe(1)
+    expect(session.stats.streamsOpen).toBe(2)
+    expect(() => session.openStream()).toThrow(expect.objectContaining({ code: 'SLK_ERR_MUX_STREAM_LIMIT' }))
+    await peer.sync()
+    expect(session.closed).toBe(false)
+  })
+
+  test('the accept backlog refuses with RST; a late listener gets the backlog', async () => {
+    const { session, peer } = await setup('server', { maxAcceptBacklog: 2 }, false)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 3, 0)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 5, 0)
+    await peer.frame(isWU(5, FLAG.RST), 'RST for stream 5')
+    expect(peer.frames.some(isWU(1, FLAG.ACK))).toBe(false)
+    const ids: number[] = []
+    session.on('stream', (s: MuxStream) => { ids.push(s.id); s.on('error', noop) })
+    await peer.frame(isWU(3, FLAG.ACK), 'ACK for stream 3')
+    expect(ids).toEqual([1, 3])
+  })
+
+  test('transport close errors every stream with SLK_ERR_MUX_TRANSPORT_CLOSED', async () => {
+    const { session, peer } = await setup('client')
+    const streams = [open(session), open(session), open(session)]
+    const errors = streams.map(async (s) => (await once(s, 'error'))[0] as unknown)
+    const closed = closedWith(session)
+    await peer.frame(isWU(5, FLAG.SYN), 'third SYN')
+    peer.socket.destroy()
+    for (const e of await Promise.all(errors)) expect(e).toMatchObject({ code: 'SLK_ERR_MUX_TRANSPORT_CLOSED' })
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_TRANSPORT_CLOSED' })
+    expect(session.closed).toBe(true)
+    expect(() => session.openStream()).toThrow(expect.objectContaining({ code: 'SLK_ERR_MUX_SESSION_CLOSED' }))
+  })
+
+  test('credit is returned only when the application reads', async () => {
+    const { session, peer } = await setup('server', { windowAutoTuning: false })
+    const accepted = nextStream(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    const stream = await accepted
+    stream.pause()
+    for (let i = 0; i < 4; i++) peer.data(1, Buffer.alloc(65_536, i))
+    await peer.sync()
+    await waitFor(() => stream.bufferedBytes === 262_144, { what: 'the whole window buffered' })
+    expect(session.stats.bufferedBytes).toBe(262_144)
+    expect(peer.frames.filter(isWU(1, 0)).filter((f) => f.length > 0)).toEqual([])
+    // reading the first 64 KiB is below half the window: still no credit
+    expect(stream.read(65_536)).toHaveLength(65_536)
+    await peer.sync()
+    expect(peer.frames.filter((f) => isWU(1, 0)(f) && f.length > 0)).toEqual([])
+    expect(stream.read(65_536)).toHaveLength(65_536)
+    const update = await peer.frame((f) => isWU(1, 0)(f) && f.length > 0, 'window update after reads')
+    expect(update.length).toBe(131_072)
+    expect(stream.bufferedBytes).toBe(131_072)
+  })
+
+  test('a writer blocked on a zero window is woken by a WINDOW_UPDATE', async () => {
+    const { session, peer } = await setup('client', { windowAutoTuning: false })
+    const stream = open(session)
+    let written = false
+    stream.write(Buffer.alloc(300_000, 1), () => { written = true })
+    await waitFor(() => peer.dataBytes(1) === 262_144, { what: 'a full window of data' })
+    await peer.sync()
+    expect(peer.dataBytes(1)).toBe(262_144)
+    expect(written).toBe(false)
+    expect(session.stats.windowStalls).toBe(1)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.ACK, 1, 100_000)
+    await waitFor(() => written, { what: 'the write callback' })
+    expect(peer.dataBytes(1)).toBe(300_000)
+  })
+
+  test('100,000 frames in one chunk are handled iteratively', async () => {
+    const { session, peer } = await setup('server')
+    const n = 100_000
+    const burst = Buffer.allocUnsafe(n * 12)
+    for (let i = 0; i < n; i++) burst.set(encodeHeader(FRAME_TYPE.PING, FLAG.SYN, 0, i), i * 12)
+    peer.socket.write(burst)
+    await waitFor(() => peer.frames.filter((f) => f.type === FRAME_TYPE.PING && (f.flags & FLAG.ACK) === FLAG.ACK).length >= n, { what: `${n} pongs`, timeoutMs: 30_000, intervalMs: 20 })
+    expect(session.closed).toBe(false)
+  })
+
+  test('an unknown frame type or version closes the session with its code', async () => {
+    const { session, peer } = await setup('server')
+    const closed = closedWith(session)
+    const bad = encodeHeader(FRAME_TYPE.PING, 0, 0, 0)
+    bad[1] = 9
+    peer.socket.write(bad)
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_FRAME_TYPE' })
+    await peer.frame(isGoAway(1), 'GoAway protocol-error')
+  })
+})

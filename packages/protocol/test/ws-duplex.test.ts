@@ -1,0 +1,98 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { describe, expect, onTestFinished, test } from 'vitest'
+import { WebSocket, WebSocketServer } from 'ws'
+import { waitFor } from '@spokelink/testkit'
+import { createMuxSession, createWebSocketDuplex } from '../src/index.js'
+import type { MuxStream } from '../src/index.js'
+
+const MiB = 1024 * 1024
+
+async function wsPair (): Promise<{ client: Duplex, server: Duplex, clientWs: WebSocket, serverWs: WebSocket }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * MiB })
+  await once(wss, 'listening')
+  const { port } = wss.address() as AddressInfo
+  const accepted = new Promise<{ server: Duplex, serverWs: WebSocket }>((resolve) => {
+    // Attached synchronously on connection: messages before the duplex exists would be lost.
+    wss.once('connection', (ws: WebSocket) => { resolve({ server: createWebSocketDuplex(ws), serverWs: ws }) })
+  })
+  const clientWs = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false, maxPayload: 64 * MiB })
+  const client = createWebSocketDuplex(clientWs)
+  const { server, serverWs } = await accepted
+  onTestFinished(async () => {
+    clientWs.terminate()
+    serverWs.terminate()
+    await new Promise<void>((resolve) => { wss.close(() => { resolve() }) })
+  })
+  return { client, server, clientWs, serverWs }
+}
+
+describe('createWebSocketDuplex', () => {
+  test('carries a MuxSession: 256 MiB sha256-exact, then a clean close', async () => {
+    const { client, server } = await wsPair()
+    const agent = createMuxSession(client, 'client', { keepaliveIntervalMs: 0 })
+    const exitNode = createMuxSession(server, 'server', { keepaliveIntervalMs: 0 })
+    const total = 256 * MiB
+    const received = new Promise<{ sha: string, bytes: number }>((resolve, reject) => {
+      exitNode.once('stream', (s: MuxStream) => {
+        const hash = createHash('sha256')
+        let bytes = 0
+        s.on('data', (c: Buffer) => { hash.update(c); bytes += c.length })
+        s.on('end', () => { s.end(); resolve({ sha: hash.digest('hex'), bytes }) })
+        s.on('error', reject)
+      })
+    })
+    const stream = agent.openStream()
+    stream.resume()
+    const block = randomBytes(MiB + 65_536)
+    const hash = createHash('sha256')
+    for (let sent = 0, i = 0; sent < total; i++) {
+      const at = (i * 7919 * 61) % MiB
+      const chunk = block.subarray(at, at + 65_536)
+      hash.update(chunk)
+      sent += chunk.length
+      if (!stream.write(chunk)) await once(stream, 'drain')
+    }
+    stream.end()
+    expect(await received).toEqual({ sha: hash.digest('hex'), bytes: total })
+    const exitClosed = once(exitNode, 'close')
+    await agent.close()
+    expect(await exitClosed).toEqual([undefined])
+  })
+
+  test('batches writes into one message and pushes binary messages', async () => {
+    const { client, serverWs } = await wsPair()
+    const messages: Buffer[] = []
+    serverWs.on('message', (m: Buffer) => messages.push(m))
+    client.cork()
+    client.write(Buffer.from('ab'))
+    client.write(Buffer.from('cd'))
+    client.uncork()
+    serverWs.send(Buffer.from('pong'))
+    const [chunk] = await once(client, 'data') as [Buffer]
+    expect(chunk.toString()).toBe('pong')
+    client.write(Buffer.from('!'))
+    await waitFor(() => messages.length === 2, { what: 'two messages at the server' })
+    expect(messages.map((m) => m.toString())).toEqual(['abcd', '!'])
+  })
+
+  test('a text message destroys the duplex with SLK_ERR_MUX_TRANSPORT_MESSAGE', async () => {
+    const { client, serverWs } = await wsPair()
+    const errored = once(client, 'error')
+    serverWs.send('not binary')
+    expect((await errored)[0]).toMatchObject({ code: 'SLK_ERR_MUX_TRANSPORT_MESSAGE' })
+  })
+
+  test('end() closes the WebSocket with 1000 and the peer sees the end', async () => {
+    const { client, server, serverWs } = await wsPair()
+    const closed = once(serverWs, 'close')
+    server.resume()
+    const ended = once(server, 'end')
+    client.end(Buffer.from('last'))
+    await ended
+    const [code] = await closed as [number]
+    expect(code).toBe(1000)
+  })
+})
