@@ -125,6 +125,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #upstreams: Map<string, Upstream>
   readonly #stop = new AbortController()
   #mux: MuxSession | undefined
+  /** The session's control stream: open for the session's life, so close() must not wait for it to drain. */
+  #control: MuxStream | undefined
   #running: Promise<void> | undefined
   #state: AgentState = 'stopped'
   /** The last failure logged, so a retry storm with the same cause logs one line. */
@@ -152,6 +154,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Stops reconnecting, lets open streams finish for up to `graceMs`, and closes the session. Idempotent. */
   async close (options: { graceMs?: number } = {}): Promise<void> {
     this.#stop.abort()
+    // The grace is for data streams; the idle control stream would otherwise hold close() for all of it.
+    this.#control?.destroy()
     await this.#mux?.close({ graceMs: options.graceMs ?? 5000 })
     await this.#running
     this.#setState('stopped')
@@ -223,6 +227,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const wsPing = setInterval(() => { ws.ping() }, options.keepaliveIntervalMs).unref()
     try {
       const control = mux.openStream()
+      this.#control = control
       control.on('error', (err) => { this.#log.debug({ err }, 'control stream closed') })
       const hello: Hello = { version: PROTOCOL_VERSION, agent: options.agentName, upstreams: [...this.#upstreams.keys()], labels: options.labels }
       writeFramedJson(control, hello)
@@ -246,6 +251,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     } finally {
       clearInterval(wsPing)
       this.#mux = undefined
+      this.#control = undefined
     }
   }
 

@@ -89,7 +89,8 @@ function convert (spec: OptionSpec, raw: unknown, where: string): ConfigValue {
       return fail('true or false')
     case 'list': {
       const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : fail('a list')
-      const strings = items.map((item) => typeof item === 'string' ? item.trim() : fail('a list of strings')).filter((item) => item !== '')
+      // Each item may itself be comma-separated (`--auto-tls-hosts a,b`), as the env form always is.
+      const strings = items.flatMap((item) => typeof item === 'string' ? item.split(',') : fail('a list of strings')).map((item) => item.trim()).filter((item) => item !== '')
       return strings
     }
     case 'address':

@@ -18,6 +18,8 @@ interface Listener {
   /** Sessions that granted this port; the listener closes when the last one goes. */
   sessions: Set<SpokeSession>
   upstream: string
+  /** Rotates the first candidate, so equally busy sessions take turns (sequential connections spread too). */
+  turn: number
 }
 
 const key = (spoke: string, upstream: string): string => `${spoke}\u0000${upstream}`
@@ -104,7 +106,7 @@ export class DataPlane {
 
   async #bind (spoke: string, port: PortConfig): Promise<Listener> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true })
-    const listener: Listener = { server, sessions: new Set(), upstream: port.upstream }
+    const listener: Listener = { server, sessions: new Set(), upstream: port.upstream, turn: 0 }
     server.on('connection', (socket) => { void this.#carry(socket, spoke, listener) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -169,7 +171,9 @@ export class DataPlane {
 
   #pick (listener: Listener): SpokeSession | undefined {
     let best: SpokeSession | undefined
-    for (const session of listener.sessions) {
+    const sessions = [...listener.sessions]
+    const first = listener.turn++ % Math.max(sessions.length, 1)
+    for (const session of [...sessions.slice(first), ...sessions.slice(0, first)]) {
       if (session.mux.closed || session.mux.remoteGoAway !== undefined) continue
       if (best === undefined || session.activeStreams < best.activeStreams) best = session
     }

@@ -230,9 +230,10 @@ export class ExitNode {
   async #shutdown (): Promise<void> {
     this.#log.info({ sessions: this.#muxes.size }, 'shutting down')
     clearInterval(this.#expiryTimer)
-    this.#server.close()
     for (const mux of this.#muxes) mux.goAway('normal')
+    // The control server keeps answering while streams drain: /readyz says 503 and new agents get 503.
     await this.#dataPlane.drain(this.#options.shutdownGraceMs)
+    this.#server.close()
     await Promise.allSettled([...this.#muxes].map(async (mux) => { await mux.close({ graceMs: 0 }) }))
     for (const ws of this.#wss.clients) ws.terminate()
     this.#server.closeAllConnections()

@@ -50,7 +50,8 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   } else if (autoTlsDir !== undefined) {
     const hosts = listSetting(config, 'auto-tls-hosts')
     const material = await ensureAutoTls(autoTlsDir, { hosts: hosts.length > 0 ? hosts : [os.hostname(), 'localhost', '127.0.0.1'] })
-    tls = { certPem: material.certPem, keyPem: material.keyPem }
+    // Serve the CA after the leaf: an agent pinning caSha256 (join token) must find the CA in the chain it is sent.
+    tls = { certPem: `${material.certPem.trimEnd()}\n${material.caPem.trimEnd()}\n`, keyPem: material.keyPem }
     logger.info({ dir: autoTlsDir, caSha256: material.caSha256 }, 'auto-tls ready')
   }
 

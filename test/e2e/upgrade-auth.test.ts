@@ -1,0 +1,425 @@
+/**
+ * Authentication before the WebSocket upgrade, protocol-version refusal, hostile input on the control
+ * port, and live revocation/expiry — with raw HTTP on real sockets and the in-process exit-node and
+ * agent. Every log line both write is collected, and no test may leave a token secret in it.
+ */
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import http from 'node:http'
+import { Registry } from 'prom-client'
+import net from 'node:net'
+import { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { afterEach, beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
+import pino from 'pino'
+import type { Logger } from 'pino'
+import { connectExitNode, createAgent } from '@spokelink/agent'
+import type { Agent, AgentOptions } from '@spokelink/agent'
+import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
+import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
+import { createExitNode } from '@spokelink/exit-node'
+import type { ExitNode, ExitNodeOptions } from '@spokelink/exit-node'
+import { PROTOCOL_NAME, ProtocolError } from '@spokelink/protocol'
+import { deterministicSource, expectedSha256, freePort, hashStream, listenLoopback, waitFor } from '@spokelink/testkit'
+
+
+const SPOKE = 'orion'
+const MB = 1_000_000
+
+// --- log capture and secret bookkeeping ---------------------------------------------------------
+
+/** Every line the exit-nodes and agents of the current test logged, at trace level. */
+let logLines: string[] = []
+/** Token strings and secret parts used by the current test; none may appear in a log line. */
+let secrets: string[] = []
+const logSink = new Writable({
+  write (chunk: Buffer, _encoding, callback) {
+    logLines.push(chunk.toString('utf8'))
+    callback()
+  },
+})
+
+beforeEach(() => {
+  logLines = []
+  secrets = []
+  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test ---\n${logLines.join('')}`) })
+})
+
+afterEach(() => {
+  expect(logLines.length, 'the test captured no log line, so the secret check proves nothing').toBeGreaterThan(0)
+  const text = logLines.join('')
+  for (const secret of secrets) {
+    expect(text.includes(secret), `a token or secret used by the test (${secret.slice(0, 12)}…) appears in the logs`).toBe(false)
+  }
+})
+
+function testLogger (name: string): Logger {
+  return pino({ level: 'trace', base: { name } }, logSink)
+}
+
+/** A fresh spoke token whose full string and secret part are checked against the logs. */
+function newToken (): CreatedSpokeToken {
+  const token = createSpokeToken()
+  remember(token.token)
+  remember(token.token.slice(`slk_${token.id}_`.length))
+  return token
+}
+
+function remember (secret: string): string {
+  secrets.push(secret)
+  return secret
+}
+
+// --- harness ------------------------------------------------------------------------------------
+
+interface TokenSpec {
+  token: CreatedSpokeToken
+  expires?: Date
+  revoked?: boolean
+}
+
+function spokesConfig (tokens: TokenSpec[], dataPort: number): SpokesConfig {
+  const lines = ['spokes:', `  - name: ${SPOKE}`, '    labels: {env: test}', '    tokens:']
+  for (const { token, expires, revoked } of tokens) {
+    const extra = `${expires === undefined ? '' : `, expires: "${expires.toISOString()}"`}${revoked === undefined ? '' : `, revoked: ${String(revoked)}`}`
+    lines.push(`      - {id: "${token.id}", sha256: "${token.sha256}"${extra}}`)
+  }
+  lines.push('    ports:', `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`)
+  return parseSpokesConfig(`${lines.join('\n')}\n`, 'test')
+}
+
+interface RunningExitNode {
+  exitNode: ExitNode
+  port: number
+  url: string
+}
+
+async function startExitNode (spokes: SpokesConfig, options: ExitNodeOptions = {}): Promise<RunningExitNode> {
+  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, shutdownGraceMs: 500, ...options }, spokes, { logger: testLogger('exit-node'), registry: new Registry() })
+  onTestFinished(async () => { await exitNode.close() })
+  const { port } = await exitNode.listen()
+  return { exitNode, port, url: `ws://127.0.0.1:${port}/connect` }
+}
+
+/** Creates and starts an agent (fast backoff); with `waitConnected` resolves once it is connected. */
+async function startAgent (options: AgentOptions, waitConnected = true): Promise<Agent> {
+  const agent = createAgent({ agentName: 'test-agent', backoff: { initialDelayMs: 50, maxDelayMs: 200 }, ...options }, { logger: testLogger('agent'), registry: new Registry() })
+  onTestFinished(async () => { await agent.close({ graceMs: 0 }) })
+  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
+  agent.start()
+  if (waitConnected) await connected
+  else connected.catch(() => { /* the caller waits for something else */ })
+  return agent
+}
+
+async function listen (server: net.Server): Promise<number> {
+  const port = await listenLoopback(server)
+  onTestFinished(async () => {
+    server.close()
+    await once(server, 'close')
+  })
+  return port
+}
+
+async function startEchoUpstream (): Promise<number> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.on('error', () => { /* a reset stream when a test ends */ })
+    pipeline(socket, socket).catch(() => { /* as above */ })
+  })
+  onTestFinished(() => { for (const socket of sockets) socket.destroy() })
+  return await listen(server)
+}
+
+/** Sends `bytes` deterministic bytes through the data-plane port to the echo upstream; resolves with the hash of the echo. */
+async function echoThroughTunnel (dataPort: number, bytes: number, seed: number): Promise<{ sha256: string, bytes: number }> {
+  const socket = net.connect({ host: '127.0.0.1', port: dataPort, allowHalfOpen: true })
+  onTestFinished(() => { socket.destroy() })
+  await once(socket, 'connect', { signal: AbortSignal.timeout(5000) })
+  const [, echoed] = await Promise.all([pipeline(deterministicSource(bytes, seed), socket), hashStream(socket)])
+  return echoed
+}
+
+interface RawResponse {
+  raw: string
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/** Writes `request` on a fresh TCP connection and reads until the server closes it (5 s at most). */
+async function rawExchange (port: number, request: string | Buffer): Promise<RawResponse> {
+  const socket = net.connect({ host: '127.0.0.1', port })
+  onTestFinished(() => { socket.destroy() })
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  // A reset (the server cutting off a request it will not read) counts as a close here; once() would reject.
+  socket.on('error', () => {})
+  const closed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error('the exit-node did not close the connection within 5 s')) }, 5000)
+    socket.once('close', () => { clearTimeout(timer); resolve() })
+  })
+  socket.write(request)
+  await closed
+  const raw = Buffer.concat(chunks).toString('latin1')
+  const [head = '', ...rest] = raw.split('\r\n\r\n')
+  const [statusLine = '', ...headerLines] = head.split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of headerLines) {
+    const colon = line.indexOf(':')
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  return { raw, status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine)?.[1] ?? 0), headers, body: rest.join('\r\n\r\n') }
+}
+
+/** A WebSocket upgrade request for `path` with the given extra headers (null drops a default one). */
+function upgradeRequest (port: number, headers: Record<string, string | null>, path = '/connect'): string {
+  const all: Record<string, string | null> = {
+    Host: `127.0.0.1:${port}`,
+    Connection: 'Upgrade',
+    Upgrade: 'websocket',
+    'Sec-WebSocket-Version': '13',
+    'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+    'Sec-WebSocket-Protocol': PROTOCOL_NAME,
+    ...headers,
+  }
+  const lines = Object.entries(all).filter((entry): entry is [string, string] => entry[1] !== null).map(([k, v]) => `${k}: ${v}`)
+  return `GET ${path} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`
+}
+
+/** Asserts a plain refusal: the given status, no upgrade, and a body of one short line without any secret. */
+function expectRefusal (res: RawResponse, status: number, reason: string | RegExp): void {
+  expect(res.status, res.raw.slice(0, 200)).toBe(status)
+  expect(res.raw.startsWith('HTTP/1.1 101')).toBe(false)
+  expect(res.headers['sec-websocket-accept']).toBeUndefined()
+  expect(res.headers.upgrade).toBeUndefined()
+  expect(res.body).toMatch(/^[^\n]{1,120}\n$/)
+  if (typeof reason === 'string') expect(res.body).toBe(`${reason}\n`)
+  else expect(res.body).toMatch(reason)
+  for (const secret of secrets) expect(res.raw.includes(secret), 'the refusal echoes a secret').toBe(false)
+}
+
+/** `spokelink_auth_failures_total` by reason, from the exit-node's `/metrics`. */
+async function authFailures (port: number): Promise<Record<string, number>> {
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, signal: AbortSignal.timeout(5000) }, resolve).once('error', reject)
+  })
+  let text = ''
+  for await (const chunk of res) text += String(chunk)
+  const counts: Record<string, number> = {}
+  for (const match of text.matchAll(/^spokelink_auth_failures_total\{reason="([^"]+)"\} (\d+)$/gm)) {
+    counts[match[1] ?? ''] = Number(match[2])
+  }
+  return counts
+}
+
+async function nextDisconnect (agent: Agent, timeoutMs = 5000): Promise<Error & { code?: string }> {
+  const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(timeoutMs) }) as [Error & { code?: string } | undefined]
+  if (err === undefined) throw new Error('the agent disconnected without an error')
+  return err
+}
+
+// --- tests --------------------------------------------------------------------------------------
+
+describe('upgrade authentication', () => {
+  test('bad, malformed, expired, revoked and URL-borne tokens get a plain 401/403 before any upgrade', async () => {
+    const good = newToken()
+    const expired = newToken()
+    const revoked = newToken()
+    const dataPort = await freePort()
+    const { port } = await startExitNode(spokesConfig([
+      { token: good },
+      { token: expired, expires: new Date('2020-01-01T00:00:00Z') },
+      { token: revoked, revoked: true },
+    ], dataPort))
+    const donor = newToken()
+    const wrongSecret = remember(`slk_${good.id}_${donor.token.slice(`slk_${donor.id}_`.length)}`)
+    const unknownId = newToken().token
+
+    const cases: Array<{ what: string, headers: Record<string, string | null>, path?: string, status: number, reason: string }> = [
+      { what: 'no Authorization', headers: {}, status: 401, reason: 'missing bearer token' },
+      { what: 'wrong secret', headers: { Authorization: `Bearer ${wrongSecret}` }, status: 401, reason: 'invalid token' },
+      { what: 'unknown id', headers: { Authorization: `Bearer ${unknownId}` }, status: 401, reason: 'invalid token' },
+      { what: 'not a token', headers: { Authorization: 'Bearer not-a-spoke-token' }, status: 401, reason: 'malformed token' },
+      { what: 'Basic scheme', headers: { Authorization: `Basic ${Buffer.from(`x:${good.token}`).toString('base64')}` }, status: 401, reason: 'malformed authorization header' },
+      { what: 'bare token', headers: { Authorization: good.token }, status: 401, reason: 'malformed authorization header' },
+      { what: 'expired', headers: { Authorization: `Bearer ${expired.token}` }, status: 403, reason: 'token expired' },
+      { what: 'revoked', headers: { Authorization: `Bearer ${revoked.token}` }, status: 403, reason: 'token revoked' },
+      { what: 'token in ?token=', headers: {}, path: `/connect?token=${good.token}`, status: 401, reason: 'missing bearer token' },
+      { what: 'token in ?access_token=', headers: {}, path: `/connect?access_token=${encodeURIComponent(good.token)}`, status: 401, reason: 'missing bearer token' },
+    ]
+    for (const c of cases) {
+      const res = await rawExchange(port, upgradeRequest(port, c.headers, c.path))
+      expect.soft(res.status, c.what).toBe(c.status)
+      expectRefusal(res, c.status, c.reason)
+    }
+    expect(await authFailures(port)).toEqual({ missing: 3, invalid: 2, malformed: 3, expired: 1, revoked: 1 })
+
+    // The same good token in the header is accepted (101), so the refusals above are about the token's form.
+    const ok = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port })
+      onTestFinished(() => { socket.destroy() })
+      socket.once('data', (chunk: Buffer) => { resolve(chunk.toString('latin1').split('\r\n')[0] ?? '') })
+      socket.once('error', reject)
+      socket.write(upgradeRequest(port, { Authorization: `Bearer ${good.token}` }))
+    })
+    expect(ok).toBe('HTTP/1.1 101 Switching Protocols')
+  })
+
+  test('a peer speaking another protocol version is told both versions, on both sides', async () => {
+    const good = newToken()
+    const dataPort = await freePort()
+    const { port } = await startExitNode(spokesConfig([{ token: good }], dataPort))
+
+    // Exit-node side: a v2 agent gets 400 naming both versions, with the version the server speaks.
+    const res = await rawExchange(port, upgradeRequest(port, { 'Sec-WebSocket-Protocol': 'spokelink.v2', Authorization: `Bearer ${good.token}` }))
+    expectRefusal(res, 400, /spokelink\.v1.*spokelink\.v2/)
+    expect(res.headers['x-spokelink-protocol']).toBe('spokelink.v1')
+    const none = await rawExchange(port, upgradeRequest(port, { 'Sec-WebSocket-Protocol': null, Authorization: `Bearer ${good.token}` }))
+    expectRefusal(none, 400, /spokelink\.v1/)
+    expect(await authFailures(port)).toEqual({ version: 2 })
+
+    // Agent side: a fake v2 exit-node answers 400 + X-Spokelink-Protocol: spokelink.v2.
+    const seen: Array<{ url: string | undefined, authorization: string | undefined, protocol: string | undefined }> = []
+    const fake = http.createServer()
+    fake.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      seen.push({ url: req.url, authorization: req.headers.authorization, protocol: req.headers['sec-websocket-protocol'] })
+      const body = 'exit-node speaks spokelink.v2\n'
+      socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nX-Spokelink-Protocol: spokelink.v2\r\nContent-Length: ${body.length}\r\n\r\n${body}`)
+    })
+    onTestFinished(() => { fake.closeAllConnections() })
+    const fakePort = await listen(fake)
+    const url = `ws://127.0.0.1:${fakePort}/connect`
+    const err: unknown = await connectExitNode({ url, token: good.token, insecure: false, handshakeTimeoutMs: 5000, maxMessageBytes: 1 << 20 }).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(ProtocolError)
+    expect(err).toMatchObject({ code: 'SLK_ERR_PROTO_VERSION_MISMATCH' })
+    expect(String((err as Error).message)).toMatch(/spokelink\.v2.*spokelink\.v1/)
+    expect(seen[0]).toEqual({ url: '/connect', authorization: `Bearer ${good.token}`, protocol: 'spokelink.v1' })
+
+    const agent = await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 9 }] }, false)
+    expect(await nextDisconnect(agent)).toMatchObject({ code: 'SLK_ERR_PROTO_VERSION_MISMATCH' })
+  })
+
+  test('junk bytes, oversized headers and 500 bad upgrades leave a good session working', async () => {
+    const good = newToken()
+    const echoPort = await startEchoUpstream()
+    const dataPort = await freePort()
+    const { exitNode, port, url } = await startExitNode(spokesConfig([{ token: good }], dataPort))
+    await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] })
+    const [session] = exitNode.sessions.sessionsOf(SPOKE)
+    if (session === undefined) throw new Error('no session')
+    expect(await echoThroughTunnel(dataPort, MB, 1)).toEqual({ sha256: expectedSha256(MB, 1), bytes: MB })
+
+    // Garbage, a request that never finishes, and 100 KB of headers: each costs its own socket only.
+    const garbage = await rawExchange(port, randomBytes(64 * 1024))
+    expect(garbage.raw.startsWith('HTTP/1.1 101')).toBe(false)
+    const half = net.connect({ host: '127.0.0.1', port })
+    onTestFinished(() => { half.destroy() })
+    half.on('error', () => { /* destroyed at the end of the test */ })
+    half.write('GET /connect HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nAuthoriz')
+    const huge = await rawExchange(port, upgradeRequest(port, { 'X-Padding': 'a'.repeat(100 * 1024), Authorization: `Bearer ${good.token}` }))
+    expect(huge.raw.startsWith('HTTP/1.1 101')).toBe(false)
+    expect(huge.status === 0 || huge.status === 431 || huge.status === 400).toBe(true)
+
+    // 500 bad upgrade attempts, 50 at a time, four kinds of failure.
+    const kinds: Array<{ reason: string, status: number, headers: Record<string, string | null> }> = [
+      { reason: 'missing', status: 401, headers: {} },
+      { reason: 'invalid', status: 401, headers: { Authorization: `Bearer ${newToken().token}` } },
+      { reason: 'malformed', status: 401, headers: { Authorization: 'Bearer slk_x' } },
+      { reason: 'version', status: 400, headers: { 'Sec-WebSocket-Protocol': 'spokelink.v2', Authorization: `Bearer ${good.token}` } },
+    ]
+    const statuses: number[] = []
+    let next = 0
+    await Promise.all(Array.from({ length: 50 }, async () => {
+      while (next < 500) {
+        const kind = kinds[next++ % kinds.length]
+        if (kind === undefined) throw new Error('unreachable')
+        const res = await rawExchange(port, upgradeRequest(port, kind.headers))
+        statuses.push(res.status === kind.status ? 0 : res.status)
+      }
+    }))
+    expect(statuses).toHaveLength(500)
+    expect(statuses.filter((s) => s !== 0)).toEqual([])
+
+    expect(await echoThroughTunnel(dataPort, MB, 2)).toEqual({ sha256: expectedSha256(MB, 2), bytes: MB })
+    expect(exitNode.sessions.sessionsOf(SPOKE)).toEqual([session])
+    expect(session.mux.closed).toBe(false)
+    expect(await authFailures(port)).toEqual({ missing: 125, invalid: 125, malformed: 125, version: 125 })
+    half.destroy()
+  })
+
+  test('revoking a token closes its live session within 5 s and the agent is then refused with 403', async () => {
+    const token = newToken()
+    const other = newToken()
+    const echoPort = await startEchoUpstream()
+    const dataPort = await freePort()
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token }, { token: other }], dataPort), { expiryCheckIntervalMs: 200 })
+    const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] })
+    expect(await echoThroughTunnel(dataPort, MB, 3)).toEqual({ sha256: expectedSha256(MB, 3), bytes: MB })
+
+    const first = nextDisconnect(agent)
+    exitNode.updateSpokes(spokesConfig([{ token, revoked: true }, { token: other }], dataPort))
+    const closedErr = await first
+    expect(closedErr).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
+    expect(closedErr.message).toContain('token revoked')
+    expect(exitNode.sessions.all()).toEqual([])
+    await waitFor(async () => await new Promise<boolean>((resolve) => {
+      const probe = net.connect({ host: '127.0.0.1', port: dataPort })
+      probe.once('connect', () => { probe.destroy(); resolve(false) })
+      probe.once('error', (err: NodeJS.ErrnoException) => { resolve(err.code === 'ECONNREFUSED') })
+    }), { what: 'the data-plane port to refuse connections' })
+
+    const retry = await nextDisconnect(agent)
+    expect(retry).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
+    expect(retry.message).toContain('(403): token revoked')
+    expect(logLines.some((line) => line.includes('"msg":"session revoked"') && line.includes(`"tokenId":"${token.id}"`))).toBe(true)
+  })
+
+  test('a token that expires during its session is cut off within the expiry check interval', async () => {
+    const token = newToken()
+    const echoPort = await startEchoUpstream()
+    const dataPort = await freePort()
+    const expires = new Date(Date.now() + 1500)
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token, expires }], dataPort), { expiryCheckIntervalMs: 200 })
+    const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] })
+    expect(exitNode.sessions.isConnected(SPOKE)).toBe(true)
+
+    const err = await nextDisconnect(agent, 5000)
+    const lateMs = Date.now() - expires.getTime()
+    expect(lateMs).toBeGreaterThanOrEqual(0)
+    expect(lateMs).toBeLessThan(200 + 800)
+    expect(err).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
+    expect(err.message).toContain('token expired')
+    expect(exitNode.sessions.all()).toEqual([])
+    const retry = await nextDisconnect(agent)
+    expect(retry).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
+    expect(retry.message).toContain('(403): token expired')
+  })
+
+  test('a token added with updateSpokes works without a restart, and existing sessions stay', async () => {
+    const first = newToken()
+    const added = newToken()
+    const echoPort = await startEchoUpstream()
+    const dataPort = await freePort()
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token: first }], dataPort))
+    const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }]
+    await startAgent({ server: url, token: first.token, upstreams, agentName: 'replica-a' })
+    const [existing] = exitNode.sessions.sessionsOf(SPOKE)
+
+    const newcomer = await startAgent({ server: url, token: added.token, upstreams, agentName: 'replica-b' }, false)
+    expect(await nextDisconnect(newcomer)).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
+
+    const connected = once(newcomer, 'connected', { signal: AbortSignal.timeout(10_000) })
+    exitNode.updateSpokes(spokesConfig([{ token: first }, { token: added }], dataPort))
+    await connected
+    const sessions = exitNode.sessions.sessionsOf(SPOKE)
+    expect(sessions.map((s) => s.agent).sort()).toEqual(['replica-a', 'replica-b'])
+    expect(sessions).toContain(existing)
+    expect(existing?.mux.closed).toBe(false)
+    for (let i = 0; i < 4; i++) {
+      expect(await echoThroughTunnel(dataPort, 100_000, 10 + i)).toEqual({ sha256: expectedSha256(100_000, 10 + i), bytes: 100_000 })
+    }
+  })
+})
