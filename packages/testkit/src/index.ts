@@ -1,1 +1,38 @@
-export {}
+/**
+ * Test helpers for spokelink: polling with a named timeout, loopback ports, a child-process runner
+ * with parsed pino logs, a fixture Prometheus exporter, the real Prometheus, TLS fixtures and
+ * deterministic byte sources for hash-checked transfers. Private: only ever a devDependency.
+ *
+ * @example
+ * ```ts
+ * import { runSpokelink, startFixtureExporter, waitFor } from '@spokelink/testkit'
+ *
+ * const exporter = await startFixtureExporter()
+ * const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', spokesFile])
+ * const listening = await server.waitForLog((e) => e.msg === 'listening', { what: 'server listening' })
+ * await waitFor(() => exporter.requests > 0, { what: 'a scrape of the fixture exporter' })
+ * await server.kill()
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { waitFor, WAIT_FOR_DEFAULTS } from './wait-for.js'
+export type { WaitForOptions } from './wait-for.js'
+export { listenLoopback } from './listen-loopback.js'
+export { freePort } from './free-port.js'
+export { startFixtureExporter, defaultFixtureMetrics } from './fixture-exporter.js'
+export type { FixtureExporter, FixtureExporterOptions } from './fixture-exporter.js'
+export { runProcess, killAllProcesses, RUN_PROCESS_DEFAULTS } from './run-process.js'
+export type { RunProcessOptions, RunningProcess, ProcessExit, ProcessWaitOptions, LogEntry } from './run-process.js'
+export { runSpokelink, spokelinkBin } from './run-spokelink.js'
+export { startPrometheus, isPrometheusInstalled, findPrometheusBin } from './start-prometheus.js'
+export type { StartPrometheusOptions, RunningPrometheus, PrometheusSample, PrometheusTargets } from './start-prometheus.js'
+export { prometheusConfig, formatPrometheusDuration, FEDERATE_ALL_SELECTOR, PROMETHEUS_CONFIG_DEFAULTS } from './prometheus-config.js'
+export type { PrometheusConfigOptions, PrometheusJob } from './prometheus-config.js'
+export { createTlsFixture } from './tls-fixture.js'
+export type { TlsFixture, TlsFixtureOptions } from './tls-fixture.js'
+export { hashStream, sha256Hex } from './hash-stream.js'
+export type { StreamHash } from './hash-stream.js'
+export { deterministicSource, expectedSha256, DETERMINISTIC_CHUNK_BYTES } from './deterministic-source.js'
+export { createDelayLink, DELAY_LINK_DEFAULTS } from './delay-link.js'
+export type { DelayLink, DelayLinkOptions, DelayLinkStats } from './delay-link.js'
