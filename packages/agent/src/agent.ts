@@ -197,7 +197,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       return
     }
     this.#lastFailure = summary
-    const fields = { retryInMs, attempt: this.#backoff.attempt, err: failure }
+    // A refused token or an unreachable hub is an expected condition: the code and message say it all, a stack does not.
+    const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
     if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }

@@ -304,6 +304,7 @@ export class ExitNode {
     let session: SpokeSession | undefined
     mux.on('close', (err?: Error) => {
       clearInterval(wsPing)
+      clearTimeout(helloTimer)
       this.#muxes.delete(mux)
       if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('SLK_ERR_MUX_') &&
         err.code !== 'SLK_ERR_MUX_TRANSPORT_CLOSED' && err.code !== 'SLK_ERR_MUX_SESSION_CLOSED') {
