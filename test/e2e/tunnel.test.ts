@@ -16,12 +16,9 @@ import { pipeline } from 'node:stream/promises'
 import { beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
 import pino from 'pino'
 import type { Logger } from 'pino'
-import { createAgent } from '@spokelink/agent'
-import type { Agent, AgentOptions } from '@spokelink/agent'
+import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
-import { createExitNode } from '@spokelink/exit-node'
-import type { ExitNode, ExitNodeOptions } from '@spokelink/exit-node'
 import {
   MUX_SESSION_DEFAULTS,
   PROTOCOL_NAME,
@@ -36,7 +33,8 @@ import {
   writeFramedJson,
 } from '@spokelink/protocol'
 import type { MuxStream } from '@spokelink/protocol'
-import { deterministicSource, expectedSha256, freePort, hashStream, listenLoopback, sha256Hex, waitFor } from '@spokelink/testkit'
+import { deterministicSource, expectedSha256, freePort, hashStream, sha256Hex, waitFor } from '@spokelink/testkit'
+import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
 
 const MiB = 1024 * 1024
@@ -88,43 +86,6 @@ function spokesConfig (spokes: SpokeSpec[]): SpokesConfig {
   return parseSpokesConfig(spokesYaml(spokes), 'test')
 }
 
-interface RunningExitNode {
-  exitNode: ExitNode
-  registry: Registry
-  port: number
-  url: string
-}
-
-async function startExitNode (spokes: SpokesConfig, options: ExitNodeOptions = {}): Promise<RunningExitNode> {
-  const registry = new Registry()
-  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, shutdownGraceMs: 500, ...options }, spokes, { logger: testLogger('exit-node'), registry })
-  onTestFinished(async () => { await exitNode.close() })
-  const address = await exitNode.listen()
-  return { exitNode, registry, port: address.port, url: `ws://127.0.0.1:${address.port}/connect` }
-}
-
-const FAST_BACKOFF = { initialDelayMs: 50, maxDelayMs: 200 }
-
-/** Creates and starts an agent; resolves once it is connected (or rejects after 10 s). */
-async function startAgent (options: AgentOptions & { waitConnected?: boolean }): Promise<Agent> {
-  const { waitConnected = true, ...agentOptions } = options
-  const agent = createAgent({ agentName: 'test-agent', backoff: FAST_BACKOFF, ...agentOptions }, { logger: testLogger('agent'), registry: new Registry() })
-  onTestFinished(async () => { await agent.close({ graceMs: 0 }) })
-  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
-  agent.start()
-  if (waitConnected) await connected
-  else connected.catch(() => { /* the caller waits for something else */ })
-  return agent
-}
-
-async function listen (server: net.Server): Promise<number> {
-  const port = await listenLoopback(server)
-  onTestFinished(async () => {
-    server.close()
-    await once(server, 'close')
-  })
-  return port
-}
 
 /** Tracks every socket a test server accepted so cleanup can destroy them. */
 function trackSockets (server: net.Server): Set<net.Socket> {
@@ -211,8 +172,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const upstreamPort = await listen(server)
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] })
+    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
+    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
 
     const client = await connectTcp(dataPort)
     const answer = readAll(client)
@@ -239,8 +200,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const upstreamPort = await listen(server)
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] })
+    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
+    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
 
     const client = await connectTcp(dataPort)
     client.end()
@@ -264,8 +225,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const upstreamPort = await listen(server)
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] })
+    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
+    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
 
     const client = await connectTcp(dataPort)
     const answer = hashStream(client)
@@ -279,8 +240,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const echo = await startEchoUpstream()
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { exitNode, url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] })
+    const { exitNode, url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
+    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
 
     const payloads = Array.from({ length: 100 }, () => randomBytes(64 * 1024))
     const results = await Promise.all(payloads.map(async (payload) => await roundTrip(dataPort, payload)))
@@ -319,8 +280,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const upstreamPort = await listen(server)
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { exitNode, url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] })
+    const { exitNode, url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
+    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
     const session = exitNode.sessions.all()[0]
     if (session === undefined) throw new Error('no exit-node session')
 
@@ -365,10 +326,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const tokenA = createSpokeToken()
     const tokenB = createSpokeToken()
     const dataPort = await freePort()
-    const { exitNode, url } = await startExitNode(spokesConfig([{ tokens: [tokenA, tokenB], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
+    const { exitNode, url } = await startExitNode(spokesConfig([{ tokens: [tokenA, tokenB], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
     const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }]
-    const agentA = await startAgent({ server: url, token: tokenA.token, upstreams, agentName: 'replica-a' })
-    const agentB = await startAgent({ server: url, token: tokenB.token, upstreams, agentName: 'replica-b' })
+    const agentA = await startAgent({ server: url, token: tokenA.token, upstreams, agentName: 'replica-a' }, testLogger('agent'))
+    const agentB = await startAgent({ server: url, token: tokenB.token, upstreams, agentName: 'replica-b' }, testLogger('agent'))
     const sessions = exitNode.sessions.sessionsOf(SPOKE)
     expect(sessions.map((s) => s.agent).sort()).toEqual(['replica-a', 'replica-b'])
 
@@ -417,8 +378,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const token = createSpokeToken()
     const dataPort = await freePort()
     const spokes = spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }])
-    const first = await startExitNode(spokes)
-    const agent = await startAgent({ server: first.url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] })
+    const first = await startExitNode(spokes, testLogger('exit-node'))
+    const agent = await startAgent({ server: first.url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
     const before = randomBytes(100_000)
     expect((await roundTrip(dataPort, before)).equals(before)).toBe(true)
 
@@ -428,7 +389,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect((await connectError(dataPort)).code).toBe('ECONNREFUSED')
 
     const reconnected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
-    const second = await startExitNode(spokes, { port: first.port })
+    const second = await startExitNode(spokes, testLogger('exit-node'), { port: first.port })
     const [info] = await reconnected as [{ spoke: string, ports: Array<{ port: number }> }]
     expect(info.spoke).toBe(SPOKE)
     expect(info.ports.map((p) => p.port)).toEqual([dataPort])
@@ -446,8 +407,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const { exitNode, url } = await startExitNode(spokesConfig([{
       tokens: [token],
       ports: [{ upstream: 'prometheus', port: promPort }, { upstream: 'alertmanager', port: alertPort }],
-    }]))
-    const connected = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] })
+    }]), testLogger('exit-node'))
+    const connected = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
     expect(connected.state).toBe('connected')
     expect(exitNode.sessions.sessionsOf(SPOKE)[0]?.ports.map((p) => p.upstream)).toEqual(['prometheus'])
     expect((await connectError(alertPort)).code).toBe('ECONNREFUSED')
@@ -483,7 +444,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     })
     onTestFinished(() => { httpServer.closeAllConnections(); httpServer.close() })
     const fakePort = await listen(httpServer)
-    const fakeAgent = await startAgent({ server: `ws://127.0.0.1:${fakePort}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] })
+    const fakeAgent = await startAgent({ server: `ws://127.0.0.1:${fakePort}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
     expect(fakeAgent.state).toBe('connected')
     await allAsked
     const [unknown, hostPort] = await Promise.allSettled(asked)
@@ -509,8 +470,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const upstreamPort = await listen(server)
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { exitNode, port, url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), { shutdownGraceMs: 120_000 })
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] })
+    const { exitNode, port, url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'), { shutdownGraceMs: 120_000 })
+    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
     expect(await httpGet(port, '/readyz')).toMatchObject({ status: 200 })
 
     const client = await connectTcp(dataPort)
@@ -535,7 +496,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const echo = await startEchoUpstream()
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const { exitNode, port: exitPort } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
+    const { exitNode, port: exitPort } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
     const relay = await startFreezableRelay(exitPort)
     const agent = await startAgent({
       server: `ws://127.0.0.1:${relay.port}/connect`,
@@ -544,7 +505,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
       keepaliveIntervalMs: 200,
       keepaliveTimeoutMs: 600,
       handshakeTimeoutMs: 2000,
-    })
+    }, testLogger('agent'))
     const payload = randomBytes(10_000)
     expect((await roundTrip(dataPort, payload)).equals(payload)).toBe(true)
 

@@ -6,21 +6,19 @@
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import http from 'node:http'
-import { Registry } from 'prom-client'
 import net from 'node:net'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { afterEach, beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
 import pino from 'pino'
 import type { Logger } from 'pino'
-import { connectExitNode, createAgent } from '@spokelink/agent'
-import type { Agent, AgentOptions } from '@spokelink/agent'
+import { connectExitNode } from '@spokelink/agent'
+import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
-import { createExitNode } from '@spokelink/exit-node'
-import type { ExitNode, ExitNodeOptions } from '@spokelink/exit-node'
 import { PROTOCOL_NAME, ProtocolError } from '@spokelink/protocol'
-import { deterministicSource, expectedSha256, freePort, hashStream, listenLoopback, waitFor } from '@spokelink/testkit'
+import { deterministicSource, expectedSha256, freePort, hashStream, waitFor } from '@spokelink/testkit'
+import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
 
 const SPOKE = 'orion'
@@ -88,38 +86,6 @@ function spokesConfig (tokens: TokenSpec[], dataPort: number): SpokesConfig {
   return parseSpokesConfig(`${lines.join('\n')}\n`, 'test')
 }
 
-interface RunningExitNode {
-  exitNode: ExitNode
-  port: number
-  url: string
-}
-
-async function startExitNode (spokes: SpokesConfig, options: ExitNodeOptions = {}): Promise<RunningExitNode> {
-  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, shutdownGraceMs: 500, ...options }, spokes, { logger: testLogger('exit-node'), registry: new Registry() })
-  onTestFinished(async () => { await exitNode.close() })
-  const { port } = await exitNode.listen()
-  return { exitNode, port, url: `ws://127.0.0.1:${port}/connect` }
-}
-
-/** Creates and starts an agent (fast backoff); with `waitConnected` resolves once it is connected. */
-async function startAgent (options: AgentOptions, waitConnected = true): Promise<Agent> {
-  const agent = createAgent({ agentName: 'test-agent', backoff: { initialDelayMs: 50, maxDelayMs: 200 }, ...options }, { logger: testLogger('agent'), registry: new Registry() })
-  onTestFinished(async () => { await agent.close({ graceMs: 0 }) })
-  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
-  agent.start()
-  if (waitConnected) await connected
-  else connected.catch(() => { /* the caller waits for something else */ })
-  return agent
-}
-
-async function listen (server: net.Server): Promise<number> {
-  const port = await listenLoopback(server)
-  onTestFinished(async () => {
-    server.close()
-    await once(server, 'close')
-  })
-  return port
-}
 
 async function startEchoUpstream (): Promise<number> {
   const sockets = new Set<net.Socket>()
@@ -233,7 +199,7 @@ describe('upgrade authentication', () => {
       { token: good },
       { token: expired, expires: new Date('2020-01-01T00:00:00Z') },
       { token: revoked, revoked: true },
-    ], dataPort))
+    ], dataPort), testLogger('exit-node'))
     const donor = newToken()
     const wrongSecret = remember(`slk_${good.id}_${donor.token.slice(`slk_${donor.id}_`.length)}`)
     const unknownId = newToken().token
@@ -271,7 +237,7 @@ describe('upgrade authentication', () => {
   test('a peer speaking another protocol version is told both versions, on both sides', async () => {
     const good = newToken()
     const dataPort = await freePort()
-    const { port } = await startExitNode(spokesConfig([{ token: good }], dataPort))
+    const { port } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
 
     // Exit-node side: a v2 agent gets 400 naming both versions, with the version the server speaks.
     const res = await rawExchange(port, upgradeRequest(port, { 'Sec-WebSocket-Protocol': 'spokelink.v2', Authorization: `Bearer ${good.token}` }))
@@ -298,7 +264,7 @@ describe('upgrade authentication', () => {
     expect(String((err as Error).message)).toMatch(/spokelink\.v2.*spokelink\.v1/)
     expect(seen[0]).toEqual({ url: '/connect', authorization: `Bearer ${good.token}`, protocol: 'spokelink.v1' })
 
-    const agent = await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 9 }] }, false)
+    const agent = await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 9 }] }, testLogger('agent'), false)
     expect(await nextDisconnect(agent)).toMatchObject({ code: 'SLK_ERR_PROTO_VERSION_MISMATCH' })
   })
 
@@ -306,8 +272,8 @@ describe('upgrade authentication', () => {
     const good = newToken()
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
-    const { exitNode, port, url } = await startExitNode(spokesConfig([{ token: good }], dataPort))
-    await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] })
+    const { exitNode, port, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
+    await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     const [session] = exitNode.sessions.sessionsOf(SPOKE)
     if (session === undefined) throw new Error('no session')
     expect(await echoThroughTunnel(dataPort, MB, 1)).toEqual({ sha256: expectedSha256(MB, 1), bytes: MB })
@@ -355,8 +321,8 @@ describe('upgrade authentication', () => {
     const other = newToken()
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
-    const { exitNode, url } = await startExitNode(spokesConfig([{ token }, { token: other }], dataPort), { expiryCheckIntervalMs: 200 })
-    const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] })
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token }, { token: other }], dataPort), testLogger('exit-node'), { expiryCheckIntervalMs: 200 })
+    const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     expect(await echoThroughTunnel(dataPort, MB, 3)).toEqual({ sha256: expectedSha256(MB, 3), bytes: MB })
 
     const first = nextDisconnect(agent)
@@ -382,8 +348,8 @@ describe('upgrade authentication', () => {
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
     const expires = new Date(Date.now() + 1500)
-    const { exitNode, url } = await startExitNode(spokesConfig([{ token, expires }], dataPort), { expiryCheckIntervalMs: 200 })
-    const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] })
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token, expires }], dataPort), testLogger('exit-node'), { expiryCheckIntervalMs: 200 })
+    const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     expect(exitNode.sessions.isConnected(SPOKE)).toBe(true)
 
     const err = await nextDisconnect(agent, 5000)
@@ -403,12 +369,12 @@ describe('upgrade authentication', () => {
     const added = newToken()
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
-    const { exitNode, url } = await startExitNode(spokesConfig([{ token: first }], dataPort))
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token: first }], dataPort), testLogger('exit-node'))
     const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }]
-    await startAgent({ server: url, token: first.token, upstreams, agentName: 'replica-a' })
+    await startAgent({ server: url, token: first.token, upstreams, agentName: 'replica-a' }, testLogger('agent'))
     const [existing] = exitNode.sessions.sessionsOf(SPOKE)
 
-    const newcomer = await startAgent({ server: url, token: added.token, upstreams, agentName: 'replica-b' }, false)
+    const newcomer = await startAgent({ server: url, token: added.token, upstreams, agentName: 'replica-b' }, testLogger('agent'), false)
     expect(await nextDisconnect(newcomer)).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
 
     const connected = once(newcomer, 'connected', { signal: AbortSignal.timeout(10_000) })

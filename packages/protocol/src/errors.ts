@@ -16,6 +16,8 @@ export type MuxErrorCode =
   | 'SLK_ERR_MUX_INVALID_OPTION'
   | 'SLK_ERR_MUX_PING_TIMEOUT'
   | 'SLK_ERR_MUX_TRANSPORT_MESSAGE'
+  | 'SLK_ERR_MUX_CONTROL_FLOOD'
+  | 'SLK_ERR_MUX_STREAM_OPEN_TIMEOUT'
 
 /** What a yamux GoAway frame says about why a session ends (hashicorp spec: 0 normal, 1 protocol error, 2 internal error). */
 export type GoAwayReason = 'normal' | 'protocol-error' | 'internal-error'

@@ -2,7 +2,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { waitFor } from '@spokelink/testkit'
-import { createMuxSession, MuxError } from '../src/index.js'
+import { createMuxSession, MuxError, MUX_SESSION_DEFAULTS } from '../src/index.js'
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
 import { FLAG, FRAME_TYPE, encodeHeader } from '../src/mux/frame.js'
 import type { FrameType } from '../src/mux/frame.js'
@@ -67,7 +67,7 @@ function open (session: MuxSession): MuxStream {
   return stream
 }
 
-async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}, listen = true): Promise<{ session: MuxSession, peer: RawPeer }> {
+async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}, listen = true): Promise<{ session: MuxSession, peer: RawPeer, socket: net.Socket }> {
   const server = net.createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -84,7 +84,38 @@ async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}
     session.abort()
     theirs.destroy()
   })
-  return { session, peer }
+  return { session, peer, socket }
+}
+
+const MiB = 1024 * 1024
+
+/**
+ * Makes our side's transport stop draining for real: the peer stops reading, opens stream 1 with 8 MiB
+ * of credit and our application writes it all, more than loopback's kernel buffers hold (about 4 MiB).
+ */
+async function blockOurWrites (session: MuxSession, peer: RawPeer, socket: net.Socket): Promise<void> {
+  peer.socket.pause()
+  session.once('stream', (s: MuxStream) => { s.write(Buffer.alloc(8 * MiB)) })
+  peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 8 * MiB)
+  await waitFor(() => socket.writableNeedDrain && socket.writableLength > 0, { what: 'our transport to stop draining' })
+}
+
+/** Records the largest queued-answer count and transport buffer seen after each inbound chunk is handled. */
+function samplePeaks (session: MuxSession, socket: net.Socket): { queued: number, buffered: number } {
+  const peaks = { queued: session.stats.queuedControlFrames, buffered: socket.writableLength }
+  // Added after the session's own 'data' listener, so it runs once the session has handled the chunk.
+  socket.on('data', () => {
+    peaks.queued = Math.max(peaks.queued, session.stats.queuedControlFrames)
+    peaks.buffered = Math.max(peaks.buffered, socket.writableLength)
+  })
+  return peaks
+}
+
+/** `n` PING SYN frames with opaque values `first`, `first + 1`, … */
+function pings (n: number, first = 0): Buffer {
+  const burst = Buffer.allocUnsafe(n * 12)
+  for (let i = 0; i < n; i++) burst.set(encodeHeader(FRAME_TYPE.PING, FLAG.SYN, 0, first + i), i * 12)
+  return burst
 }
 
 const isWU = (id: number, flag: number) => (f: RawFrame): boolean => f.type === FRAME_TYPE.WINDOW_UPDATE && f.streamId === id && (f.flags & flag) === flag
@@ -396,12 +427,113 @@ describe('yamux conformance against a raw peer', () => {
   })
 
   test('100,000 frames in one chunk are handled iteratively', async () => {
-    const { session, peer } = await setup('server')
+    const { session, peer, socket } = await setup('server')
+    const peaks = samplePeaks(session, socket)
     const n = 100_000
-    const burst = Buffer.allocUnsafe(n * 12)
-    for (let i = 0; i < n; i++) burst.set(encodeHeader(FRAME_TYPE.PING, FLAG.SYN, 0, i), i * 12)
-    peer.socket.write(burst)
+    peer.socket.write(pings(n))
     await waitFor(() => peer.frames.filter((f) => f.type === FRAME_TYPE.PING && (f.flags & FLAG.ACK) === FLAG.ACK).length >= n, { what: `${n} pongs`, timeoutMs: 30_000, intervalMs: 20 })
+    expect(session.closed).toBe(false)
+    // A peer that reads gets every answer, yet they never pile up past the cap inside one chunk either.
+    expect(peaks.queued).toBeLessThanOrEqual(MUX_SESSION_DEFAULTS.maxQueuedControlFrames + 1)
+  })
+
+  test('a peer that stops reading and sends 100,000 PINGs is cut off with SLK_ERR_MUX_CONTROL_FLOOD; memory stays bounded', async () => {
+    const cap = MUX_SESSION_DEFAULTS.maxQueuedControlFrames
+    const { session, peer, socket } = await setup('server', { windowAutoTuning: false, closeGraceMs: 100 })
+    await blockOurWrites(session, peer, socket)
+    const baseline = socket.writableLength
+    const peaks = samplePeaks(session, socket)
+    const closed = closedWith(session)
+    // 1,000 batches of 100 across turns of the event loop, so they reach us in many reads, each small
+    // enough to be answered within its own tick: only holding answers across reads makes this abort.
+    for (let batch = 0; batch < 1000 && !session.closed; batch++) {
+      peer.socket.write(pings(100, batch * 100))
+      await new Promise<void>((resolve) => { setImmediate(resolve) })
+    }
+    const err = await closed
+    expect(err).toBeInstanceOf(MuxError)
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_CONTROL_FLOOD', closeReason: 'protocol-error' })
+    expect((err as Error).message).toBe(`peer kept sending PINGs while not reading our answers: maxQueuedControlFrames (${cap}) answers already wait for the transport to drain`)
+    expect(session.stats.protocolErrors).toBe(1)
+    expect(peaks.queued).toBeLessThanOrEqual(cap)
+    // The 100,000 answers are 1.2 MB; only cap + 1 of them and the GoAway ever reached the transport's buffer.
+    expect(peaks.buffered - baseline).toBeLessThanOrEqual((cap + 2) * 12)
+    expect(session.stats.queuedControlFrames).toBe(0)
+  })
+
+  test('SYNs that we ACK count against maxQueuedControlFrames: a non-reading peer opening and resetting streams is cut off', async () => {
+    const { session, peer, socket } = await setup('server', { windowAutoTuning: false, closeGraceMs: 100, maxQueuedControlFrames: 64 })
+    await blockOurWrites(session, peer, socket)
+    const peaks = samplePeaks(session, socket)
+    const closed = closedWith(session)
+    const frames: Buffer[] = []
+    for (let id = 3; id < 3 + 2 * 1000; id += 2) {
+      frames.push(encodeHeader(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, id, 0), encodeHeader(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, id, 0))
+    }
+    peer.socket.write(Buffer.concat(frames))
+    const err = await closed
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_CONTROL_FLOOD', closeReason: 'protocol-error' })
+    expect((err as Error).message).toBe('peer kept sending SYNs while not reading our answers: maxQueuedControlFrames (64) answers already wait for the transport to drain')
+    // Stream 1 (the one filling the transport), then 64 of the 1,000: the 65th SYN was one too many.
+    expect(session.stats.streamsAcceptedTotal).toBe(65)
+    expect(peaks.queued).toBeLessThanOrEqual(64)
+  })
+
+  test('SYNs that we refuse with RST count against maxQueuedControlFrames too', async () => {
+    const { session, peer, socket } = await setup('server', { windowAutoTuning: false, closeGraceMs: 100, maxQueuedControlFrames: 64, maxStreams: 1 })
+    await blockOurWrites(session, peer, socket)
+    const closed = closedWith(session)
+    const frames: Buffer[] = []
+    for (let id = 3; id < 3 + 2 * 1000; id += 2) frames.push(encodeHeader(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, id, 0))
+    peer.socket.write(Buffer.concat(frames))
+    expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_CONTROL_FLOOD' })
+    // 64 refusals queued; the 65th SYN was over the cap and the rest of the chunk was never parsed.
+    expect(session.stats.streamsRefusedTotal).toBe(64)
+  })
+
+  test('answers held while the transport is blocked go out in order once it drains', async () => {
+    const { session, peer, socket } = await setup('server', { windowAutoTuning: false })
+    await blockOurWrites(session, peer, socket)
+    peer.socket.write(pings(500))
+    await waitFor(() => session.stats.queuedControlFrames === 500, { what: '500 answers held' })
+    peer.socket.resume()
+    await waitFor(() => peer.dataBytes(1) === 8 * MiB && peer.frames.filter((f) => f.type === FRAME_TYPE.PING).length === 500, { what: 'the data, then every answer', timeoutMs: 30_000, intervalMs: 20 })
+    const answers = peer.frames.filter((f) => f.type === FRAME_TYPE.PING).map((f) => f.length)
+    expect(answers).toEqual(Array.from({ length: 500 }, (_, i) => i))
+    expect(session.stats.queuedControlFrames).toBe(0)
+    expect(session.closed).toBe(false)
+  })
+
+  test('a stream the peer never answers is reset after streamOpenTimeoutMs with SLK_ERR_MUX_STREAM_OPEN_TIMEOUT', async () => {
+    const { session, peer } = await setup('client', { streamOpenTimeoutMs: 1000, windowAutoTuning: false })
+    const { session: untimed, peer: untimedPeer } = await setup('client', { streamOpenTimeoutMs: 0, windowAutoTuning: false })
+    // Answered by an ACK, and by data without an ACK: both stop the clock.
+    const acked = open(session)
+    const fed = open(session)
+    await peer.frame(isWU(3, FLAG.SYN), 'SYN for stream 3')
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.ACK, 1, 0)
+    peer.data(3, Buffer.from('no ACK, but data'))
+    await peer.sync()
+    // Opened after 1 and 3, so its deadline comes after theirs: when it fires theirs have passed.
+    const silent = session.openStream()
+    const errored = once(silent, 'error')
+    const neverTimed = open(untimed)
+    await untimedPeer.frame(isWU(1, FLAG.SYN), 'SYN on the untimed session')
+    const [err] = await errored as [MuxError]
+    expect(err).toBeInstanceOf(MuxError)
+    expect(err).toMatchObject({ code: 'SLK_ERR_MUX_STREAM_OPEN_TIMEOUT' })
+    expect(err.message).toBe('peer did not answer the SYN of stream 5 within 1000 ms')
+    await peer.frame(isWU(5, FLAG.RST), 'RST for stream 5')
+    expect(acked.destroyed).toBe(false)
+    expect(fed.destroyed).toBe(false)
+    expect(peer.frames.some((f) => (f.streamId === 1 || f.streamId === 3) && (f.flags & FLAG.RST) === FLAG.RST)).toBe(false)
+    expect(session.stats.streamsOpen).toBe(2)
+    expect(session.closed).toBe(false)
+    // streamOpenTimeoutMs: 0 disables it: the same wait left the untimed stream alone.
+    expect(neverTimed.destroyed).toBe(false)
+    // A late answer for the reset stream is drained like any frame crossing a close.
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.ACK, 5, 0)
+    await peer.sync()
     expect(session.closed).toBe(false)
   })
 

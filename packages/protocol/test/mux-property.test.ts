@@ -77,7 +77,10 @@ async function run (ops: Op[], seed: number): Promise<void> {
       switch (op.op) {
         case 'write': {
           const chunk = Buffer.alloc(op.bytes, counter++ & 0xff)
-          if (chunk.length > 0) chunk.writeUInt32BE(counter, 0)
+          // Tag the chunk with the counter, as much of it as fits: writes of 1-3 bytes are generated too.
+          const tag = Buffer.alloc(4)
+          tag.writeUInt32BE(counter >>> 0, 0)
+          tag.copy(chunk, 0, 0, Math.min(4, chunk.length))
           o.sent.push(chunk)
           o.stream.write(chunk)
           break
@@ -127,6 +130,8 @@ async function run (ops: Op[], seed: number): Promise<void> {
 
 describe('MuxSession property: random interleavings of stream operations', () => {
   test('every byte of a cleanly ended stream arrives exactly and both maps end empty', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.nat(255), run), { numRuns: 40 })
+    // The example is a once-random counterexample kept for good: a 1-byte write next to a large one.
+    const examples: Array<[Op[], number]> = [[[{ op: 'open', fromClient: false }, { op: 'write', idx: 0, bytes: 1 }, { op: 'write', idx: 0, bytes: 100_000 }], 0]]
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.nat(255), run), { numRuns: 40, examples })
   })
 })

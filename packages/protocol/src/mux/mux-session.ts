@@ -45,6 +45,11 @@ export interface MuxStats {
   readonly protocolErrors: number
   /** Bytes received on all streams and not yet read by the application. */
   readonly bufferedBytes: number
+  /**
+   * Answers to the peer's frames (PING ACKs, ACKs and refusing RSTs of its SYNs) queued and not yet
+   * written to the transport; never above `maxQueuedControlFrames`.
+   */
+  readonly queuedControlFrames: number
 }
 
 /** Options of {@link MuxSession.ping}. */
@@ -99,6 +104,8 @@ export class MuxSession extends EventEmitter {
   #lastPeerId = 0
   #out: Buffer[] = []
   #outBytes = 0
+  // How many frames in #out answer a peer's frame: the part of the queue only the peer controls.
+  #outAnswers = 0
   #flushScheduled = false
   #transportBlocked = false
   #drainWaiters: Array<() => void> = []
@@ -118,6 +125,11 @@ export class MuxSession extends EventEmitter {
   #transportCloseTimer: NodeJS.Timeout | undefined
   // The stream the current DATA frame's payload goes to (undefined: drain it).
   #dataTarget: MuxStream | undefined
+  // Streams we opened that the peer has not answered yet, with their deadlines. Every deadline is the
+  // open time + streamOpenTimeoutMs, so insertion order is deadline order and one timer armed for the
+  // oldest serves them all; an answered stream costs nothing but its Map entry being deleted.
+  readonly #unanswered = new Map<MuxStream, number>()
+  #openTimer: NodeJS.Timeout | undefined
 
   /** @internal Use {@link createMuxSession}. */
   constructor (transport: Duplex, role: 'client' | 'server', options: MuxSessionOptions = {}, deps: MuxSessionDeps = {}) {
@@ -146,6 +158,7 @@ export class MuxSession extends EventEmitter {
     }
     const streams = this.#streams
     const rttOf = (): number | undefined => this.#rttMs
+    const answersOf = (): number => this.#outAnswers
     this.#stats = {
       get streamsOpen () { return streams.size },
       get streamsOpenedTotal () { return counters.streamsOpenedTotal },
@@ -157,6 +170,7 @@ export class MuxSession extends EventEmitter {
       get rttMs () { return rttOf() },
       get protocolErrors () { return counters.protocolErrors },
       get bufferedBytes () { return counters.bufferedBytes },
+      get queuedControlFrames () { return answersOf() },
     }
     this.#parser = new FrameParser({
       onHeader: (h) => { this.#onHeader(h) },
@@ -217,6 +231,11 @@ export class MuxSession extends EventEmitter {
     const stream = new MuxStream(id, this, this.#host)
     this.#streams.set(id, stream)
     this.#counters.streamsOpenedTotal++
+    const timeoutMs = this.#options.streamOpenTimeoutMs
+    if (timeoutMs > 0) {
+      this.#unanswered.set(stream, performance.now() + timeoutMs)
+      this.#armOpenTimer()
+    }
     stream[kAnnounce](FLAG.SYN)
     return stream
   }
@@ -318,9 +337,33 @@ export class MuxSession extends EventEmitter {
 
   // --- outbound -------------------------------------------------------------------------------
 
-  #sendFrame (type: FrameType, flags: number, streamId: number, length: number): void {
+  /**
+   * `answer`: the frame answers one of the peer's (a PING ACK, the ACK of its SYN, an RST refusing it).
+   * Only those count against maxQueuedControlFrames: the peer alone decides how many it asks for, while
+   * the frames we originate are bounded by maxStreams and the stream windows. Only ACK frames answer,
+   * so that is the default; the refusing RST says so explicitly. Callers check {@link #roomForAnswer} first.
+   */
+  #sendFrame (type: FrameType, flags: number, streamId: number, length: number, answer = (flags & FLAG.ACK) === FLAG.ACK): void {
     if (this.#closed) return
     this.#enqueue(encodeHeader(type, flags, streamId, length))
+    if (answer) this.#outAnswers++
+  }
+
+  /**
+   * Makes room for one more answer to the peer, or returns the `SLK_ERR_MUX_CONTROL_FLOOD` error when
+   * maxQueuedControlFrames answers already wait for a transport that is not draining. Checked before the
+   * PING or SYN is acted on, so a session that fails leaves no half-accepted stream behind.
+   */
+  #roomForAnswer (what: 'PINGs' | 'SYNs'): MuxError | undefined {
+    const max = this.#options.maxQueuedControlFrames
+    if (this.#outAnswers < max) return undefined
+    if (this.#transportBlocked) {
+      return new MuxError('SLK_ERR_MUX_CONTROL_FLOOD', `peer kept sending ${what} while not reading our answers: maxQueuedControlFrames (${max}) answers already wait for the transport to drain`, { closeReason: 'protocol-error' })
+    }
+    // The transport is taking bytes: hand it the batch now instead of at the end of the tick, so one
+    // inbound chunk full of PINGs (5461 per 64 KiB) cannot pile up answers past the cap either.
+    this.#flush()
+    return undefined
   }
 
   #sendData (streamId: number, payload: Buffer): void {
@@ -342,29 +385,38 @@ export class MuxSession extends EventEmitter {
   // Frames queued in one tick go out in one corked batch: one writev on TCP, one message on WebSocket.
   readonly #flush = (): void => {
     this.#flushScheduled = false
+    // write() returned false: hold everything here until 'drain' (STYLE §7) rather than grow the
+    // transport's unbounded buffer; this queue is what maxQueuedControlFrames can then bound.
+    if (this.#transportBlocked) return
     const out = this.#out
-    if (out.length === 0) return
-    this.#out = []
-    this.#outBytes = 0
-    const transport = this.#transport
-    if (transport.destroyed || transport.writableEnded) return
-    let ok: boolean
-    const first = out[0]
-    if (out.length === 1 && first !== undefined) {
-      ok = transport.write(first)
-    } else {
-      transport.cork()
-      ok = true
-      for (const buf of out) ok = transport.write(buf)
-      transport.uncork()
+    if (out.length > 0) {
+      this.#out = []
+      this.#outBytes = 0
+      this.#outAnswers = 0
+      const transport = this.#transport
+      if (transport.destroyed || transport.writableEnded) return
+      let ok: boolean
+      const first = out[0]
+      if (out.length === 1 && first !== undefined) {
+        ok = transport.write(first)
+      } else {
+        transport.cork()
+        ok = true
+        for (const buf of out) ok = transport.write(buf)
+        transport.uncork()
+      }
+      if (!ok || transport.writableNeedDrain) {
+        this.#transportBlocked = true
+        return
+      }
     }
-    if (!ok || transport.writableNeedDrain) this.#transportBlocked = true
-    else this.#runDrainWaiters()
+    this.#runDrainWaiters()
   }
 
   readonly #onTransportDrain = (): void => {
     this.#transportBlocked = false
-    this.#runDrainWaiters()
+    // Frames held while blocked go first; writers resume only if the transport still takes more.
+    this.#flush()
   }
 
   #runDrainWaiters (): void {
@@ -423,6 +475,8 @@ export class MuxSession extends EventEmitter {
       throw new MuxError('SLK_ERR_MUX_UNKNOWN_STREAM', `peer sent ${frameTypeName(type)} on stream ${id}, which was never opened`, { closeReason: 'protocol-error' })
     }
     if (stream === undefined) return // refused with RST: drain
+    // Any frame on the stream (ACK, data, FIN, RST) shows the peer has it: no open timeout any more.
+    this.#unanswered.delete(stream)
     if (type === FRAME_TYPE.DATA) {
       const available = stream[kRecvAvailable]
       if (h.length > available) {
@@ -457,10 +511,12 @@ export class MuxSession extends EventEmitter {
   }
 
   #incoming (id: number): MuxStream | undefined {
+    const flood = this.#roomForAnswer('SYNs')
+    if (flood !== undefined) throw flood
     const refuse = (why: string): undefined => {
       this.#counters.streamsRefusedTotal++
       this.#logger?.debug({ streamId: id, reason: why }, 'stream refused')
-      this.#sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, id, 0)
+      this.#sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, id, 0, true)
       return undefined
     }
     if (this.#localGoAway) return refuse('goaway')
@@ -482,6 +538,12 @@ export class MuxSession extends EventEmitter {
 
   #deliverBacklog (): void {
     while (this.#backlog.length > 0 && this.listenerCount('stream') > 0 && !this.#closed) {
+      // Accepting sends the ACK, an answer like any other (the rest of the backlog stays unaccepted).
+      const flood = this.#roomForAnswer('SYNs')
+      if (flood !== undefined) {
+        this.#protocolError(flood)
+        return
+      }
       const stream = this.#backlog.shift()
       if (stream !== undefined && !stream.destroyed) this.#accept(stream)
     }
@@ -489,6 +551,8 @@ export class MuxSession extends EventEmitter {
 
   #onPing (h: FrameHeader): void {
     if ((h.flags & FLAG.SYN) === FLAG.SYN) {
+      const flood = this.#roomForAnswer('PINGs')
+      if (flood !== undefined) throw flood
       this.#sendFrame(FRAME_TYPE.PING, FLAG.ACK, 0, h.length)
       return
     }
@@ -528,6 +592,32 @@ export class MuxSession extends EventEmitter {
         this.abort(new MuxError('SLK_ERR_MUX_KEEPALIVE_TIMEOUT', `peer did not answer a keepalive ping within ${this.#options.keepaliveTimeoutMs} ms`, { cause: err }))
       }
     })
+  }
+
+  #armOpenTimer (): void {
+    if (this.#openTimer !== undefined) return
+    // Only the first entry matters: it is the oldest open, so its deadline is the earliest.
+    for (const deadline of this.#unanswered.values()) {
+      this.#openTimer = setTimeout(this.#expireOpens, Math.max(0, deadline - performance.now()))
+      this.#openTimer.unref()
+      return
+    }
+  }
+
+  readonly #expireOpens = (): void => {
+    this.#openTimer = undefined
+    const timeoutMs = this.#options.streamOpenTimeoutMs
+    let now: number | undefined
+    for (const [stream, deadline] of this.#unanswered) {
+      // A timer can fire a millisecond before performance.now() agrees; the oldest is due if it fired.
+      now ??= Math.max(performance.now(), deadline)
+      if (deadline > now) break
+      this.#unanswered.delete(stream)
+      this.#logger?.debug({ streamId: stream.id, timeoutMs }, 'stream open timed out')
+      // destroy() before both FINs sends the RST, so a peer that answers late finds the stream gone.
+      stream.destroy(new MuxError('SLK_ERR_MUX_STREAM_OPEN_TIMEOUT', `peer did not answer the SYN of stream ${stream.id} within ${timeoutMs} ms`))
+    }
+    this.#armOpenTimer()
   }
 
   // --- teardown -------------------------------------------------------------------------------
@@ -583,6 +673,9 @@ export class MuxSession extends EventEmitter {
     this.#parser.stop()
     if (this.#keepaliveTimer !== undefined) clearInterval(this.#keepaliveTimer)
     this.#keepaliveTimer = undefined
+    if (this.#openTimer !== undefined) clearTimeout(this.#openTimer)
+    this.#openTimer = undefined
+    this.#unanswered.clear()
     for (const ping of [...this.#pings.values()]) {
       ping.cleanup()
       ping.reject(new MuxError('SLK_ERR_MUX_SESSION_CLOSED', 'the mux session closed before the peer answered the ping', err === undefined ? undefined : { cause: err }))
@@ -605,6 +698,7 @@ export class MuxSession extends EventEmitter {
       const out = this.#out
       this.#out = []
       this.#outBytes = 0
+      this.#outAnswers = 0
       if (!transport.writableEnded) {
         transport.cork()
         for (const buf of out) transport.write(buf)
@@ -616,6 +710,7 @@ export class MuxSession extends EventEmitter {
     } else {
       this.#out = []
       this.#outBytes = 0
+      this.#outAnswers = 0
       transport.destroy()
     }
     if (transport.closed) process.nextTick(() => { this.#emitClose() })
@@ -638,6 +733,7 @@ export class MuxSession extends EventEmitter {
   #streamClosed (stream: MuxStream, extraWindowBytes: number): void {
     if (this.#streams.get(stream.id) !== stream) return
     this.#streams.delete(stream.id)
+    this.#unanswered.delete(stream)
     this.#windowReserved -= extraWindowBytes
     if (this.#streams.size === 0) this.#onStreamsEmpty?.()
   }

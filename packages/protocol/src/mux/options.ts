@@ -62,6 +62,21 @@ export interface MuxSessionOptions {
    * @default true
    */
   windowAutoTuning?: boolean
+  /**
+   * Answers the peer asked for (PING ACKs, ACKs and refusing RSTs of its SYNs) that may wait in our
+   * outbound queue while the transport is not draining; one more aborts the session with
+   * `SLK_ERR_MUX_CONTROL_FLOOD`. Without it a peer that stops reading and keeps sending PINGs or SYNs
+   * grows our memory without bound (cf. the HTTP/2 ping and reset floods, nghttp2's max outbound ACK).
+   * Frames we originate (SYN, FIN, credit, our pings, GoAway) are bounded by the other limits and do not count.
+   * @default 1024
+   */
+  maxQueuedControlFrames?: number
+  /**
+   * A stream we opened that gets no frame from the peer (ACK, data, FIN or RST) within this long is reset
+   * and errors with `SLK_ERR_MUX_STREAM_OPEN_TIMEOUT` (hashicorp/yamux StreamOpenTimeout); 0 disables it.
+   * @default 30000
+   */
+  streamOpenTimeoutMs?: number
 }
 
 /** Defaults of {@link MuxSessionOptions}. */
@@ -77,6 +92,8 @@ export const MUX_SESSION_DEFAULTS = Object.freeze({
   pingTimeoutMs: 10_000,
   closeGraceMs: 10_000,
   windowAutoTuning: true,
+  maxQueuedControlFrames: 1024,
+  streamOpenTimeoutMs: 30_000,
 } as const satisfies Required<MuxSessionOptions>)
 
 /** Resolved options of a session. */
@@ -113,6 +130,8 @@ export function validateMuxSessionOptions (options: MuxSessionOptions = {}): Res
   integer('maxDataFrameBytes', o.maxDataFrameBytes, 1, 16 * 1024 * 1024)
   integer('pingTimeoutMs', o.pingTimeoutMs, 1, 2 ** 31 - 1)
   integer('closeGraceMs', o.closeGraceMs, 0, 2 ** 31 - 1)
+  integer('maxQueuedControlFrames', o.maxQueuedControlFrames, 1, 2 ** 31)
+  integer('streamOpenTimeoutMs', o.streamOpenTimeoutMs, 0, 2 ** 31 - 1)
   if (typeof o.windowAutoTuning !== 'boolean') throw invalid('windowAutoTuning', 'a boolean', o.windowAutoTuning)
   return o
 }
