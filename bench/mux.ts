@@ -15,7 +15,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { fileURLToPath } from 'node:url'
 import { WebSocket, WebSocketServer } from 'ws'
-import { createMuxSession, createWebSocketDuplex } from '@spokelink/protocol'
+import { createMuxSession, createWebSocketDuplex, generateZeroMask } from '@spokelink/protocol'
 import type { MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
 import { createDelayLink } from '@spokelink/testkit'
 
@@ -35,6 +35,8 @@ const LINK_ONE_WAY_MS = 25
 const MUX: MuxSessionOptions = { maxStreams: 20_000 }
 const SERVE_ARG = '--bench-server'
 const WS_OPTIONS = { perMessageDeflate: false, maxPayload: 128 * MiB } as const
+// Clients send as the agent does: zero masking key (see generateZeroMask), for raw ws and the mux alike.
+const WS_CLIENT_OPTIONS = { ...WS_OPTIONS, generateMask: generateZeroMask } as const
 
 // global.gc without a flag on the command line (pnpm runs plain `tsx bench/mux.ts`).
 setFlagsFromString('--expose-gc')
@@ -127,14 +129,14 @@ async function dialTcp (port: number): Promise<Socket> {
 }
 
 async function dialWs (port: number, path: string): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, WS_OPTIONS)
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, WS_CLIENT_OPTIONS)
   await once(ws, 'open')
   return ws
 }
 
 async function muxOverWs (port: number): Promise<MuxSession> {
   // The duplex must be attached before 'open': the server's first frames can arrive with the upgrade.
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/mux`, WS_OPTIONS)
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/mux`, WS_CLIENT_OPTIONS)
   const session = createMuxSession(createWebSocketDuplex(ws), 'client', MUX)
   await session.ping()
   return session

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import type { PeerCertificate, DetailedPeerCertificate } from 'node:tls'
 import WebSocket from 'ws'
-import { PROTOCOL_NAME, ProtocolError, createWebSocketDuplex } from '@spokelink/protocol'
+import { PROTOCOL_NAME, ProtocolError, createWebSocketDuplex, generateZeroMask } from '@spokelink/protocol'
 import { AgentError } from './errors.js'
 
 /** How to reach and trust an exit-node. */
@@ -150,6 +150,7 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
     maxPayload: options.maxMessageBytes,
     handshakeTimeout: options.handshakeTimeoutMs,
     followRedirects: false,
+    generateMask: generateZeroMask,
     ...(options.caPem === undefined ? {} : { ca: options.caPem }),
     ...(pinnedSocket === undefined ? {} : { createConnection: () => pinnedSocket }),
   })

@@ -27,5 +27,6 @@ export type { MuxStats, MuxSessionDeps, MuxLogger, MuxPingOptions, MuxCloseOptio
 export { MuxStream } from './mux/mux-stream.js'
 export { MUX_SESSION_DEFAULTS, validateMuxSessionOptions } from './mux/options.js'
 export type { MuxSessionOptions } from './mux/options.js'
+export { generateZeroMask } from './zero-mask.js'
 export { createWebSocketDuplex, WEBSOCKET_DUPLEX_DEFAULTS } from './ws-duplex.js'
 export type { WebSocketDuplexOptions } from './ws-duplex.js'

@@ -10,10 +10,45 @@ export interface WebSocketDuplexOptions {
    * @default 1048576
    */
   maxBufferedBytes?: number
+  /**
+   * Largest WebSocket message built from a write batch. Small frames are merged up to it (each message
+   * costs a frame header, a mask and a wakeup on the peer); a single larger chunk goes alone, uncopied.
+   * Keeps every message below the peer's `maxPayload` (4 MiB on the exit-node and agent) whatever the
+   * batch size; 64 KiB to 1 MiB measured within noise of each other here, larger slightly ahead.
+   * @default 1048576
+   */
+  maxMessageBytes?: number
 }
 
 /** Defaults of {@link WebSocketDuplexOptions}. */
-export const WEBSOCKET_DUPLEX_DEFAULTS = Object.freeze({ maxBufferedBytes: 1024 * 1024 } as const satisfies Required<WebSocketDuplexOptions>)
+export const WEBSOCKET_DUPLEX_DEFAULTS = Object.freeze({ maxBufferedBytes: 1024 * 1024, maxMessageBytes: 1024 * 1024 } as const satisfies Required<WebSocketDuplexOptions>)
+
+const noop = (): void => {}
+const HEADER_MAX_BYTES = 64
+
+/** Concatenates consecutive chunks up to `maxBytes` per message; a chunk above it is its own message. */
+export function groupIntoMessages (chunks: Buffer[], maxBytes: number): Buffer[] {
+  const messages: Buffer[] = []
+  let group: Buffer[] = []
+  let size = 0
+  const flush = (): void => {
+    const [only] = group
+    if (group.length === 1 && only !== undefined) messages.push(only)
+    else if (group.length > 1) messages.push(Buffer.concat(group, size))
+    group = []
+    size = 0
+  }
+  for (let i = 0; i < chunks.length; i++) {
+    const chunk = chunks[i] as Buffer
+    // A frame header (12 bytes) decides together with the payload after it, so the two share a message.
+    const unit = chunk.length <= HEADER_MAX_BYTES ? chunk.length + (chunks[i + 1]?.length ?? 0) : chunk.length
+    if (size > HEADER_MAX_BYTES && size + unit > maxBytes) flush()
+    group.push(chunk)
+    size += chunk.length
+  }
+  flush()
+  return messages
+}
 
 // RFC 6455 close codes.
 const CLOSE_NORMAL = 1000
@@ -29,9 +64,11 @@ const CLOSE_UNSUPPORTED_DATA = 1003
  * @throws MuxError `SLK_ERR_MUX_INVALID_OPTION` for a bad `maxBufferedBytes`.
  */
 export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOptions = {}): Duplex {
-  const maxBufferedBytes = options.maxBufferedBytes ?? WEBSOCKET_DUPLEX_DEFAULTS.maxBufferedBytes
-  if (!Number.isInteger(maxBufferedBytes) || maxBufferedBytes < 1) {
-    throw new MuxError('SLK_ERR_MUX_INVALID_OPTION', `ws duplex option maxBufferedBytes: expected a positive integer, got ${String(maxBufferedBytes)}`)
+  const { maxBufferedBytes, maxMessageBytes } = { ...WEBSOCKET_DUPLEX_DEFAULTS, ...options }
+  for (const [name, value] of [['maxBufferedBytes', maxBufferedBytes], ['maxMessageBytes', maxMessageBytes]] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new MuxError('SLK_ERR_MUX_INVALID_OPTION', `ws duplex option ${name}: expected a positive integer, got ${String(value)}`)
+    }
   }
   ws.binaryType = 'nodebuffer'
 
@@ -58,10 +95,13 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
     write (chunk: Buffer, _encoding, callback) {
       send(chunk, callback)
     },
-    // Every WebSocket message costs a frame header, a mask on the client and a wakeup on the peer.
+    // Every WebSocket message costs a frame header, a mask on the client and a wakeup on the peer, so a
+    // batch is merged, but into messages of at most maxMessageBytes: the peer reassembles (copies) a
+    // message that spans many TCP reads, and refuses one above its maxPayload.
     writev (chunks, callback) {
-      const data = chunks.length === 1 && chunks[0] !== undefined ? chunks[0].chunk as Buffer : Buffer.concat(chunks.map((c) => c.chunk as Buffer))
-      send(data, callback)
+      const messages = groupIntoMessages(chunks.map((c) => c.chunk as Buffer), maxMessageBytes)
+      const last = messages.length - 1
+      messages.forEach((message, i) => { send(message, i === last ? callback : noop) })
     },
     final (callback) {
       if (whenOpen(() => { duplex._final(callback) })) return

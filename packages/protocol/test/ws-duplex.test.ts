@@ -6,6 +6,7 @@ import { describe, expect, onTestFinished, test } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { waitFor } from '@spokelink/testkit'
 import { createMuxSession, createWebSocketDuplex } from '../src/index.js'
+import { groupIntoMessages } from '../src/ws-duplex.js'
 import type { MuxStream } from '../src/index.js'
 
 const MiB = 1024 * 1024
@@ -94,5 +95,18 @@ describe('createWebSocketDuplex', () => {
     await ended
     const [code] = await closed as [number]
     expect(code).toBe(1000)
+  })
+})
+
+describe('groupIntoMessages', () => {
+  test('merges small chunks up to the cap, keeps a header with its payload, sends a big chunk uncopied', () => {
+    const header = Buffer.alloc(12, 1)
+    const big = Buffer.alloc(300_000, 2)
+    const small = Array.from({ length: 10 }, (_, i) => Buffer.alloc(40_000, i))
+    const messages = groupIntoMessages([...small, header, big], 100_000)
+    expect(messages.map((m) => m.length)).toEqual([80_000, 80_000, 80_000, 80_000, 80_000, 12 + 300_000])
+    expect(Buffer.concat(messages)).toEqual(Buffer.concat([...small, header, big]))
+    const [alone] = groupIntoMessages([big], 100_000)
+    expect(alone).toBe(big)
   })
 })

@@ -1,0 +1,270 @@
+/**
+ * `pnpm bench`: the tunnel against raw TCP and the peers a user would pick instead, on loopback, in one process tree.
+ * Prints a short machine header and one markdown table on stdout; progress goes to stderr.
+ *
+ * Options (flag or env): `--rounds N` (BENCH_ROUNDS, default 5), `--bulk-mib N` (BENCH_BULK_MIB, default 512),
+ * `--gets N` 2 KB GETs per round and system (BENCH_GETS, default 200), `--sessions N` idle sessions
+ * (BENCH_SESSIONS, default 1000), `--only a,b` systems whose name contains a or b (BENCH_ONLY).
+ */
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { killAllProcesses, runProcess } from '@spokelink/testkit'
+import type { RunningProcess } from '@spokelink/testkit'
+import { BULK_MODE } from './peers/bulk-protocol.js'
+import { measureIdleSessions } from './lib/idle-sessions.js'
+import { METRICS, Results } from './lib/results.js'
+import { bestPeer, formatRatio, renderTable } from './lib/table.js'
+import type { TableSystem, Target } from './lib/table.js'
+import { createTlsFiles } from './lib/tls-files.js'
+import { bulkThroughput, bulkTransfer, megabytesPerSecond, sequentialGets, timedGet } from './lib/workloads.js'
+import { chisel } from './systems/chisel.js'
+import { frp } from './systems/frp.js'
+import { rawTcp } from './systems/raw-tcp.js'
+import { spokelinkWs, spokelinkWss } from './systems/spokelink.js'
+import { sshForward, sshForwardPty } from './systems/ssh.js'
+import type { RunningSystem, SystemContext, SystemSpec, UpstreamPorts } from './systems/system.js'
+
+const SYSTEMS: readonly SystemSpec[] = [rawTcp, spokelinkWs, spokelinkWss, sshForward, sshForwardPty, frp, chisel]
+const UPSTREAM = fileURLToPath(new URL('./peers/upstream.ts', import.meta.url))
+const MIB = 1024 * 1024
+const PARALLEL_STREAMS = 16
+const GET_SMALL_BYTES = 2 * 1024
+const GET_LARGE_BYTES = 5 * 1000 * 1000
+const LARGE_GETS_PER_ROUND = 10
+const WARMUP_BULK_BYTES = 64 * MIB
+const WARMUP_GETS = 50
+
+interface BenchOptions {
+  rounds: number
+  bulkBytes: number
+  getsPerRound: number
+  sessions: number
+  only: string[]
+}
+
+interface SystemState extends TableSystem {
+  spec: SystemSpec
+  running?: RunningSystem
+}
+
+function log (message: string): void {
+  process.stderr.write(`[bench] ${message}\n`)
+}
+
+function positiveInt (name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined || text === '') return fallback
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`--${name}: expected a positive integer, got "${text}"`)
+  return value
+}
+
+function parseOptions (): BenchOptions {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string' },
+      'bulk-mib': { type: 'string' },
+      gets: { type: 'string' },
+      sessions: { type: 'string' },
+      only: { type: 'string' },
+    },
+  })
+  const env = process.env
+  const only = values.only ?? env.BENCH_ONLY ?? ''
+  return {
+    rounds: positiveInt('rounds', values.rounds ?? env.BENCH_ROUNDS, 5),
+    bulkBytes: positiveInt('bulk-mib', values['bulk-mib'] ?? env.BENCH_BULK_MIB, 512) * MIB,
+    getsPerRound: positiveInt('gets', values.gets ?? env.BENCH_GETS, 200),
+    sessions: positiveInt('sessions', values.sessions ?? env.BENCH_SESSIONS, 1000),
+    only: only.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== ''),
+  }
+}
+
+/** First line of `command args` output; OpenSSH prints its version on stderr. */
+function commandVersion (command: string, args: string[]): string {
+  const result = spawnSync(command, args, { encoding: 'utf8' })
+  if (result.error !== undefined) return `${command}: not installed`
+  return `${result.stdout}${result.stderr}`.trim().split('\n')[0] ?? ''
+}
+
+function formatLoad (): string {
+  return loadavg().map((l) => l.toFixed(2)).join(' ')
+}
+
+function machineHeader (options: BenchOptions, loadAtStart: string): string {
+  const cpu = cpus()
+  const ssh = commandVersion('ssh', ['-V'])
+  return [
+    '## spokelink tunnel benchmark (loopback)',
+    '',
+    `- machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}`,
+    `- node ${process.version}; ${ssh}`,
+    `- load average (1/5/15 min) at start: ${loadAtStart}, at end: ${formatLoad()} — everything else running on the box competes for the same cores`,
+    `- rounds: ${options.rounds} (systems interleaved within each round); bulk: 1 stream × ${options.bulkBytes / MIB} MiB, ${PARALLEL_STREAMS} streams × ${options.bulkBytes / MIB / PARALLEL_STREAMS} MiB; ` +
+      `2 KB GETs: ${options.getsPerRound} per round, each on a new connection; 5 MB GETs: ${LARGE_GETS_PER_ROUND} per round; idle sessions: ${options.sessions}`,
+    '- MB/s = 10^6 bytes/s, median of rounds; GET latency from request to last byte, percentiles over all rounds; ↓ = upstream → client, ↑ = client → upstream',
+    '- ratios are system ÷ reference: below 1× is slower for MB/s, above 1× is slower for ms and bigger for KiB',
+  ].join('\n')
+}
+
+async function startUpstream (): Promise<{ child: RunningProcess, ports: UpstreamPorts }> {
+  const child = runProcess(process.execPath, ['--import', 'tsx', UPSTREAM], { name: 'upstream' })
+  const line = await child.waitForLog((entry) => typeof entry.bulkPort === 'number', { what: 'the upstream to listen', timeoutMs: 20_000 })
+  return { child, ports: { bulkPort: Number(line.bulkPort), httpPort: Number(line.httpPort) } }
+}
+
+async function startSystems (specs: readonly SystemSpec[], context: Omit<SystemContext, 'dir'>, baseDir: string): Promise<SystemState[]> {
+  const states: SystemState[] = []
+  for (const spec of specs) {
+    const dir = join(baseDir, spec.name.replace(/[^a-z0-9]+/gi, '-'))
+    mkdirSync(dir, { recursive: true })
+    const state: SystemState = { spec, name: spec.name, kind: spec.kind }
+    try {
+      const started = await spec.start({ ...context, dir })
+      if ('skipped' in started) state.skipped = started.skipped
+      else state.running = started.running
+    } catch (err) {
+      state.skipped = `failed to start: ${errorMessage(err)}`
+    }
+    log(`${spec.name}: ${state.skipped === undefined ? 'up' : state.skipped}`)
+    states.push(state)
+  }
+  return states
+}
+
+function errorMessage (err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? ''
+}
+
+async function warmUp (system: SystemState, running: RunningSystem): Promise<void> {
+  if (system.spec.bulk) {
+    await bulkTransfer(running.bulkPort, BULK_MODE.download, WARMUP_BULK_BYTES)
+    await bulkTransfer(running.bulkPort, BULK_MODE.upload, WARMUP_BULK_BYTES)
+  }
+  await sequentialGets(running.httpPort, GET_SMALL_BYTES, WARMUP_GETS)
+  await timedGet(running.httpPort, GET_LARGE_BYTES)
+}
+
+async function measureRound (system: SystemState, running: RunningSystem, options: BenchOptions, results: Results): Promise<void> {
+  const { name } = system
+  if (system.spec.bulk) {
+    results.add(name, 'bulk1Down', await bulkThroughput(running.bulkPort, BULK_MODE.download, options.bulkBytes, 1))
+    results.add(name, 'bulk1Up', await bulkThroughput(running.bulkPort, BULK_MODE.upload, options.bulkBytes, 1))
+    results.add(name, 'bulk16Down', await bulkThroughput(running.bulkPort, BULK_MODE.download, options.bulkBytes, PARALLEL_STREAMS))
+  }
+  const small = await sequentialGets(running.httpPort, GET_SMALL_BYTES, options.getsPerRound)
+  results.add(name, 'get2kP50', ...small)
+  results.add(name, 'get2kP99', ...small)
+  const large = await sequentialGets(running.httpPort, GET_LARGE_BYTES, LARGE_GETS_PER_ROUND)
+  results.add(name, 'get5m', ...large.map((ms) => megabytesPerSecond(GET_LARGE_BYTES, ms)))
+}
+
+/** Runs every round over every live system; a system that fails is dropped with its error as the reason. */
+async function runRounds (systems: SystemState[], options: BenchOptions, results: Results): Promise<void> {
+  for (let round = 0; round <= options.rounds; round++) {
+    const started = performance.now()
+    for (const system of systems) {
+      const { running } = system
+      if (running === undefined || system.skipped !== undefined) continue
+      try {
+        if (round === 0) await warmUp(system, running)
+        else await measureRound(system, running, options, results)
+      } catch (err) {
+        system.skipped = `failed in round ${round}: ${errorMessage(err)}`
+        log(`${system.name}: ${system.skipped}`)
+        await running.close()
+      }
+    }
+    log(`${round === 0 ? 'warm-up' : `round ${round}/${options.rounds}`} done in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  }
+}
+
+async function measureIdle (context: Omit<SystemContext, 'dir'>, baseDir: string, systems: SystemState[], options: BenchOptions, results: Results): Promise<void> {
+  for (const [spec, tls] of [[spokelinkWs, false], [spokelinkWss, true]] as const) {
+    if (!systems.some((s) => s.spec === spec)) continue
+    const dir = join(baseDir, `idle-${tls ? 'wss' : 'ws'}`)
+    mkdirSync(dir, { recursive: true })
+    try {
+      const idle = await measureIdleSessions({ ...context, dir }, tls, options.sessions)
+      results.set(spec.name, 'idleRss', idle.perSessionKiB)
+      log(`${spec.name}: ${idle.sessions} idle sessions connected in ${idle.connectMs} ms; exit-node RSS ${idle.rssBeforeKiB} → ${idle.rssAfterKiB} KiB`)
+    } catch (err) {
+      log(`${spec.name}: idle-session measurement failed: ${errorMessage(err)}`)
+    }
+  }
+}
+
+const ssh = (system: TableSystem): boolean => system.name.startsWith('ssh')
+
+/** The issue's targets, evaluated against the peers that ran in this run. */
+function issueTargets (systems: readonly SystemState[]): Target[] {
+  const singleStream = (metric: 'bulk1Down' | 'bulk1Up'): Target => ({
+    metric,
+    applies: (system) => system.name === spokelinkWss.name,
+    verdict: (value, results) => {
+      const parts: string[] = []
+      for (const peer of [frp, chisel]) {
+        const peerValue = results.figure(peer.name, metric)
+        const state = systems.find((s) => s.name === peer.name)
+        if (peerValue === undefined) parts.push(`≥ 2× ${peer.name}: n/a (${state?.skipped === undefined ? 'not run' : 'skipped'})`)
+        else parts.push(`≥ 2× ${peer.name}: ${formatRatio(value / peerValue)} ${value >= 2 * peerValue ? '✅' : '❌'}`)
+      }
+      const sshBest = bestPeer(METRICS.find((m) => m.id === metric) ?? METRICS[0], systems.filter(ssh), results)
+      if (sshBest === undefined) parts.push('≥ 0.6× ssh -R: n/a')
+      else parts.push(`≥ 0.6× ${sshBest.name}: ${formatRatio(value / sshBest.value)} ${value >= 0.6 * sshBest.value ? '✅' : '❌'}`)
+      return parts.join('; ')
+    },
+  })
+  const isSpokelink = (system: TableSystem): boolean => system.kind === 'spokelink'
+  return [
+    singleStream('bulk1Down'),
+    singleStream('bulk1Up'),
+    { metric: 'get2kP50', applies: isSpokelink, verdict: (value) => `≤ 1 ms ${value <= 1 ? '✅' : '❌'}` },
+    { metric: 'idleRss', applies: isSpokelink, verdict: (value) => `≤ 64 KiB ${value <= 64 ? '✅' : '❌'}` },
+  ]
+}
+
+function installSignalHandlers (baseDir: string): void {
+  // testkit's exit hook SIGKILLs every child still running; the temp dir goes with it.
+  process.on('exit', () => { rmSync(baseDir, { recursive: true, force: true }) })
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      log(`${signal}: stopping`)
+      process.exit(130)
+    })
+  }
+}
+
+async function main (): Promise<void> {
+  const options = parseOptions()
+  const baseDir = mkdtempSync(join(tmpdir(), 'spokelink-bench-'))
+  installSignalHandlers(baseDir)
+  const specs = SYSTEMS.filter((spec) => spec === rawTcp || options.only.length === 0 || options.only.some((o) => spec.name.toLowerCase().includes(o)))
+  const started = performance.now()
+  const loadAtStart = formatLoad()
+  const results = new Results()
+  let systems: SystemState[] = []
+  try {
+    const tls = await createTlsFiles(baseDir)
+    const upstream = await startUpstream()
+    const context = { upstream: upstream.ports, tls }
+    systems = await startSystems(specs, context, baseDir)
+    await runRounds(systems, options, results)
+    for (const system of systems) await system.running?.close()
+    await measureIdle(context, baseDir, systems, options, results)
+  } finally {
+    await Promise.all(systems.map(async (system) => await system.running?.close()))
+    await killAllProcesses()
+  }
+  process.stdout.write(machineHeader(options, loadAtStart) + '\n\n')
+  process.stdout.write(renderTable(systems, results, issueTargets(systems)) + '\n\n')
+  for (const system of systems) {
+    if (system.skipped !== undefined) process.stdout.write(`${system.name}: skipped (${system.skipped})\n`)
+  }
+  process.stdout.write(`\nwhole run: ${((performance.now() - started) / 1000).toFixed(0)} s\n`)
+}
+
+await main()
