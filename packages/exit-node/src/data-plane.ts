@@ -150,9 +150,13 @@ export class DataPlane {
     let result = 'ok'
     try {
       writeFramedJson(stream, { upstream })
+      // The client's request follows the header at once (within the stream window) instead of waiting
+      // for the agent's status byte: a new connection costs one tunnel round trip, not two.
+      const upload = pipeline(socket, stream)
+      upload.catch(() => { /* judged below, once the status is known */ })
       await readStreamStatus(stream, { signal: AbortSignal.timeout(this.#options.streamOpenTimeoutMs) })
       log.debug('stream opened')
-      const results = await Promise.allSettled([pipeline(socket, stream), pipeline(stream, socket)])
+      const results = await Promise.allSettled([upload, pipeline(stream, socket)])
       if (results.some((r) => r.status === 'rejected')) result = 'aborted'
     } catch (err) {
       result = 'refused'
