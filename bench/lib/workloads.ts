@@ -3,28 +3,13 @@ import { connect } from 'node:net'
 import type { Socket } from 'node:net'
 import { BULK_ACK, BULK_MODE, encodeBulkHeader } from '../peers/bulk-protocol.js'
 import type { BulkMode } from '../peers/bulk-protocol.js'
+import { writeBytes } from './write-bytes.js'
 
-const PAYLOAD = Buffer.alloc(256 * 1024, 0xa5)
 /** A transfer that makes no progress for this long fails the round instead of hanging the run. */
 const STALL_TIMEOUT_MS = 30_000
 
 function openSocket (port: number): Socket {
   return connect({ host: '127.0.0.1', port, noDelay: true, timeout: STALL_TIMEOUT_MS })
-}
-
-function pumpUpload (socket: Socket, bytes: number): void {
-  let remaining = bytes
-  const pump = (): void => {
-    while (remaining > 0) {
-      const chunk = remaining >= PAYLOAD.length ? PAYLOAD : PAYLOAD.subarray(0, remaining)
-      remaining -= chunk.length
-      if (!socket.write(chunk)) {
-        socket.once('drain', pump)
-        return
-      }
-    }
-  }
-  pump()
 }
 
 /**
@@ -41,7 +26,7 @@ export async function bulkTransfer (port: number, mode: BulkMode, bytes: number)
     const fail = (err: Error): void => { socket.destroy(); reject(err) }
     socket.on('connect', () => {
       socket.write(encodeBulkHeader({ mode, bytes }))
-      if (mode === BULK_MODE.upload) pumpUpload(socket, bytes)
+      if (mode === BULK_MODE.upload) writeBytes(socket, bytes, { end: false })
     })
     socket.on('data', (chunk: Buffer) => {
       received += chunk.length

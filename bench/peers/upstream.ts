@@ -14,25 +14,9 @@ import { createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import { listenLoopback } from '@spokelink/testkit'
 import { BULK_ACK, BULK_HEADER_BYTES, BULK_MODE, parseBulkHeader } from './bulk-protocol.js'
+import { writeBytes } from '../lib/write-bytes.js'
 
-const PAYLOAD = Buffer.alloc(256 * 1024, 0x5a)
 const MAX_HTTP_BODY_BYTES = 64 * 1024 * 1024
-
-function writeBytes (socket: Socket, bytes: number): void {
-  let remaining = bytes
-  const pump = (): void => {
-    while (remaining > 0) {
-      const chunk = remaining >= PAYLOAD.length ? PAYLOAD : PAYLOAD.subarray(0, remaining)
-      remaining -= chunk.length
-      if (!socket.write(chunk)) {
-        socket.once('drain', pump)
-        return
-      }
-    }
-    socket.end()
-  }
-  pump()
-}
 
 function serveBulk (socket: Socket): void {
   socket.setNoDelay(true)
@@ -55,7 +39,7 @@ function serveBulk (socket: Socket): void {
       }
       const rest = header.length - BULK_HEADER_BYTES
       if (request.mode === BULK_MODE.download) {
-        writeBytes(socket, request.bytes)
+        writeBytes(socket, request.bytes, { end: true })
         return
       }
       expected = request.bytes
@@ -75,19 +59,7 @@ function serveHttp (req: IncomingMessage, res: ServerResponse): void {
     return
   }
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes })
-  let remaining = bytes
-  const pump = (): void => {
-    while (remaining > 0) {
-      const chunk = remaining >= PAYLOAD.length ? PAYLOAD : PAYLOAD.subarray(0, remaining)
-      remaining -= chunk.length
-      if (!res.write(chunk)) {
-        res.once('drain', pump)
-        return
-      }
-    }
-    res.end()
-  }
-  pump()
+  writeBytes(res, bytes, { end: true })
 }
 
 async function main (): Promise<void> {

@@ -87,6 +87,17 @@ function spokesConfig (spokes: SpokeSpec[]): SpokesConfig {
 }
 
 
+/** One spoke with one token and one `prometheus` port in front of `upstream`: returns the data-plane port once the agent is connected. */
+async function tunnelTo (upstream: net.Server): Promise<number> {
+  trackSockets(upstream)
+  const upstreamPort = await listen(upstream)
+  const token = createSpokeToken()
+  const dataPort = await freePort()
+  const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
+  await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
+  return dataPort
+}
+
 /** Tracks every socket a test server accepted so cleanup can destroy them. */
 function trackSockets (server: net.Server): Set<net.Socket> {
   const sockets = new Set<net.Socket>()
@@ -168,12 +179,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
         await pipeline(deterministicSource(MiB, 12), socket)
       }).catch(() => { /* asserted through `received` */ })
     })
-    trackSockets(server)
-    const upstreamPort = await listen(server)
-    const token = createSpokeToken()
-    const dataPort = await freePort()
-    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
+    const dataPort = await tunnelTo(server)
 
     const client = await connectTcp(dataPort)
     const answer = readAll(client)
@@ -196,12 +202,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
       socket.on('error', () => { /* asserted by the client's hash */ })
       pipeline(deterministicSource(bytes, seed), socket).catch(() => { /* as above */ })
     })
-    trackSockets(server)
-    const upstreamPort = await listen(server)
-    const token = createSpokeToken()
-    const dataPort = await freePort()
-    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
+    const dataPort = await tunnelTo(server)
 
     const client = await connectTcp(dataPort)
     client.end()
@@ -221,12 +222,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
         pipeline(deterministicSource(4 * MiB, 31), socket).catch(() => { /* asserted by the client's hash */ })
       })
     })
-    trackSockets(server)
-    const upstreamPort = await listen(server)
-    const token = createSpokeToken()
-    const dataPort = await freePort()
-    const { url } = await startExitNode(spokesConfig([{ tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), testLogger('exit-node'))
-    await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
+    const dataPort = await tunnelTo(server)
 
     const client = await connectTcp(dataPort)
     const answer = hashStream(client)

@@ -1,7 +1,7 @@
 import net from 'node:net'
 import { once } from 'node:events'
 import { describe, expect, onTestFinished, test } from 'vitest'
-import { waitFor } from '@spokelink/testkit'
+import { socketPair, waitFor } from '@spokelink/testkit'
 import { createMuxSession, MuxError, MUX_SESSION_DEFAULTS } from '../src/index.js'
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
 import { FLAG, FRAME_TYPE, encodeHeader } from '../src/mux/frame.js'
@@ -68,15 +68,7 @@ function open (session: MuxSession): MuxStream {
 }
 
 async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}, listen = true): Promise<{ session: MuxSession, peer: RawPeer, socket: net.Socket }> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  const accepted = once(server, 'connection')
-  const socket = net.connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  const [theirs] = await accepted as [net.Socket]
-  server.close()
+  const [socket, theirs] = await socketPair()
   const session = createMuxSession(socket, role, { keepaliveIntervalMs: 0, ...options })
   if (listen) session.on('stream', (s: MuxStream) => s.on('error', noop))
   const peer = new RawPeer(theirs)

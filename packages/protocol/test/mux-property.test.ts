@@ -2,22 +2,9 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { describe, expect, test } from 'vitest'
 import fc from 'fast-check'
-import { waitFor } from '@spokelink/testkit'
+import { socketPair, waitFor } from '@spokelink/testkit'
 import { createMuxSession } from '../src/index.js'
 import type { MuxSession, MuxStream } from '../src/index.js'
-
-async function socketPair (): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  const accepted = once(server, 'connection')
-  const socket = net.connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  const [theirs] = await accepted as [net.Socket]
-  server.close()
-  return [socket, theirs]
-}
 
 type Op =
   | { op: 'open', fromClient: boolean }

@@ -3,24 +3,11 @@ import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import { describe, expect, onTestFinished, test } from 'vitest'
-import { waitFor } from '@spokelink/testkit'
+import { socketPair, waitFor } from '@spokelink/testkit'
 import { createMuxSession } from '../src/index.js'
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
 
 const MiB = 1024 * 1024
-
-async function socketPair (): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as net.AddressInfo
-  const accepted = once(server, 'connection')
-  const socket = net.connect(port, '127.0.0.1')
-  await once(socket, 'connect')
-  const [theirs] = await accepted as [net.Socket]
-  server.close()
-  return [socket, theirs]
-}
 
 /** A loopback relay that holds every chunk `delayMs` in each direction (an emulated long link). */
 async function delayedLink (delayMs: number): Promise<[net.Socket, net.Socket]> {
