@@ -16,7 +16,7 @@ import { connectExitNode } from '@spokelink/agent'
 import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
-import { PROTOCOL_NAME, ProtocolError } from '@spokelink/protocol'
+import { PROTOCOL_NAME, ProtocolError, createMuxSession } from '@spokelink/protocol'
 import { deterministicSource, expectedSha256, freePort, hashStream, waitFor } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
@@ -266,6 +266,26 @@ describe('upgrade authentication', () => {
 
     const agent = await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 9 }] }, testLogger('agent'), false)
     expect(await nextDisconnect(agent)).toMatchObject({ code: 'SLK_ERR_PROTO_VERSION_MISMATCH' })
+  })
+
+  test('an agent that upgrades but never finishes its hello is cut off after helloTimeoutMs', async () => {
+    const good = newToken()
+    const dataPort = await freePort()
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'), { helloTimeoutMs: 300 })
+    // A real upgrade with a valid token, then silence: no control stream (a) or a control stream with half a hello (b).
+    for (const sendHalfHello of [false, true]) {
+      const { ws, duplex } = await connectExitNode({ url, token: good.token, insecure: false, handshakeTimeoutMs: 5000, maxMessageBytes: 1 << 20 })
+      duplex.on('error', () => { /* the exit-node closing it is the point */ })
+      const session = createMuxSession(duplex, 'client', { keepaliveIntervalMs: 0 })
+      if (sendHalfHello) {
+        const control = session.openStream()
+        control.on('error', () => { /* closed with the session */ })
+        control.write(Buffer.from([0, 0, 0, 100, 0x7b]))
+      }
+      const [code] = await once(ws, 'close', { signal: AbortSignal.timeout(5000) }) as [number]
+      expect(code).toBe(4400)
+      expect(exitNode.sessions.all()).toEqual([])
+    }
   })
 
   test('junk bytes, oversized headers and 500 bad upgrades leave a good session working', async () => {

@@ -355,7 +355,8 @@ export class ExitNode {
     }
     let hello
     try {
-      hello = parseHello(await readFramedJson(control, { signal: AbortSignal.timeout(this.#options.helloTimeoutMs) }))
+      // No deadline of its own: the session's hello timer aborts the mux, which fails this read.
+      hello = parseHello(await readFramedJson(control))
     } catch (err) {
       return err instanceof ProtocolError ? fail(err.code, err.message) : fail('SLK_ERR_PROTO_HEADER_INVALID', 'hello could not be read')
     }

@@ -48,7 +48,7 @@ Do the same by hand (run from the repository root after pnpm build; the spoke he
   TOKEN=$(./node_modules/.bin/spokelink token create --spokes spokes.yaml --spoke orion-aws --output json | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')
   ./node_modules/.bin/spokelink server --listen 127.0.0.1:8123 --spokes spokes.yaml &
   SPOKELINK_TOKEN=$TOKEN ./node_modules/.bin/spokelink agent --server ws://127.0.0.1:8123/connect --upstream prometheus=127.0.0.1:9090 &
-  curl -s 'http://127.0.0.1:19090/federate?match[]={job!=""}'
+  curl -sg 'http://127.0.0.1:19090/federate?match[]={job!=""}'
 `
 
 async function runDemo (command: Command, context: CommandContext): Promise<void> {
@@ -89,7 +89,7 @@ async function runDemo (command: Command, context: CommandContext): Promise<void
     printLine((await response.text()).trimEnd())
     printLine(BY_HAND)
     if (config['keep-running'] === true) {
-      printLine(`The demo tunnel stays up: curl -s '${url}'   (Ctrl-C to stop)`)
+      printLine(`The demo tunnel stays up: curl -sg '${url}'   (Ctrl-C to stop)`)
       await untilAborted(context.shutdown)
     }
   } finally {
