@@ -23,12 +23,13 @@ import { createTlsFiles } from './lib/tls-files.js'
 import { bulkThroughput, bulkTransfer, megabytesPerSecond, sequentialGets, timedGet } from './lib/workloads.js'
 import { chisel } from './systems/chisel.js'
 import { frp } from './systems/frp.js'
+import { nodeRelayFloor } from './systems/node-relay.js'
 import { rawTcp } from './systems/raw-tcp.js'
 import { spokelinkWs, spokelinkWss } from './systems/spokelink.js'
 import { sshForward, sshForwardPty } from './systems/ssh.js'
 import type { RunningSystem, SystemContext, SystemSpec, UpstreamPorts } from './systems/system.js'
 
-const SYSTEMS: readonly SystemSpec[] = [rawTcp, spokelinkWs, spokelinkWss, sshForward, sshForwardPty, frp, chisel]
+const SYSTEMS: readonly SystemSpec[] = [rawTcp, nodeRelayFloor, spokelinkWs, spokelinkWss, sshForward, sshForwardPty, frp, chisel]
 const UPSTREAM = fileURLToPath(new URL('./peers/upstream.ts', import.meta.url))
 const MIB = 1024 * 1024
 const PARALLEL_STREAMS = 16

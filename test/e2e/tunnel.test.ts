@@ -231,6 +231,25 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(events).toEqual(['upstream got EOF after "GET /federate\\n"'])
   })
 
+  test('an upstream that speaks first reaches a client that waits for its greeting; the conversation goes on', async () => {
+    dumpLogsOnFailure()
+    const server = net.createServer((socket) => {
+      socket.write('220 spoke ready\r\n')
+      socket.on('data', (chunk: Buffer) => {
+        if (chunk.toString() === 'QUIT\r\n') socket.end('221 bye\r\n')
+      })
+    })
+    const dataPort = await tunnelTo(server)
+    const client = await connectTcp(dataPort)
+    const received: Buffer[] = []
+    client.on('data', (chunk: Buffer) => received.push(chunk))
+    await waitFor(() => Buffer.concat(received).toString() === '220 spoke ready\r\n', { what: 'the greeting before the client said anything' })
+    const ended = once(client, 'end')
+    client.write('QUIT\r\n')
+    await ended
+    expect(Buffer.concat(received).toString()).toBe('220 spoke ready\r\n221 bye\r\n')
+  })
+
   test('100 concurrent connections each echo a distinct 64 KiB payload byte-exact', async () => {
     dumpLogsOnFailure()
     const echo = await startEchoUpstream()

@@ -1,6 +1,5 @@
 import { EventEmitter, once } from 'node:events'
 import os from 'node:os'
-import { pipeline } from 'node:stream/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
@@ -10,6 +9,7 @@ import {
   parseStreamHeader,
   parseWelcome,
   readFramedJson,
+  relay,
   writeFramedJson,
   writeStreamStatus,
   PROTOCOL_VERSION,
@@ -21,8 +21,16 @@ import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
 import { AgentError } from './errors.js'
 import { createAgentMetrics } from './metrics.js'
 import type { AgentMetrics } from './metrics.js'
+import { sendOkStatusWithFirstBytes } from './send-ok-status.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
+
+/** Largest `{upstream}` header accepted on a data stream. */
+const STREAM_HEADER_MAX_BYTES = 1024
+/** The longest the OK status waits for the upstream's first bytes to travel with. */
+const OK_STATUS_HOLD_MS = 500
+/** The longest the ACK of a data stream waits for that stream's first frame (the status); below the status hold it would go alone. */
+const STREAM_ACK_DELAY_MS = 1000
 
 /** Options of {@link createAgent}. */
 export interface AgentOptions {
@@ -218,6 +226,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     let closeReason = ''
     ws.once('close', (code: number, reason: Buffer) => { closeReason = reason.length > 0 ? `${code} ${reason.toString('utf8')}` : String(code) })
     const mux = createMuxSession(duplex, 'client', {
+      ackDelayMs: STREAM_ACK_DELAY_MS,
       ...options.mux,
       keepaliveIntervalMs: options.keepaliveIntervalMs,
       keepaliveTimeoutMs: options.keepaliveTimeoutMs,
@@ -257,21 +266,21 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #serveStream (stream: MuxStream): Promise<void> {
-    // Until pipeline() owns the stream, a reset from the exit-node must not become an uncaught 'error'.
-    stream.on('error', (err) => { this.#log.debug({ streamId: stream.id, err }, 'stream error') })
-    let name = 'unknown'
+    // Until relay() owns the stream, a reset from the exit-node must not become an uncaught 'error'.
+    const ignoreUntilRelayed = (): void => {}
+    stream.on('error', ignoreUntilRelayed)
+    let name: string
     try {
-      name = parseStreamHeader(await readFramedJson(stream, { maxBytes: 1024, signal: AbortSignal.timeout(this.#options.helloTimeoutMs) })).upstream
+      name = parseStreamHeader(await this.#readStreamHeader(stream)).upstream
     } catch (err) {
       this.#log.warn({ streamId: stream.id, err }, 'bad stream header')
       stream.destroy()
       return
     }
     const upstream = this.#upstreams.get(name)
-    const log = this.#log.child({ streamId: stream.id, upstream: name })
     if (upstream === undefined) {
       this.#metrics.streamsTotal.inc({ upstream: 'unknown', result: 'refused' })
-      log.warn('exit-node asked for an upstream this agent does not offer')
+      this.#log.warn({ streamId: stream.id, upstream: name }, 'exit-node asked for an upstream this agent does not offer')
       writeStreamStatus(stream, STREAM_STATUS.UNKNOWN_UPSTREAM, `upstream "${name}" is not offered by this agent`)
       stream.end()
       return
@@ -282,17 +291,30 @@ export class Agent extends EventEmitter<AgentEvents> {
     } catch (err) {
       this.#metrics.upstreamDialErrorsTotal.inc({ upstream: name })
       this.#metrics.streamsTotal.inc({ upstream: name, result: 'dial_failed' })
-      log.debug({ err }, 'upstream dial failed')
+      this.#log.debug({ streamId: stream.id, upstream: name, err }, 'upstream dial failed')
       writeStreamStatus(stream, STREAM_STATUS.DIAL_FAILED, `cannot reach upstream ${name}: ${err instanceof Error ? err.message : String(err)}`)
       stream.end()
       return
     }
-    writeStreamStatus(stream, STREAM_STATUS.OK)
+    sendOkStatusWithFirstBytes(stream, socket, OK_STATUS_HOLD_MS)
+    stream.off('error', ignoreUntilRelayed)
     this.#metrics.streamsActive.inc({ upstream: name })
-    const results = await Promise.allSettled([pipeline(stream, socket), pipeline(socket, stream)])
+    const failure = await relay(stream, socket)
     this.#metrics.streamsActive.dec({ upstream: name })
-    this.#metrics.streamsTotal.inc({ upstream: name, result: results.some((r) => r.status === 'rejected') ? 'aborted' : 'ok' })
-    log.debug('stream closed')
+    this.#metrics.streamsTotal.inc({ upstream: name, result: failure === undefined ? 'ok' : 'aborted' })
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ streamId: stream.id, upstream: name, err: failure }, 'stream closed')
+  }
+
+  /** The exit-node's `{upstream}` header, which arrives with the stream's SYN. */
+  async #readStreamHeader (stream: MuxStream): Promise<unknown> {
+    const timer = setTimeout(() => {
+      stream.destroy(new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${this.#options.helloTimeoutMs} ms`))
+    }, this.#options.helloTimeoutMs)
+    try {
+      return await readFramedJson(stream, { maxBytes: STREAM_HEADER_MAX_BYTES })
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
 

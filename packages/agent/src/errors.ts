@@ -7,6 +7,7 @@ export type AgentErrorCode =
   | 'SLK_ERR_AGENT_TLS_PIN'
   | 'SLK_ERR_AGENT_INSECURE'
   | 'SLK_ERR_AGENT_HELLO_REJECTED'
+  | 'SLK_ERR_AGENT_STREAM_HEADER'
 
 /** An agent error; messages name the server, upstream or option at fault and never the token. */
 export class AgentError extends Error {

@@ -1,9 +1,10 @@
 import net from 'node:net'
-import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
-import { readStreamStatus, writeFramedJson } from '@spokelink/protocol'
+import { ProtocolError, readStreamStatus, relay, writeFramedJson } from '@spokelink/protocol'
 import type { GrantedPort, MuxStream } from '@spokelink/protocol'
 import type { PortConfig } from '@spokelink/auth'
+import { ExitNodeError } from './errors.js'
+import { waitForFirstBytes } from './first-bytes.js'
 import type { ExitNodeMetrics } from './metrics.js'
 import type { SpokeSession } from './spoke-session.js'
 
@@ -11,6 +12,8 @@ import type { SpokeSession } from './spoke-session.js'
 export interface DataPlaneOptions {
   /** How long the agent may take to dial its upstream and answer the status byte. */
   streamOpenTimeoutMs: number
+  /** How long a new connection may wait for its client's first bytes, so they go with the stream's SYN. */
+  firstBytesHoldMs: number
 }
 
 interface Listener {
@@ -20,6 +23,12 @@ interface Listener {
   upstream: string
   /** Rotates the first candidate, so equally busy sessions take turns (sequential connections spread too). */
   turn: number
+}
+
+/** The agent said no (unknown upstream, dial failed) or did not answer in time; anything else aborted a stream that was open. */
+function isRefusal (err: Error): boolean {
+  return (err instanceof ProtocolError && err.code === 'SLK_ERR_PROTO_UPSTREAM_REFUSED') ||
+    (err instanceof ExitNodeError && err.code === 'SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT')
 }
 
 const key = (spoke: string, upstream: string): string => `${spoke}\u0000${upstream}`
@@ -124,9 +133,11 @@ export class DataPlane {
   async #carry (socket: net.Socket, spoke: string, listener: Listener): Promise<void> {
     const { upstream } = listener
     this.#sockets.add(socket)
-    // Until pipeline() owns them, errors on either end are logged here instead of becoming uncaught.
-    socket.on('error', (err) => { this.#log.debug({ spoke, upstream, err }, 'data-plane connection error') })
     socket.once('close', () => this.#sockets.delete(socket))
+    // Until relay() owns it, a client's reset must not become an uncaught 'error'.
+    socket.on('error', (err) => { this.#log.debug({ spoke, upstream, err }, 'data-plane connection error') })
+    await waitForFirstBytes(socket, this.#options.firstBytesHoldMs)
+    if (socket.destroyed) return
     const session = this.#pick(listener)
     if (session === undefined) {
       this.#metrics.streamsTotal.inc({ spoke, upstream, result: 'no_session' })
@@ -145,31 +156,33 @@ export class DataPlane {
     const started = performance.now()
     session.activeStreams++
     this.#metrics.streamsActive.inc({ spoke, upstream })
-    const log = this.#log.child({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream })
-    stream.on('error', (err) => { log.debug({ err }, 'stream error') })
-    let result = 'ok'
+    writeFramedJson(stream, { upstream })
+    // The client's request follows the header at once (within the stream window) instead of waiting
+    // for the agent's status byte: a new connection costs one tunnel round trip, not two.
+    const failure = await relay(socket, stream, {
+      beforeBToA: async () => { await this.#readStatus(stream) },
+    })
+    const result = failure === undefined ? 'ok' : isRefusal(failure) ? 'refused' : 'aborted'
+    if (failure !== undefined && this.#log.isLevelEnabled('debug')) {
+      this.#log.debug({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream, err: failure }, result === 'refused' ? 'stream refused' : 'stream aborted')
+    }
+    session.activeStreams--
+    this.#metrics.streamsActive.dec({ spoke, upstream })
+    this.#metrics.streamsTotal.inc({ spoke, upstream, result })
+    this.#metrics.bytesTotal.inc({ spoke, direction: 'in' }, socket.bytesRead)
+    this.#metrics.bytesTotal.inc({ spoke, direction: 'out' }, socket.bytesWritten)
+    this.#metrics.streamDurationSeconds.observe({ spoke, upstream }, (performance.now() - started) / 1000)
+  }
+
+  /** The agent's status byte, within the stream open timeout. */
+  async #readStatus (stream: MuxStream): Promise<void> {
+    const timer = setTimeout(() => {
+      stream.destroy(new ExitNodeError('SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT', `agent did not answer stream ${stream.id} within ${this.#options.streamOpenTimeoutMs} ms`))
+    }, this.#options.streamOpenTimeoutMs)
     try {
-      writeFramedJson(stream, { upstream })
-      // The client's request follows the header at once (within the stream window) instead of waiting
-      // for the agent's status byte: a new connection costs one tunnel round trip, not two.
-      const upload = pipeline(socket, stream)
-      upload.catch(() => { /* judged below, once the status is known */ })
-      await readStreamStatus(stream, { signal: AbortSignal.timeout(this.#options.streamOpenTimeoutMs) })
-      log.debug('stream opened')
-      const results = await Promise.allSettled([upload, pipeline(stream, socket)])
-      if (results.some((r) => r.status === 'rejected')) result = 'aborted'
-    } catch (err) {
-      result = 'refused'
-      log.debug({ err }, 'stream refused')
-      stream.destroy()
-      socket.destroy()
+      await readStreamStatus(stream)
     } finally {
-      session.activeStreams--
-      this.#metrics.streamsActive.dec({ spoke, upstream })
-      this.#metrics.streamsTotal.inc({ spoke, upstream, result })
-      this.#metrics.bytesTotal.inc({ spoke, direction: 'in' }, socket.bytesRead)
-      this.#metrics.bytesTotal.inc({ spoke, direction: 'out' }, socket.bytesWritten)
-      this.#metrics.streamDurationSeconds.observe({ spoke, upstream }, (performance.now() - started) / 1000)
+      clearTimeout(timer)
     }
   }
 

@@ -87,6 +87,13 @@ export interface ExitNodeDeps {
 }
 
 /** WebSocket close codes the exit-node uses; 4000–4999 is the application range. */
+/**
+ * How long a new data-plane connection waits for its client's first bytes before its stream opens without
+ * them. Clients that speak first send within microseconds of the handshake; servers that speak first
+ * (a protocol this tunnel may carry) pay this once per connection.
+ */
+const FIRST_BYTES_HOLD_MS = 2
+
 const WS_CLOSE = { REVOKED: 4403, HELLO_FAILED: 4400 } as const
 
 /**
@@ -139,7 +146,7 @@ export class ExitNode {
     this.#clock = deps.clock ?? (() => new Date())
     this.#promRegistry = deps.registry
     this.#metrics = createExitNodeMetrics(deps.registry)
-    this.#dataPlane = new DataPlane({ streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs }, { metrics: this.#metrics, logger: deps.logger })
+    this.#dataPlane = new DataPlane({ streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs, firstBytesHoldMs: FIRST_BYTES_HOLD_MS }, { metrics: this.#metrics, logger: deps.logger })
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { void this.#handleRequest(req, res) }
     const tls = this.#options.tls
     this.#server = tls === undefined

@@ -6,6 +6,7 @@ import { createMuxSession, MuxError, MUX_SESSION_DEFAULTS } from '../src/index.j
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
 import { FLAG, FRAME_TYPE, encodeHeader } from '../src/mux/frame.js'
 import type { FrameType } from '../src/mux/frame.js'
+import { kRecvAvailable } from '../src/mux/mux-stream.js'
 
 interface RawFrame { type: number, flags: number, streamId: number, length: number, payload: Buffer }
 
@@ -139,6 +140,66 @@ describe('yamux conformance against a raw peer', () => {
     const s3 = await second
     const [chunk] = await once(s3, 'data') as [Buffer]
     expect(chunk.toString()).toBe('syn+data')
+  })
+
+  test('with ackDelayMs the ACK waits for the stream\'s first frame and goes out with it, in one write', async () => {
+    const { session, peer } = await setup('server', { ackDelayMs: 60_000 })
+    const accepted = nextStream(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    const stream = await accepted
+    await peer.sync()
+    expect(peer.frames.filter((f) => f.streamId === 1)).toEqual([])
+    const chunks: Buffer[] = []
+    peer.socket.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    stream.write('answer')
+    const data = await peer.frame((f) => f.type === FRAME_TYPE.DATA && f.streamId === 1, 'the first DATA of stream 1')
+    expect(data.payload.toString()).toBe('answer')
+    const ours = peer.frames.filter((f) => f.streamId === 1)
+    expect(ours.map((f) => [f.type, f.flags])).toEqual([[FRAME_TYPE.WINDOW_UPDATE, FLAG.ACK], [FRAME_TYPE.DATA, 0]])
+    // ACK header and DATA frame arrived as one read: they were one write.
+    expect(chunks[0]?.length).toBe(12 + 12 + 'answer'.length)
+  })
+
+  test('with ackDelayMs, data the peer sent before our ACK is accounted: our view of its window equals its own', async () => {
+    const KiB = 1024
+    const { session, peer } = await setup('server', { ackDelayMs: 60_000, initialStreamWindowBytes: 512 * KiB, windowAutoTuning: false })
+    const accepted = nextStream(session)
+    peer.data(1, Buffer.alloc(200 * KiB, 1), FLAG.SYN)
+    const stream = await accepted
+    let consumed = 0
+    stream.on('data', (chunk: Buffer) => { consumed += chunk.length })
+    const ack = await peer.frame(isWU(1, FLAG.ACK), 'the ACK, sent with the first credit')
+    expect(ack.length).toBe(256 * KiB)
+    // The peer's own view: 256 KiB to start, plus every credit, minus what it sent.
+    const peerWindow = (): number => 256 * KiB + peer.frames.filter((f) => f.type === FRAME_TYPE.WINDOW_UPDATE && f.streamId === 1).reduce((n, f) => n + f.length, 0) - sent
+    let sent = 200 * KiB
+    const more = peerWindow()
+    peer.data(1, Buffer.alloc(more, 2))
+    sent += more
+    await waitFor(() => consumed === sent, { what: 'everything read' })
+    await peer.sync()
+    expect(stream[kRecvAvailable]).toBe(peerWindow())
+  })
+
+  test('with ackDelayMs a silent stream is ACKed alone once the delay is over', async () => {
+    const { session, peer } = await setup('server', { ackDelayMs: 50 })
+    const accepted = nextStream(session)
+    const started = performance.now()
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    await accepted
+    await peer.frame(isWU(1, FLAG.ACK), 'the delayed ACK')
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45)
+  })
+
+  test('with ackDelayMs a stream reset before its first frame sends RST and no ACK', async () => {
+    const { session, peer } = await setup('server', { ackDelayMs: 60_000 })
+    const accepted = nextStream(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    const stream = await accepted
+    stream.destroy()
+    await peer.frame(isWU(1, FLAG.RST), 'RST of stream 1')
+    await peer.sync()
+    expect(peer.frames.filter((f) => f.streamId === 1).map((f) => f.flags)).toEqual([FLAG.RST])
   })
 
   test('a SYN with the wrong parity is a protocol error answered with GoAway(protocol-error)', async () => {

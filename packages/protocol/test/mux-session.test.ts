@@ -85,6 +85,20 @@ describe('MuxSession ↔ MuxSession over loopback TCP', () => {
     await waitFor(() => client.stats.streamsOpen === 0 && server.stats.streamsOpen === 0, { what: 'both maps empty' })
   })
 
+  test('with ackDelayMs and a 4 MiB initial window, a reader that never writes ACKs with its first credit; 64 MiB arrive sha256-exact', async () => {
+    const { client, server } = await sessions({ ackDelayMs: 60_000, initialStreamWindowBytes: 4 * MiB, windowAutoTuning: false })
+    const received = new Promise<{ sha: string, bytes: number }>((resolve, reject) => {
+      // The reader writes nothing until it is done, so its ACK can only ride with its first credit.
+      server.once('stream', (s: MuxStream) => { receive(s).then((got) => { s.end(); resolve(got) }, reject) })
+    })
+    const stream = client.openStream()
+    stream.resume()
+    const sent = await send(stream, source(3, 64 * MiB).chunks())
+    expect(await received).toEqual({ sha: sent, bytes: 64 * MiB })
+    expect(client.stats.windowStalls).toBeGreaterThan(0)
+    await waitFor(() => client.stats.streamsOpen === 0 && server.stats.streamsOpen === 0, { what: 'both maps empty' })
+  })
+
   test('16 streams at once, 1 GiB in total, each sha256-exact', async () => {
     const { client, server } = await sessions()
     const results = new Map<number, Promise<{ sha: string, bytes: number }>>()

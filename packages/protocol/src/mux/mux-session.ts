@@ -378,7 +378,7 @@ export class MuxSession extends EventEmitter {
     this.#outBytes += buf.length
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
-      process.nextTick(this.#flush)
+      setImmediate(this.#flush)
     }
   }
 

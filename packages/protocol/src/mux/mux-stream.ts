@@ -78,6 +78,8 @@ export class MuxStream extends Duplex {
   #pendingOffset = 0
   #pendingCb: WriteCallback | null = null
   #stalled = false
+  /** Set while our ACK of the peer's SYN waits to ride with this stream's first frame. */
+  #ackTimer: NodeJS.Timeout | null = null
 
   /** @internal Streams are created by `MuxSession.openStream()` or arrive in its `'stream'` event. */
   constructor (id: number, session: MuxSession, host: StreamHost) {
@@ -103,11 +105,32 @@ export class MuxStream extends Duplex {
     return this.#recvAvail
   }
 
-  /** @internal Sends the SYN (opening) or ACK (accepting) with the window we grant above 256 KiB. */
+  /**
+   * @internal Sends the SYN (opening) or ACK (accepting) with the window we grant above 256 KiB. With
+   * `ackDelayMs` the ACK waits for this stream's first outgoing frame (the spec lets it ride with data),
+   * so an accept answered after a dial costs the peer one message, not two; it goes alone after the delay.
+   */
   [kAnnounce] (flag: number): void {
+    const delayMs = this.#host.options.ackDelayMs
+    if (flag === FLAG.ACK && delayMs > 0) {
+      this.#ackTimer = setTimeout(() => { this.#sendPendingAck() }, delayMs).unref()
+      return
+    }
+    this.#sendAnnounce(flag)
+  }
+
+  #sendAnnounce (flag: number): void {
     this.#epochStart = performance.now()
     this.#host.sendFrame(FRAME_TYPE.WINDOW_UPDATE, flag, this.id, this.#recvMax - INITIAL_STREAM_WINDOW_BYTES)
-    this.#recvAvail = this.#recvMax
+    // The peer may already have sent data against the initial window.
+    this.#recvAvail += this.#recvMax - INITIAL_STREAM_WINDOW_BYTES
+  }
+
+  #sendPendingAck (): void {
+    if (this.#ackTimer === null) return
+    clearTimeout(this.#ackTimer)
+    this.#ackTimer = null
+    if (!this.#removed && this.#host.alive()) this.#sendAnnounce(FLAG.ACK)
   }
 
   /** @internal A piece of DATA payload; the session has checked it fits the window. */
@@ -143,6 +166,8 @@ export class MuxStream extends Duplex {
 
   /** @internal The session is gone; no RST can or need be sent. `undefined` for a stream no one accepted. */
   [kAbort] (err: Error | undefined): void {
+    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
+    this.#ackTimer = null
     this.#removed = true
     this.destroy(err)
   }
@@ -169,6 +194,12 @@ export class MuxStream extends Duplex {
     // hashicorp stream.go sendWindowUpdate: credit once at least half the window was consumed.
     let delta = this.#recvMax - buffered - this.#recvAvail
     if (delta < this.#recvMax / 2) return
+    if (this.#ackTimer !== null) {
+      // The ACK carries the window above the initial one: credit only what is still owed after it.
+      this.#sendPendingAck()
+      delta = this.#recvMax - buffered - this.#recvAvail
+      if (delta < this.#recvMax / 2) return
+    }
     const host = this.#host
     const now = performance.now()
     const options = host.options
@@ -211,6 +242,7 @@ export class MuxStream extends Duplex {
   #drainPending (): void {
     const chunk = this.#pending
     if (chunk === null) return
+    this.#sendPendingAck()
     const host = this.#host
     const maxFrame = host.options.maxDataFrameBytes
     const length = chunk.length
@@ -241,6 +273,7 @@ export class MuxStream extends Duplex {
 
   override _final (callback: WriteCallback): void {
     if (!this.#finSent && !this.#removed) {
+      this.#sendPendingAck()
       this.#finSent = true
       this.#host.sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.FIN, this.id, 0)
       if (this.#finReceived) this.#remove()
@@ -272,6 +305,9 @@ export class MuxStream extends Duplex {
   #remove (): void {
     if (this.#removed) return
     this.#removed = true
+    // A reset needs no ACK before it.
+    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
+    this.#ackTimer = null
     this.#host.streamClosed(this, this.#recvMax - this.#host.options.initialStreamWindowBytes)
   }
 }

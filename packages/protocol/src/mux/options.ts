@@ -77,6 +77,13 @@ export interface MuxSessionOptions {
    * @default 30000
    */
   streamOpenTimeoutMs?: number
+  /**
+   * How long the ACK of a peer's SYN may wait for the stream's first outgoing frame (data, credit, FIN)
+   * so that both go in one message; 0 sends it when the stream is accepted. Keep it well below the
+   * peer's stream open timeout.
+   * @default 0
+   */
+  ackDelayMs?: number
 }
 
 /** Defaults of {@link MuxSessionOptions}. */
@@ -94,6 +101,7 @@ export const MUX_SESSION_DEFAULTS = Object.freeze({
   windowAutoTuning: true,
   maxQueuedControlFrames: 1024,
   streamOpenTimeoutMs: 30_000,
+  ackDelayMs: 0,
 } as const satisfies Required<MuxSessionOptions>)
 
 /** Resolved options of a session. */
@@ -132,6 +140,7 @@ export function validateMuxSessionOptions (options: MuxSessionOptions = {}): Res
   integer('closeGraceMs', o.closeGraceMs, 0, 2 ** 31 - 1)
   integer('maxQueuedControlFrames', o.maxQueuedControlFrames, 1, 2 ** 31)
   integer('streamOpenTimeoutMs', o.streamOpenTimeoutMs, 0, 2 ** 31 - 1)
+  integer('ackDelayMs', o.ackDelayMs, 0, 2 ** 31 - 1)
   if (typeof o.windowAutoTuning !== 'boolean') throw invalid('windowAutoTuning', 'a boolean', o.windowAutoTuning)
   return o
 }

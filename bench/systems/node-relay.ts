@@ -1,0 +1,35 @@
+import { fileURLToPath } from 'node:url'
+import { runProcess } from '@spokelink/testkit'
+import type { RunningProcess } from '@spokelink/testkit'
+import { waitUntilForwardingBoth } from '../lib/probe.js'
+import type { UpstreamPorts, SystemSpec } from './system.js'
+
+const RELAY = fileURLToPath(new URL('../peers/node-relay.ts', import.meta.url))
+
+async function startHop (target: UpstreamPorts, name: string): Promise<{ child: RunningProcess, ports: UpstreamPorts }> {
+  const child = runProcess(process.execPath, ['--import', 'tsx', RELAY, String(target.bulkPort), String(target.httpPort)], { name })
+  const line = await child.waitForLog((entry) => typeof entry.bulkPort === 'number', { what: `${name} to listen`, timeoutMs: 20_000 })
+  return { child, ports: { bulkPort: Number(line.bulkPort), httpPort: Number(line.httpPort) } }
+}
+
+/**
+ * Two plain Node relays in a row (see `peers/node-relay.ts`): what any tunnel made of two Node processes costs
+ * before it frames, multiplexes or encrypts anything. Not a peer a user would pick; a floor to read ours against.
+ */
+export const nodeRelayFloor: SystemSpec = {
+  name: 'Node relay ×2 (floor)',
+  kind: 'baseline',
+  bulk: true,
+  start: async ({ upstream }) => {
+    const second = await startHop(upstream, 'node relay (hop 2)')
+    const entry = await startHop(second.ports, 'node relay (hop 1)')
+    const close = async (): Promise<void> => { await Promise.all([entry.child.kill(), second.child.kill()]) }
+    try {
+      await waitUntilForwardingBoth(entry.ports, 'the Node relay pair')
+    } catch (err) {
+      await close()
+      throw err
+    }
+    return { running: { ...entry.ports, close, pids: { hop1: entry.child.pid, hop2: second.child.pid } } }
+  },
+}

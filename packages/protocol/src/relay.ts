@@ -1,0 +1,80 @@
+import type { Duplex } from 'node:stream'
+import { ProtocolError } from './errors.js'
+
+/** Options for {@link relay}. */
+export interface RelayOptions {
+  /**
+   * Runs before anything is copied from `b` to `a` (it may read a preamble off `b`, such as the agent's
+   * status byte); copying from `a` to `b` starts at once. A rejection fails the relay with that error.
+   */
+  beforeBToA?: () => Promise<void>
+}
+
+/**
+ * Copies bytes both ways between two duplexes (a TCP socket and a mux stream) until both have closed.
+ * Each side's end is passed on as the other's end (half-close); backpressure pauses the reader while
+ * the other side's write buffer is full. An error, or a side closing before it finished both ways,
+ * destroys the other side too (a mux stream then sends RST).
+ *
+ * Resolves with `undefined` after a clean close both ways, or with the first failure. It never rejects.
+ *
+ * Why not `stream.pipeline()`: two pipelines per connection cost ~100 µs of CPU (an AbortController, an
+ * AbortError with a stack, end-of-stream watchers) on every new connection; this is the part of a
+ * 2 KB request's latency that is ours to cut.
+ */
+export async function relay (a: Duplex, b: Duplex, options: RelayOptions = {}): Promise<Error | undefined> {
+  return await new Promise((resolve) => {
+    let failure: Error | undefined
+    let closed = 0
+    const fail = (err: Error): void => {
+      failure ??= err
+      a.destroy()
+      b.destroy()
+    }
+    const onClose = (side: Duplex): void => {
+      if (!side.readableEnded || !side.writableFinished) {
+        fail(new ProtocolError('SLK_ERR_PROTO_CLOSED', 'the other end closed before the connection finished'))
+      }
+      if (++closed === 2) resolve(failure)
+    }
+    for (const side of [a, b]) {
+      side.on('error', fail)
+      // A side that is already gone (a stream reset while its upstream was being dialled) emits no 'close' again.
+      if (side.closed) onClose(side)
+      else side.once('close', () => { onClose(side) })
+    }
+    forward(a, b)
+    if (options.beforeBToA === undefined) {
+      forward(b, a)
+      return
+    }
+    options.beforeBToA().then(() => {
+      if (failure === undefined) forward(b, a)
+    }, fail)
+  })
+}
+
+function forward (from: Duplex, to: Duplex): void {
+  // Bytes already buffered (read with the preamble, or arrived with the SYN) go out in this tick, with the
+  // frames queued beside them, instead of one tick later as their own message.
+  for (let chunk: unknown = from.read(); chunk !== null; chunk = from.read()) {
+    if (!to.write(chunk)) break
+  }
+  const resume = (): void => { from.resume() }
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause()
+  })
+  to.on('drain', resume)
+  const end = (): void => {
+    to.off('drain', resume)
+    to.end()
+  }
+  if (from.readableEnded) {
+    end()
+    return
+  }
+  from.once('end', end)
+  // A stream read with 'readable' before (a preamble) stays paused when a 'data' listener is added.
+  if (to.writableNeedDrain) from.pause()
+  else from.resume()
+}
