@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
+import tlsDefaults from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -94,6 +95,12 @@ export interface ExitNodeDeps {
  */
 const FIRST_BYTES_HOLD_MS = 2
 
+/**
+ * Node's default list with TLS_AES_128_GCM_SHA256 moved first: every session then carries its bulk data with
+ * AES-128-GCM (what `ssh -c aes128-gcm` users pick for speed), which costs less CPU per byte than AES-256 with AES-NI.
+ */
+const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...tlsDefaults.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
+
 const WS_CLOSE = { REVOKED: 4403, HELLO_FAILED: 4400 } as const
 
 /**
@@ -151,7 +158,7 @@ export class ExitNode {
     const tls = this.#options.tls
     this.#server = tls === undefined
       ? http.createServer(onRequest)
-      : https.createServer({ cert: tls.certPem, key: tls.keyPem }, onRequest)
+      : https.createServer({ cert: tls.certPem, key: tls.keyPem, ciphers: TLS_CIPHERS, honorCipherOrder: true }, onRequest)
     this.#server.headersTimeout = this.#options.helloTimeoutMs
     this.#server.requestTimeout = this.#options.helloTimeoutMs
     // Garbage before the upgrade, TLS errors and half-sent requests cost one socket, nothing more.
