@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import tls from 'node:tls'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { freePort, killAllProcesses, runSpokelink, startFixtureExporter } from '@spokelink/testkit'
 import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
@@ -328,6 +330,11 @@ describe('spokelink CLI (child processes)', () => {
     const { server, port } = await startServer(['--spokes', spokes, '--auto-tls', tlsDir, '--auto-tls-hosts', '127.0.0.1,localhost'])
     const listening = await server.waitForLog(isMsg('listening'))
     expect(listening.tls).toBe(true)
+    // A client offering Node's default order (AES-256 first) still gets AES-128-GCM: the server's order wins.
+    const probe = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
+    await once(probe, 'secureConnect')
+    expect(probe.getCipher().name).toBe('TLS_AES_128_GCM_SHA256')
+    probe.destroy()
     const serverUrl = `wss://127.0.0.1:${port}/connect`
     const created = await createToken(spokes, 'orion-aws', ['--server', serverUrl, '--ca-file', join(tlsDir, 'ca.crt')])
     expect(created.joinToken).toMatch(/^slkj1\./)
