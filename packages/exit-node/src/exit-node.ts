@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
 import https from 'node:https'
-import tlsDefaults from 'node:tls'
+import { DEFAULT_CIPHERS } from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -87,7 +87,6 @@ export interface ExitNodeDeps {
   clock?: () => Date
 }
 
-/** WebSocket close codes the exit-node uses; 4000–4999 is the application range. */
 /**
  * How long a new data-plane connection waits for its client's first bytes before its stream opens without
  * them. Clients that speak first send within microseconds of the handshake; servers that speak first
@@ -99,8 +98,9 @@ const FIRST_BYTES_HOLD_MS = 2
  * Node's default list with TLS_AES_128_GCM_SHA256 moved first: every session then carries its bulk data with
  * AES-128-GCM (what `ssh -c aes128-gcm` users pick for speed), which costs less CPU per byte than AES-256 with AES-NI.
  */
-const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...tlsDefaults.DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
+const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
 
+/** WebSocket close codes the exit-node uses; 4000–4999 is the application range. */
 const WS_CLOSE = { REVOKED: 4403, HELLO_FAILED: 4400 } as const
 
 /**
