@@ -48,7 +48,7 @@ export function addSpokeToken (text: string, spokeName: string, entry: TokenEntr
     spokes: config.spokes.map((s) => s.name === spokeName ? { ...s, tokens: [...s.tokens, normalized] } : s),
   }
   const doc = parseDocument(text)
-  const spokeMap = findSpokeMap(doc, spokeName, source)
+  const spokeMap = findEntryMap(doc, 'spokes', 'name', spokeName, source)
   const flowEntry = formatEntry(normalized)
   return finish(source, expected, spliceAddToken(text, spokeMap, flowEntry), () => {
     const tokens = spokeMap.get('tokens', true)
@@ -85,7 +85,7 @@ export function revokeSpokeToken (text: string, tokenId: string, source: string 
       : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? { ...t, revoked: true } : t) }),
   }
   const doc = parseDocument(text)
-  const tokenMap = findTokenMap(findSpokeMap(doc, owner.name, source), tokenId, source)
+  const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
   return finish(source, expected, spliceRevoke(text, tokenMap), () => {
     tokenMap.set('revoked', true)
     return doc
@@ -196,24 +196,19 @@ function insert (text: string, offset: number, s: string): string {
   return text.slice(0, offset) + s + text.slice(offset)
 }
 
-function findSpokeMap (doc: Document, name: string, source: string): YAMLMap {
-  const spokes = doc.get('spokes', true)
-  if (isSeq(spokes)) {
-    for (const item of spokes.items) {
-      if (isMap(item) && item.get('name') === name) return item
+/**
+ * The mapping in `parent[listKey]` whose `field` is `value` (a spoke by name, a token by id).
+ * @throws ConfigError when it is not a plain mapping there (an alias or anchor we cannot edit in place)
+ */
+function findEntryMap (parent: Document | YAMLMap, listKey: 'spokes' | 'tokens', field: 'name' | 'id', value: string, source: string): YAMLMap {
+  const list = parent.get(listKey, true)
+  if (isSeq(list)) {
+    for (const item of list.items) {
+      if (isMap(item) && item.get(field) === value) return item
     }
   }
-  throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: spoke ${name} is not a plain mapping (YAML aliases cannot be edited); edit it by hand`)
-}
-
-function findTokenMap (spokeMap: YAMLMap, id: string, source: string): YAMLMap {
-  const tokens = spokeMap.get('tokens', true)
-  if (isSeq(tokens)) {
-    for (const item of tokens.items) {
-      if (isMap(item) && item.get('id') === id) return item
-    }
-  }
-  throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: token ${id} is not a plain mapping (YAML aliases cannot be edited); edit it by hand`)
+  const what = listKey === 'spokes' ? 'spoke' : 'token'
+  throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: ${what} ${value} is not a plain mapping (YAML aliases cannot be edited); edit it by hand`)
 }
 
 function validateEntry (entry: TokenEntry, source: string): void {
