@@ -452,6 +452,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
               writeFramedJson(stream, { upstream })
               asked.push(readStreamStatus(stream, { signal: AbortSignal.timeout(5000) }))
             }
+            // A stream that never names its upstream: the agent resets it after its helloTimeoutMs.
+            const silent = mux.openStream()
+            silent.on('error', () => { /* the reset is the expected outcome */ })
+            asked.push(readStreamStatus(silent, { signal: AbortSignal.timeout(5000) }))
             resolveAsked?.()
           })()
         })
@@ -459,10 +463,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
     })
     onTestFinished(() => { httpServer.closeAllConnections(); httpServer.close() })
     const fakePort = await listen(httpServer)
-    const fakeAgent = await startAgent({ server: `ws://127.0.0.1:${fakePort}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
+    const fakeAgent = await startAgent({ server: `ws://127.0.0.1:${fakePort}/connect`, token: token.token, helloTimeoutMs: 300, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
     expect(fakeAgent.state).toBe('connected')
     await allAsked
-    const [unknown, hostPort] = await Promise.allSettled(asked)
+    const [unknown, hostPort, silent] = await Promise.allSettled(asked)
     expect(unknown?.status).toBe('rejected')
     const reason = unknown?.status === 'rejected' ? unknown.reason as unknown : undefined
     expect(reason).toBeInstanceOf(ProtocolError)
@@ -470,6 +474,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(String((reason as Error).message)).toContain('alertmanager')
     // An address instead of a name is not a valid header: refused (reset) without dialing anything.
     expect(hostPort?.status).toBe('rejected')
+    expect(silent?.status === 'rejected' ? silent.reason : undefined).toMatchObject({ code: 'SLK_ERR_PROTO_CLOSED', cause: { code: 'SLK_ERR_MUX_STREAM_RESET' } })
     expect(echo.connections()).toBe(1)
   })
 

@@ -9,6 +9,7 @@ import {
   parseStreamHeader,
   parseWelcome,
   readFramedJson,
+  readWithin,
   relay,
   writeFramedJson,
   writeStreamStatus,
@@ -271,7 +272,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     stream.on('error', ignoreUntilRelayed)
     let name: string
     try {
-      name = parseStreamHeader(await this.#readStreamHeader(stream)).upstream
+      // The header arrives with the SYN; a stream without one is reset after helloTimeoutMs.
+      const header = await readWithin(stream, this.#options.helloTimeoutMs, () => new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${this.#options.helloTimeoutMs} ms`),
+        async () => await readFramedJson(stream, { maxBytes: STREAM_HEADER_MAX_BYTES }))
+      name = parseStreamHeader(header).upstream
     } catch (err) {
       this.#log.warn({ streamId: stream.id, err }, 'bad stream header')
       stream.destroy()
@@ -303,18 +307,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#metrics.streamsActive.dec({ upstream: name })
     this.#metrics.streamsTotal.inc({ upstream: name, result: failure === undefined ? 'ok' : 'aborted' })
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ streamId: stream.id, upstream: name, err: failure }, 'stream closed')
-  }
-
-  /** The exit-node's `{upstream}` header, which arrives with the stream's SYN. */
-  async #readStreamHeader (stream: MuxStream): Promise<unknown> {
-    const timer = setTimeout(() => {
-      stream.destroy(new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${this.#options.helloTimeoutMs} ms`))
-    }, this.#options.helloTimeoutMs)
-    try {
-      return await readFramedJson(stream, { maxBytes: STREAM_HEADER_MAX_BYTES })
-    } finally {
-      clearTimeout(timer)
-    }
   }
 }
 

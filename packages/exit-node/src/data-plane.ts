@@ -1,6 +1,6 @@
 import net from 'node:net'
 import type { Logger } from 'pino'
-import { ProtocolError, readStreamStatus, relay, writeFramedJson } from '@spokelink/protocol'
+import { ProtocolError, readStreamStatus, readWithin, relay, writeFramedJson } from '@spokelink/protocol'
 import type { GrantedPort, MuxStream } from '@spokelink/protocol'
 import type { PortConfig } from '@spokelink/auth'
 import { ExitNodeError } from './errors.js'
@@ -157,10 +157,12 @@ export class DataPlane {
     session.activeStreams++
     this.#metrics.streamsActive.inc({ spoke, upstream })
     writeFramedJson(stream, { upstream })
+    const timeoutMs = this.#options.streamOpenTimeoutMs
+    const openTimeout = (): Error => new ExitNodeError('SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT', `agent did not answer stream ${stream.id} within ${timeoutMs} ms`)
     // The client's request follows the header at once (within the stream window) instead of waiting
     // for the agent's status byte: a new connection costs one tunnel round trip, not two.
     const failure = await relay(socket, stream, {
-      beforeBToA: async () => { await this.#readStatus(stream) },
+      beforeBToA: async () => { await readWithin(stream, timeoutMs, openTimeout, async () => { await readStreamStatus(stream) }) },
     })
     const result = failure === undefined ? 'ok' : isRefusal(failure) ? 'refused' : 'aborted'
     if (failure !== undefined && this.#log.isLevelEnabled('debug')) {
@@ -172,18 +174,6 @@ export class DataPlane {
     this.#metrics.bytesTotal.inc({ spoke, direction: 'in' }, socket.bytesRead)
     this.#metrics.bytesTotal.inc({ spoke, direction: 'out' }, socket.bytesWritten)
     this.#metrics.streamDurationSeconds.observe({ spoke, upstream }, (performance.now() - started) / 1000)
-  }
-
-  /** The agent's status byte, within the stream open timeout. */
-  async #readStatus (stream: MuxStream): Promise<void> {
-    const timer = setTimeout(() => {
-      stream.destroy(new ExitNodeError('SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT', `agent did not answer stream ${stream.id} within ${this.#options.streamOpenTimeoutMs} ms`))
-    }, this.#options.streamOpenTimeoutMs)
-    try {
-      await readStreamStatus(stream)
-    } finally {
-      clearTimeout(timer)
-    }
   }
 
   #pick (listener: Listener): SpokeSession | undefined {
