@@ -16,7 +16,8 @@ import { connectExitNode } from '@spokelink/agent'
 import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
-import { PROTOCOL_NAME, ProtocolError, createMuxSession } from '@spokelink/protocol'
+import { PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, createMuxSession, readFramedJson, writeFramedJson } from '@spokelink/protocol'
+import type { MuxStream } from '@spokelink/protocol'
 import { deterministicSource, expectedSha256, freePort, hashStream, waitFor } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
@@ -286,6 +287,32 @@ describe('upgrade authentication', () => {
       expect(code).toBe(4400)
       expect(exitNode.sessions.all()).toEqual([])
     }
+  })
+
+  test('an agent that accepts a data stream but never answers its status is cut off after streamOpenTimeoutMs', async () => {
+    const good = newToken()
+    const dataPort = await freePort()
+    const { exitNode, registry, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'), { streamOpenTimeoutMs: 300 })
+    // A hand-made agent: a proper hello, then it reads data streams and never writes a status byte.
+    const { duplex } = await connectExitNode({ url, token: good.token, insecure: false, handshakeTimeoutMs: 5000, maxMessageBytes: 1 << 20 })
+    duplex.on('error', () => { /* closed when the test ends */ })
+    const session = createMuxSession(duplex, 'client', { keepaliveIntervalMs: 0 })
+    onTestFinished(() => { session.abort() })
+    session.on('stream', (stream: MuxStream) => { stream.on('error', () => { /* the exit-node's reset */ }); stream.resume() })
+    const control = session.openStream()
+    control.on('error', () => { /* closed with the session */ })
+    writeFramedJson(control, { version: PROTOCOL_VERSION, agent: 'mute', upstreams: ['prometheus'], labels: {} })
+    expect(await readFramedJson(control)).toMatchObject({ ok: true, spoke: SPOKE })
+    await waitFor(() => exitNode.sessions.isConnected(SPOKE), { what: 'the mute agent to be registered' })
+
+    const client = net.connect({ host: '127.0.0.1', port: dataPort })
+    client.on('error', () => { /* a reset is an accepted way to close */ })
+    const started = performance.now()
+    client.write('GET /federate HTTP/1.1\r\n\r\n')
+    await once(client, 'close', { signal: AbortSignal.timeout(5000) })
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250)
+    const refused = `spokelink_streams_total{spoke="${SPOKE}",upstream="prometheus",result="refused"} 1`
+    await waitFor(async () => (await registry.getSingleMetricAsString('spokelink_streams_total')).includes(refused), { what: 'the stream counted as refused' })
   })
 
   test('junk bytes, oversized headers and 500 bad upgrades leave a good session working', async () => {
