@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { runProcess } from '@spokelink/testkit'
-import type { RunningProcess } from '@spokelink/testkit'
 import { pickNamedPorts } from '../lib/ports.js'
-import { unlessExited } from '../lib/unless-exited.js'
+import { startChildren } from '../lib/child-group.js'
 import { waitUntilAccepting, waitUntilForwardingBoth } from '../lib/probe.js'
 import { findBinary } from './find-binary.js'
 import type { StartedSystem, SystemContext, SystemSpec } from './system.js'
@@ -14,27 +13,20 @@ async function startChisel (context: SystemContext): Promise<StartedSystem> {
   if (chisel === undefined) return { skipped: CHISEL_MISSING }
   const auth = `bench:${randomBytes(12).toString('hex')}`
   const { serverPort, bulkPort, httpPort } = await pickNamedPorts(['serverPort', 'bulkPort', 'httpPort'])
-  const children: RunningProcess[] = []
-  const close = async (): Promise<void> => {
-    for (const child of [...children].reverse()) await child.kill()
-  }
-  try {
-    children.push(runProcess(chisel, [
+  return await startChildren(async (group) => {
+    group.add(runProcess(chisel, [
       'server', '--host', '127.0.0.1', '--port', String(serverPort), '--reverse',
       '--tls-cert', context.tls.certFile, '--tls-key', context.tls.keyFile,
     ], { name: 'chisel server', env: { AUTH: auth } }))
-    await unlessExited(children, waitUntilAccepting(serverPort, 'chisel server'))
-    children.push(runProcess(chisel, [
+    await group.until(waitUntilAccepting(serverPort, 'chisel server'))
+    group.add(runProcess(chisel, [
       'client', '--tls-ca', context.tls.caFile, `https://127.0.0.1:${serverPort}`,
       `R:127.0.0.1:${bulkPort}:127.0.0.1:${context.upstream.bulkPort}`,
       `R:127.0.0.1:${httpPort}:127.0.0.1:${context.upstream.httpPort}`,
     ], { name: 'chisel client', env: { AUTH: auth } }))
-    await unlessExited(children, waitUntilForwardingBoth({ bulkPort, httpPort }, 'chisel'))
-    return { running: { bulkPort, httpPort, close } }
-  } catch (err) {
-    await close()
-    throw err
-  }
+    await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, 'chisel'))
+    return { bulkPort, httpPort }
+  })
 }
 
 /** chisel server --reverse over wss (TLS with the bench CA) and a chisel client with two R: remotes. */

@@ -2,9 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runProcess } from '@spokelink/testkit'
-import type { RunningProcess } from '@spokelink/testkit'
 import { pickNamedPorts } from '../lib/ports.js'
-import { unlessExited } from '../lib/unless-exited.js'
+import { startChildren } from '../lib/child-group.js'
 import { waitUntilAccepting, waitUntilForwardingBoth } from '../lib/probe.js'
 import { findBinary } from './find-binary.js'
 import type { StartedSystem, SystemContext, SystemSpec } from './system.js'
@@ -56,20 +55,13 @@ async function startFrp (context: SystemContext): Promise<StartedSystem> {
     { name: 'bulk', remotePort: bulkPort, localPort: context.upstream.bulkPort },
     { name: 'http', remotePort: httpPort, localPort: context.upstream.httpPort },
   ]))
-  const children: RunningProcess[] = []
-  const close = async (): Promise<void> => {
-    for (const child of [...children].reverse()) await child.kill()
-  }
-  try {
-    children.push(runProcess(frps, ['-c', frpsFile], { name: 'frps' }))
-    await unlessExited(children, waitUntilAccepting(serverPort, 'frps'))
-    children.push(runProcess(frpc, ['-c', frpcFile], { name: 'frpc' }))
-    await unlessExited(children, waitUntilForwardingBoth({ bulkPort, httpPort }, 'frp'))
-    return { running: { bulkPort, httpPort, close } }
-  } catch (err) {
-    await close()
-    throw err
-  }
+  return await startChildren(async (group) => {
+    group.add(runProcess(frps, ['-c', frpsFile], { name: 'frps' }))
+    await group.until(waitUntilAccepting(serverPort, 'frps'))
+    group.add(runProcess(frpc, ['-c', frpcFile], { name: 'frpc' }))
+    await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, 'frp'))
+    return { bulkPort, httpPort }
+  })
 }
 
 /** frps + frpc with a TCP proxy per upstream and TLS between them. */

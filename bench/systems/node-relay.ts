@@ -1,13 +1,15 @@
 import { fileURLToPath } from 'node:url'
 import { runProcess } from '@spokelink/testkit'
 import type { RunningProcess } from '@spokelink/testkit'
+import { startChildren } from '../lib/child-group.js'
+import type { ChildGroup } from '../lib/child-group.js'
 import { waitUntilForwardingBoth } from '../lib/probe.js'
 import type { UpstreamPorts, SystemSpec } from './system.js'
 
 const RELAY = fileURLToPath(new URL('../peers/node-relay.ts', import.meta.url))
 
-async function startHop (target: UpstreamPorts, name: string): Promise<{ child: RunningProcess, ports: UpstreamPorts }> {
-  const child = runProcess(process.execPath, ['--import', 'tsx', RELAY, String(target.bulkPort), String(target.httpPort)], { name })
+async function startHop (group: ChildGroup, target: UpstreamPorts, name: string): Promise<{ child: RunningProcess, ports: UpstreamPorts }> {
+  const child = group.add(runProcess(process.execPath, ['--import', 'tsx', RELAY, String(target.bulkPort), String(target.httpPort)], { name }))
   const line = await child.waitForLog((entry) => typeof entry.bulkPort === 'number', { what: `${name} to listen`, timeoutMs: 20_000 })
   return { child, ports: { bulkPort: Number(line.bulkPort), httpPort: Number(line.httpPort) } }
 }
@@ -20,16 +22,10 @@ export const nodeRelayFloor: SystemSpec = {
   name: 'Node relay ×2 (floor)',
   kind: 'baseline',
   bulk: true,
-  start: async ({ upstream }) => {
-    const second = await startHop(upstream, 'node relay (hop 2)')
-    const entry = await startHop(second.ports, 'node relay (hop 1)')
-    const close = async (): Promise<void> => { await Promise.all([entry.child.kill(), second.child.kill()]) }
-    try {
-      await waitUntilForwardingBoth(entry.ports, 'the Node relay pair')
-    } catch (err) {
-      await close()
-      throw err
-    }
-    return { running: { ...entry.ports, close, pids: { hop1: entry.child.pid, hop2: second.child.pid } } }
-  },
+  start: async ({ upstream }) => await startChildren(async (group) => {
+    const second = await startHop(group, upstream, 'node relay (hop 2)')
+    const entry = await startHop(group, second.ports, 'node relay (hop 1)')
+    await group.until(waitUntilForwardingBoth(entry.ports, 'the Node relay pair'))
+    return { ...entry.ports, pids: { hop1: entry.child.pid, hop2: second.child.pid } }
+  }),
 }

@@ -4,7 +4,7 @@ import { createSpokeToken } from '@spokelink/auth'
 import { runProcess, spokelinkBin } from '@spokelink/testkit'
 import type { RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 import { pickNamedPorts } from '../lib/ports.js'
-import { unlessExited } from '../lib/unless-exited.js'
+import { startChildren } from '../lib/child-group.js'
 import { waitUntilForwardingBoth } from '../lib/probe.js'
 import type { StartedSystem, SystemContext, SystemSpec } from './system.js'
 
@@ -50,25 +50,19 @@ async function startTunnel (context: SystemContext, tls: boolean): Promise<Start
   const { bulkPort, httpPort } = await pickNamedPorts(['bulkPort', 'httpPort'])
   const spokesFile = join(context.dir, 'spokes.json')
   await writeFile(spokesFile, spokesFileText(sha256, id, bulkPort, httpPort))
-  const children: RunningProcess[] = []
-  const close = async (): Promise<void> => { await Promise.all(children.map(async (child) => await child.kill())) }
-  try {
+  return await startChildren(async (group) => {
     const exitNode = await startExitNode(context, spokesFile, tls, `exit-node (${tls ? 'wss' : 'ws'})`)
-    children.push(exitNode.process)
-    const agent = runCli(context, [
+    group.add(exitNode.process)
+    const agent = group.add(runCli(context, [
       'agent', '--server', exitNode.url,
       '--upstream', `bulk=127.0.0.1:${context.upstream.bulkPort}`,
       '--upstream', `http=127.0.0.1:${context.upstream.httpPort}`,
       ...(tls ? ['--ca-file', context.tls.caFile] : []),
-    ], { name: `agent (${tls ? 'wss' : 'ws'})`, env: { SPOKELINK_TOKEN: token } })
-    children.push(agent)
+    ], { name: `agent (${tls ? 'wss' : 'ws'})`, env: { SPOKELINK_TOKEN: token } }))
     await agent.waitForLog((entry) => entry.msg === 'connected', { what: 'the agent to connect', timeoutMs: STARTUP_TIMEOUT_MS })
-    await unlessExited(children, waitUntilForwardingBoth({ bulkPort, httpPort }, 'the spokelink tunnel'))
-    return { running: { bulkPort, httpPort, close, pids: { exitNode: exitNode.process.pid, agent: agent.pid }, processes: { exitNode: exitNode.process, agent } } }
-  } catch (err) {
-    await close()
-    throw err
-  }
+    await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, 'the spokelink tunnel'))
+    return { bulkPort, httpPort, pids: { exitNode: exitNode.process.pid, agent: agent.pid }, processes: { exitNode: exitNode.process, agent } }
+  })
 }
 
 /** The tunnel over plain ws: exit-node and agent as two child processes of the `spokelink` CLI. */

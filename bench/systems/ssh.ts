@@ -4,9 +4,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { runProcess } from '@spokelink/testkit'
-import type { RunningProcess } from '@spokelink/testkit'
 import { pickNamedPorts } from '../lib/ports.js'
-import { unlessExited } from '../lib/unless-exited.js'
+import { startChildren } from '../lib/child-group.js'
 import { waitUntilAccepting, waitUntilForwardingBoth } from '../lib/probe.js'
 import type { StartedSystem, SystemContext, SystemSpec } from './system.js'
 
@@ -98,23 +97,15 @@ async function startSsh (context: SystemContext, variant: SshVariant): Promise<S
   const { sshdPort, bulkPort, httpPort } = await pickNamedPorts(['sshdPort', 'bulkPort', 'httpPort'])
   const configFile = join(context.dir, 'sshd_config')
   await writeFile(configFile, sshdConfig(context.dir, sshdPort, keys))
-  const children: RunningProcess[] = []
-  // The client first: closing it ends the per-connection sshd before the listening one goes.
-  const close = async (): Promise<void> => {
-    for (const child of [...children].reverse()) await child.kill()
-  }
-  try {
-    children.push(runProcess(SSHD, ['-f', configFile, '-D', '-e'], { name: 'sshd' }))
-    await unlessExited(children, waitUntilAccepting(sshdPort, 'sshd'))
+  // Closing kills the client first: that ends the per-connection sshd before the listening one goes.
+  return await startChildren(async (group) => {
+    group.add(runProcess(SSHD, ['-f', configFile, '-D', '-e'], { name: 'sshd' }))
+    await group.until(waitUntilAccepting(sshdPort, 'sshd'))
     const forwards: Array<[number, number]> = [[bulkPort, context.upstream.bulkPort], [httpPort, context.upstream.httpPort]]
-    const client = runProcess(SSH, sshClientArgs(sshdPort, keys, forwards, variant), { name: `ssh -R (${variant.mode})` })
-    children.push(client)
-    await unlessExited(children, waitUntilForwardingBoth({ bulkPort, httpPort }, `ssh -R (${variant.mode})`))
-    return { running: { bulkPort, httpPort, close } }
-  } catch (err) {
-    await close()
-    throw err
-  }
+    group.add(runProcess(SSH, sshClientArgs(sshdPort, keys, forwards, variant), { name: `ssh -R (${variant.mode})` }))
+    await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, `ssh -R (${variant.mode})`))
+    return { bulkPort, httpPort }
+  })
 }
 
 /** `ssh -N -R` to a private sshd on loopback, as the issue specifies. */
