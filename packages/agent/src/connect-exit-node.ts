@@ -7,6 +7,7 @@ import type { PeerCertificate, DetailedPeerCertificate } from 'node:tls'
 import WebSocket from 'ws'
 import { PROTOCOL_NAME, ProtocolError, createWebSocketDuplex, generateZeroMask } from '@spokelink/protocol'
 import { AgentError } from './errors.js'
+import { LOOPBACK_NAME, createLoopbackOnlyLookup, isLoopbackAddress } from './loopback.js'
 
 /** How to reach and trust an exit-node. */
 export interface ConnectOptions {
@@ -17,7 +18,7 @@ export interface ConnectOptions {
   caPem?: string | undefined
   /** Pin: the exit-node's chain must contain a certificate with this SHA-256 (hex, of the DER). */
   caSha256?: string | undefined
-  /** Allow plain `ws://` to a non-loopback host. */
+  /** Allow plain `ws://` to a host that is not a loopback IP literal (or `localhost` resolving only to loopback). */
   insecure: boolean
   handshakeTimeoutMs: number
   maxMessageBytes: number
@@ -30,10 +31,10 @@ export interface ExitNodeConnection {
   duplex: Duplex
 }
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]'])
-
 /**
- * Checks the URL scheme against the trust settings; plain ws to a remote host needs `insecure`.
+ * Checks the URL scheme against the trust settings. Plain ws:// without `insecure` is allowed only to an IP literal
+ * in 127.0.0.0/8 or `::1`, or to `localhost` (which {@link connectExitNode} then refuses unless every address it
+ * resolves to is loopback). A name is never judged by how it looks: `127.attacker.example` is remote.
  * @throws AgentError SLK_ERR_AGENT_INVALID_OPTION, SLK_ERR_AGENT_INSECURE
  */
 export function checkServerUrl (url: string, insecure: boolean): URL {
@@ -49,7 +50,7 @@ export function checkServerUrl (url: string, insecure: boolean): URL {
   if (parsed.protocol !== 'wss:' && parsed.protocol !== 'ws:') {
     throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--server: expected a ws:// or wss:// URL, got ${parsed.protocol}//`)
   }
-  if (parsed.protocol === 'ws:' && !insecure && !LOOPBACK.has(parsed.hostname) && !parsed.hostname.startsWith('127.')) {
+  if (parsed.protocol === 'ws:' && !insecure && !isLoopbackAddress(parsed.hostname) && parsed.hostname !== LOOPBACK_NAME) {
     throw new AgentError('SLK_ERR_AGENT_INSECURE', `--server: refusing plain ws:// to ${parsed.hostname}; use wss:// or pass --insecure if TLS ends at a proxy you trust`)
   }
   if (parsed.pathname === '/' || parsed.pathname === '') parsed.pathname = '/connect'
@@ -153,6 +154,8 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
     generateMask: generateZeroMask,
     ...(options.caPem === undefined ? {} : { ca: options.caPem }),
     ...(pinnedSocket === undefined ? {} : { createConnection: () => pinnedSocket }),
+    // ws passes unknown options on to net.connect; this makes `localhost` prove it is loopback at connect time.
+    ...(url.protocol === 'ws:' && !options.insecure && url.hostname === LOOPBACK_NAME ? { lookup: createLoopbackOnlyLookup() } : {}),
   })
   return await new Promise<ExitNodeConnection>((resolve, reject) => {
     const onAbort = (): void => { ws.terminate(); fail(new AgentError('SLK_ERR_AGENT_CONNECT', 'connect aborted')) }
@@ -165,6 +168,10 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
       void refusal(res, host).then((err) => { ws.terminate(); fail(err) })
     })
     ws.once('error', (err) => {
+      if (err instanceof AgentError) {
+        fail(err)
+        return
+      }
       const tlsCode = (err as NodeJS.ErrnoException).code ?? ''
       const hint = tlsCode.includes('CERT') || tlsCode.includes('SELF_SIGNED') ? ' (trust its CA with --ca-file, or use a join token that pins it)' : ''
       fail(new AgentError('SLK_ERR_AGENT_CONNECT', `cannot connect to exit-node ${host}: ${err.message}${hint}`, { cause: err }))
