@@ -31,6 +31,8 @@ export type { StartPrometheusOptions, RunningPrometheus, PrometheusSample, Prome
 export { prometheusConfig, formatPrometheusDuration, FEDERATE_ALL_SELECTOR, PROMETHEUS_CONFIG_DEFAULTS } from './prometheus-config.js'
 export type { PrometheusConfigOptions, PrometheusJob } from './prometheus-config.js'
 export { createTlsFixture } from './tls-fixture.js'
+export { createMitmCertificates, subjectKeyIdentifierHex } from './mitm-certificates.js'
+export type { MitmCertificates } from './mitm-certificates.js'
 export type { TlsFixture, TlsFixtureOptions } from './tls-fixture.js'
 export { hashStream, sha256Hex } from './hash-stream.js'
 export type { StreamHash } from './hash-stream.js'
