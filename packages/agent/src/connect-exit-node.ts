@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import type { PeerCertificate, DetailedPeerCertificate } from 'node:tls'
 import WebSocket from 'ws'
+import { quoteValue } from '@spokelink/auth'
 import { PROTOCOL_NAME, ProtocolError, createWebSocketDuplex, generateZeroMask } from '@spokelink/protocol'
 import { AgentError } from './errors.js'
 import { LOOPBACK_NAME, createLoopbackOnlyLookup, isLoopbackAddress } from './loopback.js'
@@ -42,7 +43,7 @@ export function checkServerUrl (url: string, insecure: boolean): URL {
   try {
     parsed = new URL(url)
   } catch {
-    throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--server: expected a URL like wss://hub.example.com/connect, got "${url.slice(0, 100)}"`)
+    throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--server: expected a URL like wss://hub.example.com/connect, got ${quoteValue(url)}`)
   }
   if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '') {
     throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', '--server: credentials and query strings do not belong in the URL; pass the token with --token or --token-file')

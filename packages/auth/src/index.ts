@@ -47,6 +47,7 @@ export type {
   ServerCertificateOptions,
 } from './tls-material.js'
 export { parseSpokesConfig } from './spokes-config.js'
+export { REDACTED_MARK, quoteValue, redactSecrets } from './redact-secrets.js'
 export type { PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
 export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, watchSpokesFile } from './spokes-file.js'
 export type { SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'

@@ -1,4 +1,5 @@
 import { parse as parseYaml } from 'yaml'
+import { quoteValue, redactSecrets } from '@spokelink/auth'
 import { parseDuration } from './duration.js'
 import { CliError } from './errors.js'
 
@@ -71,7 +72,7 @@ export function splitHostPort (text: string): { host: string, port: number } | u
 
 function convert (spec: OptionSpec, raw: unknown, where: string): ConfigValue {
   const fail = (expected: string): never => {
-    throw new CliError('SLK_ERR_USAGE_FLAG', `${where}: expected ${expected}, got ${JSON.stringify(spec.secret === true ? '[redacted]' : raw)}`)
+    throw new CliError('SLK_ERR_USAGE_FLAG', `${where}: expected ${expected}, got ${spec.secret === true ? '"[redacted]"' : quoteValue(raw)}`)
   }
   switch (spec.kind) {
     case 'string':
@@ -107,13 +108,14 @@ function parseFile (file: { path: string, text: string }, specs: readonly Option
   try {
     parsed = parseYaml(file.text)
   } catch (err) {
-    throw new CliError('SLK_ERR_CONFIG_FILE', `${file.path}: not valid YAML: ${err instanceof Error ? err.message.split('\n')[0] ?? '' : String(err)}`)
+    // YAML's message quotes the offending line, which may hold a pasted token.
+    throw new CliError('SLK_ERR_CONFIG_FILE', `${file.path}: not valid YAML: ${redactSecrets(err instanceof Error ? err.message.split('\n')[0] ?? '' : String(err))}`)
   }
   if (parsed === null || parsed === undefined) return {}
   if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError('SLK_ERR_CONFIG_FILE', `${file.path}: expected a map of settings like "listen: 0.0.0.0:8123"`)
   const known = new Set(specs.map((spec) => spec.name))
   for (const key of Object.keys(parsed)) {
-    if (!known.has(key)) throw new CliError('SLK_ERR_CONFIG_FILE', `${file.path}: unknown key "${key}"; known keys: ${[...known].join(', ')}`)
+    if (!known.has(key)) throw new CliError('SLK_ERR_CONFIG_FILE', `${file.path}: unknown key ${quoteValue(key)}; known keys: ${[...known].join(', ')}`)
   }
   return parsed as Record<string, unknown>
 }
@@ -146,13 +148,20 @@ export function resolveConfig (input: ResolveConfigInput): ResolvedConfig {
   return { config: Object.freeze(config), sources: Object.freeze(sources) }
 }
 
+/** A token pasted into a non-secret setting (`--label`) is still a token: the log gets its redacted form. */
+function redactValue (value: ConfigValue): ConfigValue {
+  if (typeof value === 'string') return redactSecrets(value)
+  if (Array.isArray(value)) return value.map(redactSecrets)
+  return value
+}
+
 /** The effective config with each value's source, secrets replaced, for the startup log line. */
 export function describeConfig (resolved: ResolvedConfig, specs: readonly OptionSpec[]): Record<string, { value: ConfigValue, source: ConfigSource }> {
   const out: Record<string, { value: ConfigValue, source: ConfigSource }> = {}
   for (const spec of specs) {
     const value = resolved.config[spec.name]
     if (value === undefined) continue
-    out[spec.name] = { value: spec.secret === true ? '[redacted]' : value, source: resolved.sources[spec.name] ?? 'default' }
+    out[spec.name] = { value: spec.secret === true ? '[redacted]' : redactValue(value), source: resolved.sources[spec.name] ?? 'default' }
   }
   return out
 }

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander'
+import { redactSecrets } from '@spokelink/auth'
 import type { CommandContext } from './command-context.js'
 import { agentCommand } from './commands/agent.js'
 import { demoCommand } from './commands/demo.js'
@@ -40,13 +41,15 @@ export async function runCli (argv: string[], context: CommandContext): Promise<
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0
-      printError(err.message.replace(/^error: /, ''))
+      // Commander quotes the offending argument, which may be a token pasted in the wrong place.
+      printError(redactSecrets(err.message.replace(/^error: /, '')))
       return 2
     }
-    const message = err instanceof Error ? err.message : String(err)
+    // Messages are written not to quote secrets; this is the backstop for one that does.
+    const message = redactSecrets(err instanceof Error ? err.message : String(err))
     printError(message)
     const debug = context.env.SPOKELINK_LOG_LEVEL === 'debug' || context.env.SPOKELINK_LOG_LEVEL === 'trace'
-    if (debug && err instanceof Error && err.stack !== undefined) printNotice(err.stack)
+    if (debug && err instanceof Error && err.stack !== undefined) printNotice(redactSecrets(err.stack))
     return exitCodeOf(err)
   }
 }

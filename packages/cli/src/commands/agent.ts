@@ -1,6 +1,6 @@
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
-import { decodeJoinToken } from '@spokelink/auth'
+import { decodeJoinToken, quoteValue } from '@spokelink/auth'
 import { createAgent, parseUpstreamSpec, startAgentHealthServer } from '@spokelink/agent'
 import { addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
@@ -32,7 +32,7 @@ function parseLabels (items: string[]): Record<string, string> {
   const labels: Record<string, string> = {}
   for (const item of items) {
     const eq = item.indexOf('=')
-    if (eq <= 0) throw new CliError('SLK_ERR_USAGE_FLAG', `--label: expected key=value, got "${item}"`)
+    if (eq <= 0) throw new CliError('SLK_ERR_USAGE_FLAG', `--label: expected key=value, got ${quoteValue(item)}`)
     labels[item.slice(0, eq)] = item.slice(eq + 1)
   }
   return labels
