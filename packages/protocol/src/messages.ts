@@ -48,6 +48,16 @@ function isRecord (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
+/**
+ * A peer-sent value as text for a message. Never `String(value)`: a parsed `{"toString": 1}` makes that throw a
+ * TypeError instead of our typed error.
+ */
+export function printableValue (value: unknown): string {
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return `${value}`
+  return Array.isArray(value) ? 'an array' : 'an object'
+}
+
 function invalid (what: string): ProtocolError {
   return new ProtocolError('SLK_ERR_PROTO_HEADER_INVALID', `peer sent an invalid ${what}`)
 }
@@ -71,7 +81,7 @@ export function parseHello (value: unknown): Hello {
   if (!isRecord(value)) throw invalid('hello')
   if (value.version !== PROTOCOL_VERSION) {
     throw new ProtocolError('SLK_ERR_PROTO_VERSION_MISMATCH',
-      `agent speaks protocol version ${String(value.version)}; this exit-node speaks version ${PROTOCOL_VERSION}`)
+      `agent speaks protocol version ${printableValue(value.version)}; this exit-node speaks version ${PROTOCOL_VERSION}`)
   }
   const { agent, upstreams } = value
   if (typeof agent !== 'string' || agent.length > 253) throw invalid('hello.agent')
@@ -91,7 +101,7 @@ export function parseHello (value: unknown): Hello {
 export function parseWelcome (value: unknown): Welcome {
   if (!isRecord(value)) throw invalid('welcome')
   if (value.ok === false) {
-    return { ok: false, code: String(value.code), error: String(value.error) }
+    return { ok: false, code: printableValue(value.code), error: printableValue(value.error) }
   }
   if (value.ok !== true || typeof value.spoke !== 'string' || !Array.isArray(value.ports)) throw invalid('welcome')
   const ports: GrantedPort[] = []

@@ -1,7 +1,7 @@
 import type { Readable, Writable } from 'node:stream'
 import { ProtocolError } from './errors.js'
 import { readFramedJson, encodeFramedJson } from './framed-json.js'
-import { STREAM_STATUS } from './messages.js'
+import { STREAM_STATUS, printableValue } from './messages.js'
 import type { StreamStatus } from './messages.js'
 import { readExactly } from './read-exactly.js'
 
@@ -24,6 +24,6 @@ export async function readStreamStatus (stream: Readable, options: { signal?: Ab
   const [status] = await readExactly(stream, 1, options)
   if (status === STREAM_STATUS.OK) return
   const body = await readFramedJson(stream, { ...options, maxBytes: REASON_MAX_BYTES })
-  const reason = typeof body === 'object' && body !== null && 'reason' in body ? String(body.reason) : 'no reason given'
+  const reason = typeof body === 'object' && body !== null && 'reason' in body ? printableValue(body.reason) : 'no reason given'
   throw new ProtocolError('SLK_ERR_PROTO_UPSTREAM_REFUSED', `agent refused the stream: ${reason}`)
 }
