@@ -9,6 +9,7 @@ import { quoteValue } from '@spokelink/auth'
 import { PROTOCOL_NAME, ProtocolError, createWebSocketDuplex, generateZeroMask } from '@spokelink/protocol'
 import { AgentError } from './errors.js'
 import { LOOPBACK_NAME, createLoopbackOnlyLookup, isLoopbackAddress } from './loopback.js'
+import type { ResolveAllFunction } from './loopback.js'
 
 /** How to reach and trust an exit-node. */
 export interface ConnectOptions {
@@ -24,6 +25,8 @@ export interface ConnectOptions {
   handshakeTimeoutMs: number
   maxMessageBytes: number
   signal?: AbortSignal | undefined
+  /** Resolver for the `localhost` loopback check (tests inject one). @default dns.lookup */
+  resolveAll?: ResolveAllFunction | undefined
 }
 
 /** An open WebSocket to the exit-node with its byte-stream adapter already attached. */
@@ -156,7 +159,7 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
     ...(options.caPem === undefined ? {} : { ca: options.caPem }),
     ...(pinnedSocket === undefined ? {} : { createConnection: () => pinnedSocket }),
     // ws passes unknown options on to net.connect; this makes `localhost` prove it is loopback at connect time.
-    ...(url.protocol === 'ws:' && !options.insecure && url.hostname === LOOPBACK_NAME ? { lookup: createLoopbackOnlyLookup() } : {}),
+    ...(url.protocol === 'ws:' && !options.insecure && url.hostname === LOOPBACK_NAME ? { lookup: createLoopbackOnlyLookup(options.resolveAll) } : {}),
   })
   return await new Promise<ExitNodeConnection>((resolve, reject) => {
     const onAbort = (): void => { ws.terminate(); fail(new AgentError('SLK_ERR_AGENT_CONNECT', 'connect aborted')) }

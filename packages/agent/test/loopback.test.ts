@@ -80,6 +80,16 @@ describe('localhost must resolve only to loopback', () => {
     await expect.poll(accepted).toBe(1)
   })
 
+  test('connectExitNode to ws://localhost refuses, sending nothing, when localhost resolves off the machine', async () => {
+    const { port, accepted } = await countingServer()
+    const resolveAll = (_hostname: string, _options: unknown, callback: (err: null, addresses: LookupAddress[]) => void): void => {
+      callback(null, [{ address: '127.0.0.1', family: 4 }, { address: '10.0.0.7', family: 4 }])
+    }
+    await expect(connectExitNode({ url: `ws://localhost:${port}/connect`, token: TOKEN, insecure: false, handshakeTimeoutMs: 5000, maxMessageBytes: 1 << 20, resolveAll }))
+      .rejects.toMatchObject({ code: 'SLK_ERR_AGENT_INSECURE', message: expect.stringContaining('10.0.0.7') as string })
+    expect(accepted()).toBe(0)
+  })
+
   test('connectExitNode to ws://localhost reaches a server on 127.0.0.1 (this host maps localhost to loopback)', async () => {
     const seen: string[] = []
     const server = http.createServer()
