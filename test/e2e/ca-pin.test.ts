@@ -72,7 +72,7 @@ function logLines (): { logger: Logger, lines: string[] } {
 /** An agent configured the way `spokelink agent --join` configures it: server, token and pin from the join token. */
 async function startJoinedAgent (server: string, token: CreatedSpokeToken, logger: Logger, waitConnected: boolean): Promise<Agent> {
   const join = decodeJoinToken(encodeJoinToken({ server, caSha256: real.caSha256, token: token.token }))
-  return await startAgent({
+  return startAgent({
     server: join.server,
     token: join.token,
     caSha256: join.caSha256,

@@ -7,7 +7,7 @@ import { createSpokeToken, encodeJoinToken } from '@spokelink/auth'
 import { killAllProcesses, runSpokelink } from '@spokelink/testkit'
 
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
-  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]),
+  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined])
 )
 
 afterAll(async () => { await killAllProcesses() })

@@ -161,7 +161,7 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
     // ws passes unknown options on to net.connect; this makes `localhost` prove it is loopback at connect time.
     ...(url.protocol === 'ws:' && !options.insecure && url.hostname === LOOPBACK_NAME ? { lookup: createLoopbackOnlyLookup(options.resolveAll) } : {}),
   })
-  return await new Promise<ExitNodeConnection>((resolve, reject) => {
+  return new Promise<ExitNodeConnection>((resolve, reject) => {
     const onAbort = (): void => { ws.terminate(); fail(new AgentError('SLK_ERR_AGENT_CONNECT', 'connect aborted')) }
     function fail (err: Error): void {
       options.signal?.removeEventListener('abort', onAbort)

@@ -44,7 +44,7 @@ describe('decodeJoinToken takes any string', () => {
         for (const [at, ch] of edits) chars[at % chars.length] = ch
         const text = chars.join('')
         return resize < 0 ? text.slice(0, text.length + resize) : text + 'A'.repeat(resize)
-      }),
+      })
   )
 
   test('a join token or SLK_ERR_AUTH_JOIN_TOKEN_MALFORMED, whose message never holds the secret', () => {
@@ -76,7 +76,7 @@ describe('parseSpokesConfig takes any text', () => {
     '    labels: {cluster: orion-aws, env: prod}',
     '    tokens:',
     `      - {id: 8f3k2a, sha256: "${SHA}", expires: "2027-01-01T00:00:00Z"}`,
-    `      - id: 9g4l3b`,
+    '      - id: 9g4l3b',
     `        sha256: ${SHA}`,
     '        revoked: true',
     '    ports:',
@@ -90,7 +90,7 @@ describe('parseSpokesConfig takes any text', () => {
     '\n', '\n  ', '\n    ', ' ', '- ', ': ', '{', '}', '[', ']', ',', '"', '\'', '#', '? ', '|', '>', '~', '&a ', '*a', '<<: *a', '---\n', '...\n',
     '%YAML 1.1\n---\n', '!!binary ', '!!set ', '!!omap ', '!!timestamp ', '!!int ', '!!float ', '!!str ', '!!map ', '!custom ',
     'null', 'true', '0x1f', '1e400', '-.inf', '.nan', '2027-01-01', '2027-02-30T25:00:00Z', 'orion', 'prometheus', SHA, '8f3k2a',
-    '0.0.0.0:19090', '[::1]:9', '127.0.0.1:0', ':65536', 'toString', '__proto__', 'constructor', spoke.token, '\t', '\u00a0', '\ufeff',
+    '0.0.0.0:19090', '[::1]:9', '127.0.0.1:0', ':65536', 'toString', '__proto__', 'constructor', spoke.token, '\t', '\u00a0', '\ufeff'
   )
   const yamlish = fc.array(fc.oneof({ weight: 5, arbitrary: piece }, { weight: 1, arbitrary: fc.string({ maxLength: 8 }) }), { maxLength: 40 }).map((parts) => parts.join(''))
   const mutatedValid = fc.array(fc.record({ line: fc.nat(), op: fc.constantFrom('drop', 'dup', 'insert', 'replace', 'cut'), text: piece }), { minLength: 1, maxLength: 4 })

@@ -131,12 +131,12 @@ describe('readFramedJson and readStreamStatus take any bytes in any chunking', (
         const frame = Buffer.from(encodeFramedJson(JSON.parse(text)))
         for (const [at, byte] of flips) frame[at % frame.length] = byte
         return new Uint8Array(resize < 0 ? frame.subarray(0, Math.max(0, frame.length + resize)) : Buffer.concat([frame, Buffer.alloc(resize, 0x7b)]))
-      }),
+      })
   )
 
   test('readFramedJson: a JSON value or SLK_ERR_PROTO_*, then every validator is safe on it', async () => {
     await fc.assert(fc.asyncProperty(chunked(framed), async (chunks) => {
-      const { code, value } = await asyncOutcomeOf(async (signal) => await readFramedJson(streamOf(chunks), { maxBytes: 1024, signal }))
+      const { code, value } = await asyncOutcomeOf(async (signal) => readFramedJson(streamOf(chunks), { maxBytes: 1024, signal }))
       expect(code === 'ok' || code.startsWith('SLK_ERR_PROTO_')).toBe(true)
       if (code === 'ok') for (const parse of [parseHello, parseWelcome, parseStreamHeader]) outcomeOf(() => parse(value))
     }), { numRuns: RUNS })

@@ -107,7 +107,7 @@ function serial (): string {
 }
 
 async function generateKeyPair (): Promise<forge.pki.rsa.KeyPair> {
-  return await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     // The callback form runs Node's native keygen instead of forge's JS prime search.
     forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 }, (err, keypair) => {
       if (err !== null && err !== undefined) reject(err)
