@@ -6,7 +6,6 @@ import { createMuxSession, MuxError, MUX_SESSION_DEFAULTS } from '../src/index.j
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
 import { FLAG, FRAME_TYPE, encodeHeader } from '../src/mux/frame.js'
 import type { FrameType } from '../src/mux/frame.js'
-import { kRecvAvailable } from '../src/mux/mux-stream.js'
 
 interface RawFrame { type: number, flags: number, streamId: number, length: number, payload: Buffer }
 
@@ -178,7 +177,7 @@ describe('yamux conformance against a raw peer', () => {
     sent += more
     await waitFor(() => consumed === sent, { what: 'everything read' })
     await peer.sync()
-    expect(stream[kRecvAvailable]).toBe(peerWindow())
+    expect(stream.receiveAvailableBytes).toBe(peerWindow())
   })
 
   test('with ackDelayMs a silent stream is ACKed alone once the delay is over', async () => {

@@ -2,54 +2,35 @@ import { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { MuxError } from '../errors.js'
 import { FLAG, FRAME_TYPE, INITIAL_STREAM_WINDOW_BYTES } from './frame.js'
-import type { FrameType } from './frame.js'
 import type { ResolvedMuxSessionOptions } from './options.js'
-import type { MuxSession } from './mux-session.js'
+import type { FrameSink } from './outbound-queue.js'
 
-/** Mutable counters a session shares with its streams. */
-export interface MuxCounters {
-  streamsOpenedTotal: number
-  streamsAcceptedTotal: number
-  streamsRefusedTotal: number
-  bytesIn: number
-  bytesOut: number
-  windowStalls: number
-  protocolErrors: number
+/** The session options a stream reads. */
+export type StreamOptions = Pick<ResolvedMuxSessionOptions, 'initialStreamWindowBytes' | 'maxStreamWindowBytes' | 'windowAutoTuning' | 'maxDataFrameBytes' | 'ackDelayMs'>
+
+/** Session-wide counters its streams keep up to date. */
+export interface StreamCounters {
+  /** Bytes received on all streams and not yet read by the application. */
   bufferedBytes: number
+  /** Times a writer had to wait for window credit. */
+  windowStalls: number
 }
 
-/** What a stream needs from its session; kept off the public `MuxSession` type. */
-export interface StreamHost {
-  readonly options: ResolvedMuxSessionOptions
-  readonly counters: MuxCounters
-  sendFrame: (type: FrameType, flags: number, streamId: number, length: number) => void
-  sendData: (streamId: number, payload: Buffer) => void
-  /** Whether the transport asked us to stop writing (write() returned false) or our queue is full. */
-  writeBlocked: () => boolean
-  /** Calls `cb` once the transport can take more. */
-  onceWritable: (cb: () => void) => void
-  /** The stream is done on the wire (both FIN, or RST either way): forget it and release its window. */
-  streamClosed: (stream: MuxStream, extraWindowBytes: number) => void
-  /** Takes up to `bytes` of the session window budget; returns how many were granted. */
+/**
+ * What a stream needs from its session, as libp2p-yamux's stream gets `sendFrame`/`getRTT`: the
+ * outbound queue, the RTT for window auto-tuning, and the session's window budget.
+ */
+export interface StreamSession {
+  readonly options: StreamOptions
+  readonly outbound: FrameSink
+  readonly counters: StreamCounters
+  /** The last measured round-trip time, if any. */
+  getRtt: () => number | undefined
+  /** Takes up to `bytes` of the session's window budget (`maxSessionWindowBytes`); returns how many were granted. */
   reserveWindow: (bytes: number) => number
-  rttMs: () => number | undefined
-  alive: () => boolean
+  /** The stream is done on the wire (both FIN, or RST either way): forget it and take back its window above the initial one. */
+  streamEnded: (stream: MuxStream) => void
 }
-
-/** @internal Session-side entry points of a stream. */
-export const kOnData = Symbol('mux.onData')
-/** @internal */
-export const kOnWindowUpdate = Symbol('mux.onWindowUpdate')
-/** @internal */
-export const kOnFin = Symbol('mux.onFin')
-/** @internal */
-export const kOnReset = Symbol('mux.onReset')
-/** @internal */
-export const kAbort = Symbol('mux.abort')
-/** @internal */
-export const kAnnounce = Symbol('mux.announce')
-/** @internal */
-export const kRecvAvailable = Symbol('mux.recvAvailable')
 
 type WriteCallback = (error?: Error | null) => void
 
@@ -61,9 +42,9 @@ type WriteCallback = (error?: Error | null) => void
 export class MuxStream extends Duplex {
   /** The yamux stream id (odd when the client opened it, even for the server). */
   readonly id: number
-  /** The session carrying this stream. */
-  readonly session: MuxSession
-  readonly #host: StreamHost
+  readonly #session: StreamSession
+  readonly #options: StreamOptions
+  readonly #outbound: FrameSink
   #sendWindow = INITIAL_STREAM_WINDOW_BYTES
   #recvMax: number
   // What the peer may still send before it needs more credit (spec: every peer starts at 256 KiB).
@@ -82,12 +63,13 @@ export class MuxStream extends Duplex {
   #ackTimer: NodeJS.Timeout | null = null
 
   /** @internal Streams are created by `MuxSession.openStream()` or arrive in its `'stream'` event. */
-  constructor (id: number, session: MuxSession, host: StreamHost) {
+  constructor (id: number, session: StreamSession) {
     super({ allowHalfOpen: true, decodeStrings: true })
     this.id = id
-    this.session = session
-    this.#host = host
-    this.#recvMax = host.options.initialStreamWindowBytes
+    this.#session = session
+    this.#options = session.options
+    this.#outbound = session.outbound
+    this.#recvMax = session.options.initialStreamWindowBytes
   }
 
   /** Bytes received from the peer and not yet read by the application. */
@@ -100,28 +82,76 @@ export class MuxStream extends Duplex {
     return this.#recvMax
   }
 
-  /** @internal */
-  get [kRecvAvailable] (): number {
+  // --- called by the session (@internal: not for applications) --------------------------------
+
+  /** @internal What the peer may still send on this stream before it needs more credit. */
+  get receiveAvailableBytes (): number {
     return this.#recvAvail
   }
 
+  /** @internal Opens the stream on the wire: SYN with the window we grant above 256 KiB. */
+  sendSyn (): void {
+    this.#sendAnnounce(FLAG.SYN)
+  }
+
   /**
-   * @internal Sends the SYN (opening) or ACK (accepting) with the window we grant above 256 KiB. With
-   * `ackDelayMs` the ACK waits for this stream's first outgoing frame (the spec lets it ride with data),
-   * so an accept answered after a dial costs the peer one message, not two; it goes alone after the delay.
+   * @internal Accepts the peer's stream: ACK with the window we grant above 256 KiB. With `ackDelayMs`
+   * the ACK waits for this stream's first outgoing frame (the spec lets it ride with data), so an accept
+   * answered after a dial costs the peer one message, not two; it goes alone after the delay.
    */
-  [kAnnounce] (flag: number): void {
-    const delayMs = this.#host.options.ackDelayMs
-    if (flag === FLAG.ACK && delayMs > 0) {
+  sendAck (): void {
+    const delayMs = this.#options.ackDelayMs
+    if (delayMs > 0) {
       this.#ackTimer = setTimeout(() => { this.#sendPendingAck() }, delayMs).unref()
       return
     }
-    this.#sendAnnounce(flag)
+    this.#sendAnnounce(FLAG.ACK)
   }
+
+  /** @internal A piece of DATA payload; the session has checked it fits the window. */
+  handleData (piece: Buffer): void {
+    this.#recvAvail -= piece.length
+    if (this.#finReceived || this.destroyed) return
+    this.#received += piece.length
+    this.#session.counters.bufferedBytes += piece.length
+    this.push(piece)
+    // A flowing reader may have taken the chunk inside push() without a read() call.
+    this.#afterConsume()
+  }
+
+  /** @internal The peer granted `delta` more bytes of send window. */
+  handleWindowUpdate (delta: number): void {
+    this.#sendWindow += delta
+    if (delta > 0 && this.#pending !== null) this.#drainPending()
+  }
+
+  /** @internal The peer half-closed. */
+  handleFin (): void {
+    if (this.#finReceived) return
+    this.#finReceived = true
+    this.push(null)
+    if (this.#finSent) this.#remove()
+  }
+
+  /** @internal The peer reset the stream. */
+  handleReset (): void {
+    this.#remove()
+    this.destroy(new MuxError('SLK_ERR_MUX_STREAM_RESET', `peer reset stream ${this.id}`))
+  }
+
+  /** @internal The session is gone; no RST can or need be sent. `undefined` for a stream no one accepted. */
+  handleSessionEnd (err: Error | undefined): void {
+    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
+    this.#ackTimer = null
+    this.#removed = true
+    this.destroy(err)
+  }
+
+  // --- stream internals ---------------------------------------------------------------------
 
   #sendAnnounce (flag: number): void {
     this.#epochStart = performance.now()
-    this.#host.sendFrame(FRAME_TYPE.WINDOW_UPDATE, flag, this.id, this.#recvMax - INITIAL_STREAM_WINDOW_BYTES)
+    this.#outbound.sendFrame(FRAME_TYPE.WINDOW_UPDATE, flag, this.id, this.#recvMax - INITIAL_STREAM_WINDOW_BYTES)
     // The peer may already have sent data against the initial window.
     this.#recvAvail += this.#recvMax - INITIAL_STREAM_WINDOW_BYTES
   }
@@ -130,46 +160,7 @@ export class MuxStream extends Duplex {
     if (this.#ackTimer === null) return
     clearTimeout(this.#ackTimer)
     this.#ackTimer = null
-    if (!this.#removed && this.#host.alive()) this.#sendAnnounce(FLAG.ACK)
-  }
-
-  /** @internal A piece of DATA payload; the session has checked it fits the window. */
-  [kOnData] (piece: Buffer): void {
-    this.#recvAvail -= piece.length
-    if (this.#finReceived || this.destroyed) return
-    this.#received += piece.length
-    this.#host.counters.bufferedBytes += piece.length
-    this.push(piece)
-    // A flowing reader may have taken the chunk inside push() without a read() call.
-    this.#afterConsume()
-  }
-
-  /** @internal */
-  [kOnWindowUpdate] (delta: number): void {
-    this.#sendWindow += delta
-    if (delta > 0 && this.#pending !== null) this.#drainPending()
-  }
-
-  /** @internal The peer half-closed. */
-  [kOnFin] (): void {
-    if (this.#finReceived) return
-    this.#finReceived = true
-    this.push(null)
-    if (this.#finSent) this.#remove()
-  }
-
-  /** @internal The peer reset the stream. */
-  [kOnReset] (): void {
-    this.#remove()
-    this.destroy(new MuxError('SLK_ERR_MUX_STREAM_RESET', `peer reset stream ${this.id}`))
-  }
-
-  /** @internal The session is gone; no RST can or need be sent. `undefined` for a stream no one accepted. */
-  [kAbort] (err: Error | undefined): void {
-    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
-    this.#ackTimer = null
-    this.#removed = true
-    this.destroy(err)
+    if (!this.#removed && !this.#outbound.closed) this.#sendAnnounce(FLAG.ACK)
   }
 
   // Node calls read() for every way of consuming (flowing 'data', read(), async iteration): the
@@ -188,7 +179,7 @@ export class MuxStream extends Duplex {
     const buffered = this.readableLength
     const consumed = this.#received - buffered
     if (consumed <= this.#consumed) return
-    this.#host.counters.bufferedBytes -= consumed - this.#consumed
+    this.#session.counters.bufferedBytes -= consumed - this.#consumed
     this.#consumed = consumed
     if (this.#finReceived || this.#removed) return
     // hashicorp stream.go sendWindowUpdate: credit once at least half the window was consumed.
@@ -200,14 +191,13 @@ export class MuxStream extends Duplex {
       delta = this.#recvMax - buffered - this.#recvAvail
       if (delta < this.#recvMax / 2) return
     }
-    const host = this.#host
     const now = performance.now()
-    const options = host.options
+    const options = this.#options
     if (options.windowAutoTuning && this.#recvMax < options.maxStreamWindowBytes) {
-      const rtt = host.rttMs()
+      const rtt = this.#session.getRtt()
       // Half the window went by within two round trips: the window, not the reader, limits the stream.
       if (rtt !== undefined && now - this.#epochStart < 2 * rtt) {
-        const grow = host.reserveWindow(Math.min(this.#recvMax, options.maxStreamWindowBytes - this.#recvMax))
+        const grow = this.#session.reserveWindow(Math.min(this.#recvMax, options.maxStreamWindowBytes - this.#recvMax))
         if (grow > 0) {
           this.#recvMax += grow
           delta += grow
@@ -216,7 +206,7 @@ export class MuxStream extends Duplex {
     }
     this.#epochStart = now
     this.#recvAvail += delta
-    host.sendFrame(FRAME_TYPE.WINDOW_UPDATE, 0, this.id, delta)
+    this.#outbound.sendFrame(FRAME_TYPE.WINDOW_UPDATE, 0, this.id, delta)
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
@@ -229,7 +219,7 @@ export class MuxStream extends Duplex {
   }
 
   #write (chunk: Buffer, callback: WriteCallback): void {
-    if (!this.#host.alive()) {
+    if (this.#outbound.closed) {
       callback(new MuxError('SLK_ERR_MUX_SESSION_CLOSED', `stream ${this.id} written after its session closed`))
       return
     }
@@ -243,8 +233,8 @@ export class MuxStream extends Duplex {
     const chunk = this.#pending
     if (chunk === null) return
     this.#sendPendingAck()
-    const host = this.#host
-    const maxFrame = host.options.maxDataFrameBytes
+    const outbound = this.#outbound
+    const maxFrame = this.#options.maxDataFrameBytes
     const length = chunk.length
     let offset = this.#pendingOffset
     while (offset < length) {
@@ -253,12 +243,12 @@ export class MuxStream extends Duplex {
         this.#pendingOffset = offset
         if (!this.#stalled) {
           this.#stalled = true
-          host.counters.windowStalls++
+          this.#session.counters.windowStalls++
         }
         return
       }
       const n = Math.min(length - offset, window, maxFrame)
-      host.sendData(this.id, n === length ? chunk : chunk.subarray(offset, offset + n))
+      outbound.sendData(this.id, n === length ? chunk : chunk.subarray(offset, offset + n))
       this.#sendWindow = window - n
       offset += n
     }
@@ -267,15 +257,14 @@ export class MuxStream extends Duplex {
     const callback = this.#pendingCb
     this.#pendingCb = null
     if (callback === null) return
-    if (host.writeBlocked()) host.onceWritable(callback)
-    else callback()
+    outbound.whenWritable(callback)
   }
 
   override _final (callback: WriteCallback): void {
     if (!this.#finSent && !this.#removed) {
       this.#sendPendingAck()
       this.#finSent = true
-      this.#host.sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.FIN, this.id, 0)
+      this.#outbound.sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.FIN, this.id, 0)
       if (this.#finReceived) this.#remove()
     }
     callback()
@@ -283,14 +272,14 @@ export class MuxStream extends Duplex {
 
   override _destroy (error: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.#removed) {
-      if (!(this.#finSent && this.#finReceived) && this.#host.alive()) {
-        this.#host.sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, this.id, 0)
+      if (!(this.#finSent && this.#finReceived)) {
+        this.#outbound.sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, this.id, 0)
       }
       this.#remove()
     }
     const unread = this.#received - this.#consumed
     if (unread > 0) {
-      this.#host.counters.bufferedBytes -= unread
+      this.#session.counters.bufferedBytes -= unread
       this.#consumed = this.#received
     }
     const pendingCb = this.#pendingCb
@@ -308,6 +297,6 @@ export class MuxStream extends Duplex {
     // A reset needs no ACK before it.
     if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
     this.#ackTimer = null
-    this.#host.streamClosed(this, this.#recvMax - this.#host.options.initialStreamWindowBytes)
+    this.#session.streamEnded(this)
   }
 }

@@ -1,0 +1,68 @@
+import type { CancelTimer, MuxClock } from './clock.js'
+
+/**
+ * Deadlines of the streams we opened that the peer has not answered yet (hashicorp/yamux
+ * StreamOpenTimeout). Every deadline is the open time + `timeoutMs`, so insertion order is deadline
+ * order and one timer armed for the oldest serves them all; an answered stream costs nothing but its
+ * Map entry being deleted.
+ */
+export class OpenDeadlines<T> {
+  readonly #timeoutMs: number
+  readonly #clock: MuxClock
+  readonly #onExpire: (item: T) => void
+  readonly #deadlines = new Map<T, number>()
+  #cancelTimer: CancelTimer | undefined
+
+  /** `timeoutMs` 0 disables deadlines; `onExpire` is called once per item whose deadline passed. */
+  constructor (timeoutMs: number, clock: MuxClock, onExpire: (item: T) => void) {
+    this.#timeoutMs = timeoutMs
+    this.#clock = clock
+    this.#onExpire = onExpire
+  }
+
+  /** Items waiting for an answer. */
+  get size (): number {
+    return this.#deadlines.size
+  }
+
+  /** Starts `item`'s deadline. */
+  add (item: T): void {
+    if (this.#timeoutMs <= 0) return
+    this.#deadlines.set(item, this.#clock.now() + this.#timeoutMs)
+    this.#arm()
+  }
+
+  /** `item` was answered (or is gone): no deadline any more. */
+  delete (item: T): void {
+    this.#deadlines.delete(item)
+  }
+
+  /** Drops every deadline and the timer. */
+  clear (): void {
+    this.#deadlines.clear()
+    this.#cancelTimer?.()
+    this.#cancelTimer = undefined
+  }
+
+  #arm (): void {
+    if (this.#cancelTimer !== undefined) return
+    // Only the first entry matters: it is the oldest, so its deadline is the earliest.
+    for (const deadline of this.#deadlines.values()) {
+      this.#cancelTimer = this.#clock.setTimeout(this.#expire, Math.max(0, deadline - this.#clock.now()))
+      return
+    }
+  }
+
+  readonly #expire = (): void => {
+    this.#cancelTimer = undefined
+    let now: number | undefined
+    for (const [item, deadline] of this.#deadlines) {
+      // A timer can fire a millisecond before the clock agrees; the oldest is due if it fired.
+      now ??= Math.max(this.#clock.now(), deadline)
+      if (deadline > now) break
+      this.#deadlines.delete(item)
+      this.#onExpire(item)
+    }
+    this.#arm()
+  }
+}
