@@ -1,9 +1,9 @@
 import net from 'node:net'
 import { once } from 'node:events'
 import { describe, expect, onTestFinished, test } from 'vitest'
-import { socketPair, waitFor } from '@spokelink/testkit'
+import { createManualClock, socketPair, waitFor } from '@spokelink/testkit'
 import { createMuxSession, MuxError, MUX_SESSION_DEFAULTS } from '../src/index.js'
-import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
+import type { MuxSession, MuxSessionDeps, MuxSessionOptions, MuxStream } from '../src/index.js'
 import { FLAG, FRAME_TYPE, encodeHeader } from '../src/mux/frame.js'
 import type { FrameType } from '../src/mux/frame.js'
 
@@ -67,9 +67,9 @@ function open (session: MuxSession): MuxStream {
   return stream
 }
 
-async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}, listen = true): Promise<{ session: MuxSession, peer: RawPeer, socket: net.Socket }> {
+async function setup (role: 'client' | 'server', options: MuxSessionOptions = {}, listen = true, deps: MuxSessionDeps = {}): Promise<{ session: MuxSession, peer: RawPeer, socket: net.Socket }> {
   const [socket, theirs] = await socketPair()
-  const session = createMuxSession(socket, role, { keepaliveIntervalMs: 0, ...options })
+  const session = createMuxSession(socket, role, { keepaliveIntervalMs: 0, ...options }, deps)
   if (listen) session.on('stream', (s: MuxStream) => s.on('error', noop))
   const peer = new RawPeer(theirs)
   onTestFinished(() => {
@@ -398,6 +398,58 @@ describe('yamux conformance against a raw peer', () => {
     const err = await closedWith(session)
     expect(err).toMatchObject({ code: 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT' })
     expect((await streamErr)[0]).toMatchObject({ code: 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT' })
+  })
+
+  describe('keepalive with the default timers on an injected clock', () => {
+    const interval = MUX_SESSION_DEFAULTS.keepaliveIntervalMs
+    const timeout = MUX_SESSION_DEFAULTS.keepaliveTimeoutMs
+    const isPingSyn = (f: RawFrame): boolean => f.type === FRAME_TYPE.PING && (f.flags & FLAG.SYN) === FLAG.SYN
+
+    test('the defaults find a dead peer within 2 × the interval', () => {
+      expect(timeout).toBeLessThanOrEqual(2 * interval)
+    })
+
+    test('a peer that goes silent is declared dead keepaliveTimeoutMs after its last frame', async () => {
+      const clock = createManualClock()
+      const { session, peer } = await setup('server', { keepaliveIntervalMs: interval, keepaliveTimeoutMs: timeout, windowAutoTuning: false }, true, { clock })
+      peer.answerPings = false
+      const closed = closedWith(session)
+      clock.advance(10_000)
+      peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+      await waitFor(() => session.stats.streamsAcceptedTotal === 1, { what: 'the peer\'s last frame handled' })
+      clock.advance(interval - 10_000)
+      await peer.frame(isPingSyn, 'a keepalive ping')
+      // 10 s + 30 s: before the fix the verdict came only at 15 s + 30 s (ping sent + ping timeout).
+      clock.advance(10_000 + timeout - interval - 1)
+      expect(session.closed).toBe(false)
+      clock.advance(1)
+      expect(session.closed).toBe(true)
+      expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT' })
+    })
+
+    test('a peer that keeps sending data but whose pongs are late is not declared dead', async () => {
+      const clock = createManualClock()
+      const { session, peer } = await setup('server', { keepaliveIntervalMs: interval, keepaliveTimeoutMs: timeout, windowAutoTuning: false }, false, { clock })
+      peer.answerPings = false
+      const received: Buffer[] = []
+      session.on('stream', (s: MuxStream) => {
+        s.on('error', noop)
+        s.on('data', (chunk: Buffer) => { received.push(chunk) })
+      })
+      peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+      // Four keepalive timeouts of data every 5 s and not one pong: the data proves the peer alive.
+      for (let t = 0; t < 4 * timeout; t += 5000) {
+        peer.data(1, Buffer.from(`t=${t}`))
+        await waitFor(() => Buffer.concat(received).toString().endsWith(`t=${t}`), { what: `data sent at ${t} ms read` })
+        clock.advance(5000)
+        expect(session.closed).toBe(false)
+      }
+      // Pings at 15, 60 and 105 s (one in flight at a time, each timing out after 30 s), none answered.
+      await waitFor(() => peer.frames.filter(isPingSyn).length === 3, { what: 'three keepalive pings' })
+      expect(session.stats.rttMs).toBeUndefined()
+      expect(session.closed).toBe(false)
+      expect(Buffer.concat(received).toString()).toContain(`t=${4 * timeout - 5000}`)
+    })
   })
 
   test('the stream limit refuses an extra SYN with RST and makes openStream throw', async () => {
