@@ -44,16 +44,12 @@ export type ProtocolErrorCode =
   | 'SLK_ERR_PROTO_UPSTREAM_REFUSED'
   | 'SLK_ERR_PROTO_CLOSED'
 
-/**
- * A spokelink protocol error. `closeReason` is the WebSocket close code used when it ends the connection.
- */
+/** A spokelink protocol error (hello, stream header, WebSocket). */
 export class ProtocolError extends Error {
   override name = 'ProtocolError'
   readonly code: ProtocolErrorCode
-  readonly closeReason: number | undefined
-  constructor (code: ProtocolErrorCode, message: string, options?: ErrorOptions & { closeReason?: number }) {
+  constructor (code: ProtocolErrorCode, message: string, options?: ErrorOptions) {
     super(message, options)
     this.code = code
-    this.closeReason = options?.closeReason
   }
 }

@@ -32,17 +32,12 @@ export interface FrameHeader {
 /** Encodes a frame header into a fresh 12-byte buffer (from Node's small-buffer pool). */
 export function encodeHeader (type: FrameType, flags: number, streamId: number, length: number): Buffer {
   const buf = Buffer.allocUnsafe(HEADER_BYTES)
-  writeHeader(buf, 0, type, flags, streamId, length)
+  buf[0] = YAMUX_VERSION
+  buf[1] = type
+  buf.writeUInt16BE(flags, 2)
+  buf.writeUInt32BE(streamId >>> 0, 4)
+  buf.writeUInt32BE(length >>> 0, 8)
   return buf
-}
-
-/** Writes a frame header at `offset` of `buf`. */
-export function writeHeader (buf: Buffer, offset: number, type: FrameType, flags: number, streamId: number, length: number): void {
-  buf[offset] = YAMUX_VERSION
-  buf[offset + 1] = type
-  buf.writeUInt16BE(flags, offset + 2)
-  buf.writeUInt32BE(streamId >>> 0, offset + 4)
-  buf.writeUInt32BE(length >>> 0, offset + 8)
 }
 
 /** Names a frame type for error messages. */
