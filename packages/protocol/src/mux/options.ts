@@ -31,12 +31,17 @@ export interface MuxSessionOptions {
    */
   maxAcceptBacklog?: number
   /**
-   * Interval between keepalive pings; 0 disables them.
+   * Interval between keepalive pings (or half `keepaliveTimeoutMs`, if that is shorter, so a live idle
+   * peer always answers in time); 0 disables keepalive altogether.
    * @default 15000
    */
   keepaliveIntervalMs?: number
   /**
-   * A keepalive ping unanswered this long aborts the session with `SLK_ERR_MUX_KEEPALIVE_TIMEOUT`.
+   * Nothing received from the peer for this long (no data, credit or pong: any byte proves it alive)
+   * aborts the session with `SLK_ERR_MUX_KEEPALIVE_TIMEOUT`. Measured from the last bytes received, not
+   * from a ping sent, so a dead peer is found exactly this long after it last spoke: keep it at 2 ×
+   * `keepaliveIntervalMs` (the default) to find it within two intervals, and above the interval plus
+   * the worst round trip so a live idle peer is never cut.
    * @default 30000
    */
   keepaliveTimeoutMs?: number
