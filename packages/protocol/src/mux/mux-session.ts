@@ -161,10 +161,7 @@ export class MuxSession extends EventEmitter {
       })
     }
     this.#keepalive = options.keepaliveIntervalMs > 0
-      ? new Keepalive(options, clock, async () => await this.ping({ timeoutMs: options.keepaliveTimeoutMs }), (err) => {
-        this.#logger?.debug({ err }, 'mux peer went silent')
-        this.abort(err)
-      })
+      ? new Keepalive(options, clock, async () => await this.ping({ timeoutMs: options.keepaliveTimeoutMs }), (err) => { this.abort(err) })
       : undefined
   }
 
