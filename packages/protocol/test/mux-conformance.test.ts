@@ -1,4 +1,4 @@
-import net from 'node:net'
+import type net from 'node:net'
 import { once } from 'node:events'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { createManualClock, socketPair, waitFor } from '@spokelink/testkit'
@@ -43,7 +43,7 @@ class RawPeer {
   }
 
   async frame (match: (f: RawFrame) => boolean, what: string): Promise<RawFrame> {
-    return await waitFor(() => this.frames.find(match), { what, timeoutMs: 10_000, intervalMs: 2 })
+    return waitFor(() => this.frames.find(match), { what, timeoutMs: 10_000, intervalMs: 2 })
   }
 
   /** Round-trips a ping: every frame the session sent before answering it has arrived. */

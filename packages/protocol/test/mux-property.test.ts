@@ -1,5 +1,3 @@
-import net from 'node:net'
-import { once } from 'node:events'
 import { describe, expect, test } from 'vitest'
 import fc from 'fast-check'
 import { socketPair, waitFor } from '@spokelink/testkit'
@@ -22,7 +20,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('destroy' as const), idx: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('pause' as const), idx: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('resume' as const), idx: fc.nat() }) },
-  { weight: 2, arbitrary: fc.constant({ op: 'tick' as const }) },
+  { weight: 2, arbitrary: fc.constant({ op: 'tick' as const }) }
 )
 
 interface Opened { stream: MuxStream, opener: MuxSession, sent: Buffer[], ended: boolean, destroyed: boolean }

@@ -1,4 +1,4 @@
-import net from 'node:net'
+import type net from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'

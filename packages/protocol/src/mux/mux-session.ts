@@ -161,7 +161,7 @@ export class MuxSession extends EventEmitter {
       })
     }
     this.#keepalive = options.keepaliveIntervalMs > 0
-      ? new Keepalive(options, clock, async () => await this.ping({ timeoutMs: options.keepaliveTimeoutMs }), (err) => { this.abort(err) })
+      ? new Keepalive(options, clock, async () => this.ping({ timeoutMs: options.keepaliveTimeoutMs }), (err) => { this.abort(err) })
       : undefined
   }
 
@@ -227,7 +227,7 @@ export class MuxSession extends EventEmitter {
    */
   async ping (options: MuxPingOptions = {}): Promise<number> {
     if (this.#closed) throw new MuxError('SLK_ERR_MUX_SESSION_CLOSED', 'cannot ping: the mux session is closed')
-    return await this.#pinger.ping(options)
+    return this.#pinger.ping(options)
   }
 
   /** Sends GoAway: no new streams either way after it; existing streams go on. */
@@ -547,4 +547,3 @@ export class MuxSession extends EventEmitter {
 export function createMuxSession (transport: Duplex, role: 'client' | 'server', options?: MuxSessionOptions, deps?: MuxSessionDeps): MuxSession {
   return new MuxSession(transport, role, options, deps)
 }
-

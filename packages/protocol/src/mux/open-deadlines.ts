@@ -47,10 +47,9 @@ export class OpenDeadlines<T> {
   #arm (): void {
     if (this.#cancelTimer !== undefined) return
     // Only the first entry matters: it is the oldest, so its deadline is the earliest.
-    for (const deadline of this.#deadlines.values()) {
-      this.#cancelTimer = this.#clock.setTimeout(this.#expire, Math.max(0, deadline - this.#clock.now()))
-      return
-    }
+    const oldest = this.#deadlines.values().next()
+    if (oldest.done === true) return
+    this.#cancelTimer = this.#clock.setTimeout(this.#expire, Math.max(0, oldest.value - this.#clock.now()))
   }
 
   readonly #expire = (): void => {

@@ -51,7 +51,7 @@ export class Pinger {
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs
     const id = this.#nextId
     this.#nextId = (this.#nextId + 1) >>> 0
-    return await new Promise<number>((resolve, reject) => {
+    return new Promise<number>((resolve, reject) => {
       const onAbort = (): void => {
         pending.cleanup()
         reject(signal?.reason)
