@@ -23,6 +23,10 @@ export interface PortConfig {
   upstream: string
   /** Where the exit-node listens; `host` has no brackets (`::1`, not `[::1]`). */
   listen: { host: string, port: number }
+  /** A connection with no bytes either way for this long is closed (file: `idleTimeout: "5m"`); the exit-node's default when absent. */
+  idleTimeoutMs?: number
+  /** Concurrent connections this port accepts; more are refused at once. The exit-node's default when absent. */
+  maxConnections?: number
 }
 
 /** One spoke cluster. */
@@ -55,7 +59,11 @@ const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.
 const ROOT_KEYS = ['spokes']
 const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports']
 const TOKEN_KEYS = ['id', 'sha256', 'expires', 'created', 'revoked']
-const PORT_KEYS = ['upstream', 'listen']
+const PORT_KEYS = ['upstream', 'listen', 'idleTimeout', 'maxConnections']
+const DURATION = /^(\d{1,9})(ms|s|m|h)$/
+const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
+/** Above this a per-port cap means nothing: a session carries at most 2^31 streams. */
+const MAX_PORT_CONNECTIONS = 2 ** 31
 const MAX_LABEL_VALUE_LENGTH = 1024
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::'])
 
@@ -165,8 +173,8 @@ class Validator {
   }
 
   private port (value: unknown, path: string, spoke: string): PortConfig {
-    const map = this.mapping(value, path, 'a mapping with upstream and listen', PORT_KEYS, `${path}.`)
-    const { upstream, listen } = map
+    const map = this.mapping(value, path, 'a mapping with upstream, listen and optionally idleTimeout, maxConnections', PORT_KEYS, `${path}.`)
+    const { upstream, listen, idleTimeout, maxConnections } = map
     if (upstream === undefined) this.fail(`${path}.upstream`, 'required: the agent upstream name (e.g. prometheus)')
     if (typeof upstream !== 'string' || !UPSTREAM_NAME.test(upstream)) {
       this.expected(`${path}.upstream`, 'an upstream name matching [a-z0-9][a-z0-9_-]* (at most 63 characters)', upstream)
@@ -182,7 +190,19 @@ class Validator {
     if (clash !== undefined) this.fail(`${path}.listen`, `address ${JSON.stringify(listen)} collides with ${clash.where}`)
     sameP.push({ host: parsed.host, where })
     this.listens.set(parsed.port, sameP)
-    return { upstream, listen: parsed }
+    const port: PortConfig = { upstream, listen: parsed }
+    if (idleTimeout !== undefined) {
+      const ms = typeof idleTimeout === 'string' ? parseDuration(idleTimeout) : undefined
+      if (ms === undefined || ms <= 0) this.expected(`${path}.idleTimeout`, 'a duration above zero like "5m", "90s" or "500ms"', idleTimeout)
+      port.idleTimeoutMs = ms
+    }
+    if (maxConnections !== undefined) {
+      if (typeof maxConnections !== 'number' || !Number.isInteger(maxConnections) || maxConnections < 1 || maxConnections > MAX_PORT_CONNECTIONS) {
+        this.expected(`${path}.maxConnections`, `an integer from 1 to ${MAX_PORT_CONNECTIONS}`, maxConnections)
+      }
+      port.maxConnections = maxConnections
+    }
+    return port
   }
 
   private date (value: unknown, path: string): Date {
@@ -225,6 +245,12 @@ function parseListen (s: string): { host: string, port: number } | undefined {
   const host = m[2] ?? ''
   if (isIPv4(host) || (host.length <= 253 && HOSTNAME.test(host))) return { host: host.toLowerCase(), port }
   return undefined
+}
+
+function parseDuration (s: string): number | undefined {
+  const m = DURATION.exec(s)
+  if (m === null) return undefined
+  return Number(m[1]) * DURATION_UNIT_MS[m[2] as keyof typeof DURATION_UNIT_MS]
 }
 
 function parseIsoDate (s: string): Date | undefined {

@@ -94,6 +94,10 @@ describe('parseSpokesConfig', () => {
     ['unknown spoke key', withSpoke('{name: a, upstreams: []}'), 'spokes.yaml: spokes[0].upstreams: unknown key (expected one of name, labels, tokens, ports)'],
     ['unknown token key', withSpoke(`{name: a, tokens: [{id: abcd, sha256: "${SHA}", note: hi}]}`), 'spokes[0].tokens[0].note: unknown key'],
     ['unknown port key', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", tls: true}]}'), 'spokes[0].ports[0].tls: unknown key'],
+    ['idleTimeout without unit', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", idleTimeout: 300}]}'), 'spokes[0].ports[0].idleTimeout: expected a duration above zero like "5m", "90s" or "500ms", got number 300'],
+    ['idleTimeout zero', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", idleTimeout: "0s"}]}'), 'spokes[0].ports[0].idleTimeout: expected a duration above zero'],
+    ['maxConnections zero', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", maxConnections: 0}]}'), 'spokes[0].ports[0].maxConnections: expected an integer from 1 to 2147483648, got number 0'],
+    ['maxConnections as text', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", maxConnections: "8"}]}'), 'spokes[0].ports[0].maxConnections: expected an integer from 1'],
     ['unknown root key', 'spokes: []\nversion: 2\n', 'spokes.yaml: version: unknown key (expected one of spokes)'],
     ['missing spokes', 'spoke: []\n', 'spokes.yaml: spoke: unknown key'],
     ['empty file', '', 'spokes.yaml: spokes: required'],
@@ -112,6 +116,15 @@ describe('parseSpokesConfig', () => {
     expect(err.message.startsWith('spokes.yaml')).toBe(true)
     expect(err.message).not.toContain('\n')
     expect(err.message).not.toContain(token)
+  })
+
+  test('a port may set its own idleTimeout and maxConnections; absent ones stay absent (the exit-node default applies)', () => {
+    const text = withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", idleTimeout: "90s", maxConnections: 8}, {upstream: q, listen: "0.0.0.0:2", idleTimeout: 500ms}]}')
+    const ports = parseSpokesConfig(text, 'spokes.yaml').spokes[0]?.ports
+    expect(ports).toStrictEqual([
+      { upstream: 'p', listen: { host: '0.0.0.0', port: 1 }, idleTimeoutMs: 90_000, maxConnections: 8 },
+      { upstream: 'q', listen: { host: '0.0.0.0', port: 2 }, idleTimeoutMs: 500 },
+    ])
   })
 
   test('different hosts on the same port are fine', () => {
