@@ -25,8 +25,8 @@ export interface ExitNodeChild {
 /** Starts `spokelink server` on a loopback port 0 with `spokesFile`, over wss when `tls` is set, and waits for `listening`. */
 export async function startExitNode (context: SystemContext, spokesFile: string, tls: boolean, name: string): Promise<ExitNodeChild> {
   const tlsArgs = tls ? ['--tls-cert', context.tls.certFile, '--tls-key', context.tls.keyFile] : []
-  const child = runCli(context, ['server', '--listen', '127.0.0.1:0', '--spokes', spokesFile, ...tlsArgs], { name })
-  const listening = await child.waitForLog((entry) => entry.msg === 'listening', { what: `${name} listening`, timeoutMs: STARTUP_TIMEOUT_MS })
+  const child = runCli(context, ['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, ...tlsArgs], { name })
+  const listening = await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: `${name} listening`, timeoutMs: STARTUP_TIMEOUT_MS })
   if (typeof listening.port !== 'number') throw new Error(`${name}: 'listening' log has no port`)
   return { process: child, url: `${tls ? 'wss' : 'ws'}://127.0.0.1:${listening.port}/connect` }
 }

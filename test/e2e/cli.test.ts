@@ -70,10 +70,12 @@ async function createToken (spokesFile: string, spoke: string, extra: string[] =
   return parsed
 }
 
-async function startServer (args: string[], options: RunProcessOptions = {}): Promise<{ server: RunningProcess, port: number }> {
-  const server = spokelink(['server', '--listen', '127.0.0.1:0', ...args], options)
-  const listening = await server.waitForLog((e) => e.msg === 'listening', { what: 'the server\'s listening line', timeoutMs: 30_000 })
-  return { server, port: Number(listening.port) }
+/** Starts `spokelink server` with both listeners on loopback port 0; `port` is the agents' port, `adminPort` the operators'. */
+async function startServer (args: string[], options: RunProcessOptions = {}): Promise<{ server: RunningProcess, port: number, adminPort: number }> {
+  const server = spokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', ...args], options)
+  const listening = await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'control', { what: 'the server\'s listening line', timeoutMs: 30_000 })
+  const admin = await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'admin', { what: 'the admin listening line', timeoutMs: 30_000 })
+  return { server, port: Number(listening.port), adminPort: Number(admin.port) }
 }
 
 const isMsg = (msg: string) => (e: LogEntry): boolean => e.msg === msg
@@ -140,12 +142,13 @@ describe('spokelink CLI (child processes)', () => {
     const { path: spokes } = await spokesFile()
     const config = await file('server.yaml', [
       'listen: 127.0.0.1:0',
+      'admin-listen: 127.0.0.1:0',
       'keepalive: 20s',
       'shutdown-grace: 3s',
       'sd-target: "file-{spoke}:{port}"',
       '',
     ].join('\n'))
-    const { server, port } = await startServer(['--spokes', spokes, '--config', config, '--keepalive', '30s'], {
+    const { server, adminPort } = await startServer(['--spokes', spokes, '--config', config, '--keepalive', '30s'], {
       env: { SPOKELINK_KEEPALIVE: '25s', SPOKELINK_SHUTDOWN_GRACE: '4s' },
     })
     const starting = await server.waitForLog(isMsg('starting'))
@@ -159,7 +162,7 @@ describe('spokelink CLI (child processes)', () => {
     // --listen on the command line beats the file's.
     expect(starting.settings).toMatchObject({ listen: { value: '127.0.0.1:0', source: 'flag' } })
     // The file's value is not only reported but used.
-    const sd = await (await fetch(`http://127.0.0.1:${port}/v1/sd`)).json() as Array<{ targets: string[] }>
+    const sd = await (await fetch(`http://127.0.0.1:${adminPort}/v1/sd`)).json() as Array<{ targets: string[] }>
     expect(sd.map((g) => g.targets)).toEqual([[expect.stringMatching(/^file-orion-aws:\d+$/)]])
     expect(await server.kill('SIGTERM')).toEqual({ code: 0, signal: null })
 

@@ -121,11 +121,14 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
     }
 
     // 3. The exit-node, on a port of its own choosing.
-    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', spokesFile, '--shutdown-grace', `${SHUTDOWN_GRACE_MS}ms`])
+    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--shutdown-grace', `${SHUTDOWN_GRACE_MS}ms`])
     children.push(server)
-    const listening = await server.waitForLog((e) => e.msg === 'listening', { what: 'the server\'s listening line', timeoutMs: 30_000 })
+    const listening = await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'control', { what: 'the server\'s listening line', timeoutMs: 30_000 })
     const controlPort = Number(listening.port)
     expect(controlPort).toBeGreaterThan(0)
+    const adminListening = await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'admin', { what: 'the server\'s admin listening line', timeoutMs: 30_000 })
+    const adminPort = Number(adminListening.port)
+    expect(adminPort).toBeGreaterThan(0)
 
     // 4. One agent per spoke, token in the environment only.
     for (const spoke of SPOKES) {
@@ -145,7 +148,7 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
     }
 
     // 5. The hub: one /federate job per spoke on its data-plane port, and one job discovering via /v1/sd.
-    const sdUrl = `http://127.0.0.1:${controlPort}/v1/sd`
+    const sdUrl = `http://127.0.0.1:${adminPort}/v1/sd`
     const hub = await startPrometheus({
       name: 'hub',
       config: prometheusConfig({
@@ -246,6 +249,10 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
     expect(exit).toEqual({ code: 0, signal: null })
     await killed
     expect(server.logs.some((e) => e.msg === 'shut down')).toBe(true)
+    // The surviving agent saw a planned restart (close 1001 after the GoAway), logged at info, not a dropped socket.
+    const restarting = await rig('orion-aws').agent?.waitForLog((e) => e.msg === 'exit-node restarting', { what: 'the agent to log the planned restart', timeoutMs: 10_000 })
+    expect(restarting).toMatchObject({ level: 30, closeCode: 1001, code: 'SLK_ERR_AGENT_SERVER_RESTARTING' })
+    expect(restarting?.reason).toContain('1001 exit-node shutting down')
     expect(await rig('orion-aws').agent?.kill('SIGTERM')).toEqual({ code: 0, signal: null })
 
     // 10. No token in any output of the server, the agents or the Prometheus servers.

@@ -15,16 +15,18 @@ export interface RunningExitNode {
   exitNode: ExitNode
   registry: Registry
   port: number
+  /** The admin listener's port (`/metrics`, `/v1/sd`). */
+  adminPort: number
   url: string
 }
 
-/** Starts an exit-node on 127.0.0.1:0 (short shutdown grace) and closes it when the test finishes. */
+/** Starts an exit-node with both listeners on 127.0.0.1:0 (short shutdown grace) and closes it when the test finishes. */
 export async function startExitNode (spokes: SpokesConfig, logger: Logger, options: ExitNodeOptions = {}): Promise<RunningExitNode> {
   const registry = new Registry()
-  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, shutdownGraceMs: 500, ...options }, spokes, { logger, registry })
+  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 500, ...options }, spokes, { logger, registry })
   onTestFinished(async () => { await exitNode.close() })
   const { port } = await exitNode.listen()
-  return { exitNode, registry, port, url: `ws://127.0.0.1:${port}/connect` }
+  return { exitNode, registry, port, adminPort: exitNode.adminAddress().port, url: `ws://127.0.0.1:${port}/connect` }
 }
 
 /** Reconnects fast enough for tests, still with full jitter. */

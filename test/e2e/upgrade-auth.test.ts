@@ -196,7 +196,7 @@ describe('upgrade authentication', () => {
     const expired = newToken()
     const revoked = newToken()
     const dataPort = await freePort()
-    const { port } = await startExitNode(spokesConfig([
+    const { port, adminPort } = await startExitNode(spokesConfig([
       { token: good },
       { token: expired, expires: new Date('2020-01-01T00:00:00Z') },
       { token: revoked, revoked: true },
@@ -222,7 +222,7 @@ describe('upgrade authentication', () => {
       expect.soft(res.status, c.what).toBe(c.status)
       expectRefusal(res, c.status, c.reason)
     }
-    expect(await authFailures(port)).toEqual({ missing: 3, invalid: 2, malformed: 3, expired: 1, revoked: 1 })
+    expect(await authFailures(adminPort)).toEqual({ missing: 3, invalid: 2, malformed: 3, expired: 1, revoked: 1 })
 
     // The same good token in the header is accepted (101), so the refusals above are about the token's form.
     const ok = await new Promise<string>((resolve, reject) => {
@@ -238,7 +238,7 @@ describe('upgrade authentication', () => {
   test('a peer speaking another protocol version is told both versions, on both sides', async () => {
     const good = newToken()
     const dataPort = await freePort()
-    const { port } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
+    const { port, adminPort } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
 
     // Exit-node side: a v2 agent gets 400 naming both versions, with the version the server speaks.
     const res = await rawExchange(port, upgradeRequest(port, { 'Sec-WebSocket-Protocol': 'spokelink.v2', Authorization: `Bearer ${good.token}` }))
@@ -246,7 +246,7 @@ describe('upgrade authentication', () => {
     expect(res.headers['x-spokelink-protocol']).toBe('spokelink.v1')
     const none = await rawExchange(port, upgradeRequest(port, { 'Sec-WebSocket-Protocol': null, Authorization: `Bearer ${good.token}` }))
     expectRefusal(none, 400, /spokelink\.v1/)
-    expect(await authFailures(port)).toEqual({ version: 2 })
+    expect(await authFailures(adminPort)).toEqual({ version: 2 })
 
     // Agent side: a fake v2 exit-node answers 400 + X-Spokelink-Protocol: spokelink.v2.
     const seen: Array<{ url: string | undefined, authorization: string | undefined, protocol: string | undefined }> = []
@@ -319,7 +319,7 @@ describe('upgrade authentication', () => {
     const good = newToken()
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
-    const { exitNode, port, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
+    const { exitNode, port, adminPort, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
     await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     const [session] = exitNode.sessions.sessionsOf(SPOKE)
     if (session === undefined) throw new Error('no session')
@@ -359,7 +359,7 @@ describe('upgrade authentication', () => {
     expect(await echoThroughTunnel(dataPort, MB, 2)).toEqual({ sha256: expectedSha256(MB, 2), bytes: MB })
     expect(exitNode.sessions.sessionsOf(SPOKE)).toEqual([session])
     expect(session.mux.closed).toBe(false)
-    expect(await authFailures(port)).toEqual({ missing: 125, invalid: 125, malformed: 125, version: 125 })
+    expect(await authFailures(adminPort)).toEqual({ missing: 125, invalid: 125, malformed: 125, version: 125 })
     half.destroy()
   })
 

@@ -26,6 +26,9 @@ import { sendOkStatusWithFirstBytes } from './send-ok-status.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
 
+/** RFC 6455 close code "going away": the exit-node is shutting down on purpose. */
+const WS_GOING_AWAY = 1001
+
 /** Largest `{upstream}` header accepted on a data stream. */
 const STREAM_HEADER_MAX_BYTES = 1024
 /** The longest the OK status waits for the upstream's first bytes to travel with. */
@@ -208,7 +211,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#lastFailure = summary
     // A refused token or an unreachable hub is an expected condition: the code and message say it all, a stack does not.
     const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
-    if (failure === undefined) this.#log.info(fields, 'disconnected')
+    // A planned restart is lifecycle, not a fault: info, and a message of its own so alerts on 'disconnected' stay quiet.
+    if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: WS_GOING_AWAY }, 'exit-node restarting')
+    else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }
 
@@ -225,7 +230,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       signal: this.#stop.signal,
     })
     let closeReason = ''
-    ws.once('close', (code: number, reason: Buffer) => { closeReason = reason.length > 0 ? `${code} ${reason.toString('utf8')}` : String(code) })
+    let closeCode: number | undefined
+    ws.once('close', (code: number, reason: Buffer) => {
+      closeCode = code
+      closeReason = reason.length > 0 ? `${code} ${reason.toString('utf8')}` : String(code)
+    })
+    // 1001 "going away" is how an exit-node ends sessions on a graceful shutdown (after its GoAway).
+    const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === WS_GOING_AWAY
+      ? new AgentError('SLK_ERR_AGENT_SERVER_RESTARTING', `exit-node closed the session for a restart (websocket close ${closeReason})`, { cause })
+      : undefined
     const mux = createMuxSession(duplex, 'client', {
       ackDelayMs: STREAM_ACK_DELAY_MS,
       ...options.mux,
@@ -252,9 +265,14 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('connected', { spoke: welcome.spoke, ports: welcome.ports })
       const [err] = await closed
       if (this.#stop.signal.aborted) return
+      const restart = plannedRestart(err)
+      if (restart !== undefined) throw restart
       throw new AgentError('SLK_ERR_AGENT_CONNECT', `session ended${closeReason === '' ? '' : ` (websocket close ${closeReason})`}${err === undefined ? '' : `: ${err.message}`}`, { cause: err })
     } catch (err) {
       mux.abort(err instanceof Error ? err : undefined)
+      if (err instanceof AgentError && err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') throw err
+      const restart = plannedRestart(err)
+      if (restart !== undefined) throw restart
       if (closeReason.startsWith('4403')) {
         throw new AgentError('SLK_ERR_AGENT_FORBIDDEN', `exit-node closed the session: ${closeReason.slice(5)}`, { cause: err })
       }

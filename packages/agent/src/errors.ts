@@ -8,6 +8,7 @@ export type AgentErrorCode =
   | 'SLK_ERR_AGENT_INSECURE'
   | 'SLK_ERR_AGENT_HELLO_REJECTED'
   | 'SLK_ERR_AGENT_STREAM_HEADER'
+  | 'SLK_ERR_AGENT_SERVER_RESTARTING'
 
 /** An agent error; messages name the server, upstream or option at fault and never the token. */
 export class AgentError extends Error {

@@ -4,7 +4,7 @@ import { parseDuration } from './duration.js'
 import { CliError } from './errors.js'
 
 /** How a setting's text is read. */
-export type OptionKind = 'string' | 'duration' | 'boolean' | 'list' | 'address' | 'choice'
+export type OptionKind = 'string' | 'duration' | 'boolean' | 'list' | 'address' | 'choice' | 'count'
 
 /** One setting of a command: its flag name, kind and default. */
 export interface OptionSpec {
@@ -100,6 +100,10 @@ function convert (spec: OptionSpec, raw: unknown, where: string): ConfigValue {
     case 'choice':
       if (typeof raw !== 'string' || !(spec.choices ?? []).includes(raw)) return fail(`one of ${(spec.choices ?? []).join(', ')}`)
       return raw
+    case 'count': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d{1,10}$/.test(raw.trim()) ? Number(raw) : NaN
+      return Number.isSafeInteger(n) && n >= 1 ? n : fail('a whole number ≥ 1')
+    }
   }
 }
 
@@ -176,7 +180,7 @@ export function stringSetting (config: ResolvedConfig['config'], name: string, r
   return undefined
 }
 
-/** Reads a number (duration) setting that has a default. */
+/** Reads a number (duration or count) setting that has a default. */
 export function numberSetting (config: ResolvedConfig['config'], name: string): number {
   const value = config[name]
   if (typeof value !== 'number') throw new CliError('SLK_ERR_USAGE_MISSING', `--${name} is required (or set ${envNameOf(name)})`)

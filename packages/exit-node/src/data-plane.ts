@@ -4,8 +4,10 @@ import { ProtocolError, readStreamStatus, readWithin, relay, writeFramedJson } f
 import type { GrantedPort, MuxStream } from '@spokelink/protocol'
 import type { PortConfig } from '@spokelink/auth'
 import { ExitNodeError } from './errors.js'
+import { EventSampler } from './event-sampler.js'
 import { waitForFirstBytes } from './first-bytes.js'
 import type { ExitNodeMetrics } from './metrics.js'
+import { fitPortCaps } from './port-caps.js'
 import type { SpokeSession } from './spoke-session.js'
 
 /** Options for {@link DataPlane}. */
@@ -14,6 +16,14 @@ export interface DataPlaneOptions {
   streamOpenTimeoutMs: number
   /** How long a new connection may wait for its client's first bytes, so they go with the stream's SYN. */
   firstBytesHoldMs: number
+  /** A connection with no bytes either way for this long is closed, unless its port sets `idleTimeoutMs`. */
+  idleTimeoutMs: number
+  /** Concurrent connections per port, unless the port sets `maxConnections`. */
+  maxConnectionsPerPort: number
+  /** Data streams one session can carry (its `maxStreams` less the control stream); a spoke's port caps are fitted into it. */
+  streamBudget: number
+  /** At most one "port full" log line per port per this interval. */
+  refusalLogIntervalMs: number
 }
 
 interface Listener {
@@ -23,12 +33,28 @@ interface Listener {
   upstream: string
   /** Rotates the first candidate, so equally busy sessions take turns (sequential connections spread too). */
   turn: number
+  /** Connections accepted and not yet closed, whether or not their stream is open yet. */
+  connections: number
+  maxConnections: number
+  idleTimeoutMs: number
+  refusals: EventSampler
 }
 
 /** The agent said no (unknown upstream, dial failed) or did not answer in time; anything else aborted a stream that was open. */
 function isRefusal (err: Error): boolean {
   return (err instanceof ProtocolError && err.code === 'SLK_ERR_PROTO_UPSTREAM_REFUSED') ||
     (err instanceof ExitNodeError && err.code === 'SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT')
+}
+
+function isIdleTimeout (err: Error): boolean {
+  return err instanceof ExitNodeError && err.code === 'SLK_ERR_EXIT_IDLE_TIMEOUT'
+}
+
+/** `spokelink_streams_total` result of a relay that ended with `failure`. */
+function streamResult (failure: Error | undefined): 'ok' | 'refused' | 'idle_timeout' | 'aborted' {
+  if (failure === undefined) return 'ok'
+  if (isRefusal(failure)) return 'refused'
+  return isIdleTimeout(failure) ? 'idle_timeout' : 'aborted'
 }
 
 const key = (spoke: string, upstream: string): string => `${spoke}\u0000${upstream}`
@@ -56,12 +82,17 @@ export class DataPlane {
    */
   async attach (session: SpokeSession, ports: PortConfig[]): Promise<GrantedPort[]> {
     const granted: GrantedPort[] = []
-    for (const port of ports) {
+    const caps = fitPortCaps(ports.map((port) => port.maxConnections ?? this.#options.maxConnectionsPerPort), this.#options.streamBudget)
+    if (caps.some((cap, i) => cap !== (ports[i]?.maxConnections ?? this.#options.maxConnectionsPerPort))) {
+      this.#log.warn({ spoke: session.spoke, streamBudget: this.#options.streamBudget, maxConnections: Object.fromEntries(ports.map((port, i) => [port.upstream, caps[i]])) },
+        'data-plane port caps scaled down to fit the session stream budget')
+    }
+    for (const [i, port] of ports.entries()) {
       const id = key(session.spoke, port.upstream)
       let listener = this.#listeners.get(id)
       if (listener === undefined) {
         try {
-          listener = await this.#bind(session.spoke, port)
+          listener = await this.#bind(session.spoke, port, caps[i] ?? this.#options.maxConnectionsPerPort)
         } catch (err) {
           this.#log.error({ spoke: session.spoke, upstream: port.upstream, address: port.listen.host, port: port.listen.port, err }, 'data-plane port could not be bound')
           continue
@@ -113,9 +144,18 @@ export class DataPlane {
     return this.#sockets.size
   }
 
-  async #bind (spoke: string, port: PortConfig): Promise<Listener> {
+  async #bind (spoke: string, port: PortConfig, maxConnections: number): Promise<Listener> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true })
-    const listener: Listener = { server, sessions: new Set(), upstream: port.upstream, turn: 0 }
+    const listener: Listener = {
+      server,
+      sessions: new Set(),
+      upstream: port.upstream,
+      turn: 0,
+      connections: 0,
+      maxConnections,
+      idleTimeoutMs: port.idleTimeoutMs ?? this.#options.idleTimeoutMs,
+      refusals: new EventSampler(this.#options.refusalLogIntervalMs),
+    }
     server.on('connection', (socket) => { void this.#carry(socket, spoke, listener) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -126,18 +166,34 @@ export class DataPlane {
     })
     server.on('error', (err) => { this.#log.error({ spoke, upstream: port.upstream, err }, 'data-plane listener failed') })
     const address = server.address()
-    this.#log.info({ spoke, upstream: port.upstream, address: port.listen.host, port: typeof address === 'object' && address !== null ? address.port : port.listen.port }, 'data-plane port bound')
+    this.#log.info({ spoke, upstream: port.upstream, address: port.listen.host, port: typeof address === 'object' && address !== null ? address.port : port.listen.port, maxConnections, idleTimeoutMs: listener.idleTimeoutMs }, 'data-plane port bound')
     return listener
   }
 
   async #carry (socket: net.Socket, spoke: string, listener: Listener): Promise<void> {
     const { upstream } = listener
-    this.#sockets.add(socket)
-    socket.once('close', () => this.#sockets.delete(socket))
     // Until relay() owns it, a client's reset must not become an uncaught 'error'.
     socket.on('error', (err) => { this.#log.debug({ spoke, upstream, err }, 'data-plane connection error') })
+    if (listener.connections >= listener.maxConnections) {
+      this.#refuse(socket, spoke, listener)
+      return
+    }
+    listener.connections++
+    this.#sockets.add(socket)
+    socket.once('close', () => {
+      listener.connections--
+      this.#sockets.delete(socket)
+    })
+    // Node refreshes a socket's timeout on every read and write, so this fires only after no bytes either way.
+    socket.setTimeout(listener.idleTimeoutMs, () => {
+      this.#log.debug({ spoke, upstream, idleTimeoutMs: listener.idleTimeoutMs }, 'data-plane connection idle; closing it')
+      socket.destroy(new ExitNodeError('SLK_ERR_EXIT_IDLE_TIMEOUT', `no bytes either way for ${listener.idleTimeoutMs} ms on spoke ${spoke} port ${upstream}`))
+    })
     await waitForFirstBytes(socket, this.#options.firstBytesHoldMs)
-    if (socket.destroyed) return
+    if (socket.destroyed) {
+      if (socket.errored !== null && isIdleTimeout(socket.errored)) this.#metrics.streamsTotal.inc({ spoke, upstream, result: 'idle_timeout' })
+      return
+    }
     const session = this.#pick(listener)
     if (session === undefined) {
       this.#metrics.streamsTotal.inc({ spoke, upstream, result: 'no_session' })
@@ -164,9 +220,9 @@ export class DataPlane {
     const failure = await relay(socket, stream, {
       beforeBToA: async () => { await readWithin(stream, timeoutMs, openTimeout, async () => { await readStreamStatus(stream) }) },
     })
-    const result = failure === undefined ? 'ok' : isRefusal(failure) ? 'refused' : 'aborted'
+    const result = streamResult(failure)
     if (failure !== undefined && this.#log.isLevelEnabled('debug')) {
-      this.#log.debug({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream, err: failure }, result === 'refused' ? 'stream refused' : 'stream aborted')
+      this.#log.debug({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream, err: failure }, `stream ${result === 'refused' ? 'refused' : result === 'idle_timeout' ? 'closed idle' : 'aborted'}`)
     }
     session.activeStreams--
     this.#metrics.streamsActive.dec({ spoke, upstream })
@@ -174,6 +230,21 @@ export class DataPlane {
     this.#metrics.bytesTotal.inc({ spoke, direction: 'in' }, socket.bytesRead)
     this.#metrics.bytesTotal.inc({ spoke, direction: 'out' }, socket.bytesWritten)
     this.#metrics.streamDurationSeconds.observe({ spoke, upstream }, (performance.now() - started) / 1000)
+  }
+
+  /**
+   * A port at its cap accepts the connection and resets it at once: the client fails fast with
+   * ECONNRESET (Prometheus marks the scrape failed) instead of waiting in the kernel backlog, and the
+   * session's streams stay free for the spoke's other ports.
+   */
+  #refuse (socket: net.Socket, spoke: string, listener: Listener): void {
+    const { upstream, maxConnections } = listener
+    socket.resetAndDestroy()
+    this.#metrics.streamsTotal.inc({ spoke, upstream, result: 'port_full' })
+    const refused = listener.refusals.record()
+    if (refused !== undefined) {
+      this.#log.warn({ spoke, upstream, maxConnections, refused, intervalMs: this.#options.refusalLogIntervalMs }, 'data-plane port full; connections refused')
+    }
   }
 
   #pick (listener: Listener): SpokeSession | undefined {

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import os from 'node:os'
 import http from 'node:http'
 import https from 'node:https'
 import { DEFAULT_CIPHERS } from 'node:tls'
@@ -11,6 +13,7 @@ import { WebSocketServer } from 'ws'
 import type { WebSocket } from 'ws'
 import {
   CONNECT_PATH,
+  MUX_SESSION_DEFAULTS,
   PROTOCOL_NAME,
   ProtocolError,
   createMuxSession,
@@ -25,8 +28,11 @@ import { DataPlane } from './data-plane.js'
 import { ExitNodeError } from './errors.js'
 import { createExitNodeMetrics } from './metrics.js'
 import type { ExitNodeMetrics } from './metrics.js'
+import { answerAdminRequest, answerControlRequest } from './http-endpoints.js'
+import type { Readiness } from './http-endpoints.js'
 import { rejectUpgrade } from './reject-upgrade.js'
-import { buildTargetGroups } from './service-discovery.js'
+import { buildTargetGroups, isUnspecifiedHost } from './service-discovery.js'
+import type { TargetGroup } from './service-discovery.js'
 import { SessionRegistry } from './session-registry.js'
 import type { SpokeSession } from './spoke-session.js'
 import { sessionRevocationReason } from './token-validity.js'
@@ -38,6 +44,22 @@ export interface ExitNodeOptions {
   host?: string
   /** Control-plane port; 0 picks a free one. @default 8123 */
   port?: number
+  /** Address of the operators' listener (`/metrics`, `/v1/sd`, health); keep it off the agents' network. @default '127.0.0.1' */
+  adminHost?: string
+  /** Port of the operators' listener; 0 picks a free one. @default 9464 */
+  adminPort?: number
+  /**
+   * Host `/v1/sd` puts in `{host}` for a data-plane port bound to every interface. When unset: `adminHost`,
+   * or this machine's hostname when that is a wildcard too. Never taken from a request.
+   * @default undefined
+   */
+  sdHost?: string | undefined
+  /** A data-plane connection with no bytes either way for this long is closed; a port's `idleTimeout` overrides it. @default 300000 */
+  dataIdleTimeoutMs?: number
+  /** Concurrent connections per data-plane port, more are reset at once; a port's `maxConnections` overrides it. @default 256 */
+  maxConnectionsPerPort?: number
+  /** On close, how long agents have to answer the WebSocket close (1001) before their sockets are cut. @default 1000 */
+  closeHandshakeTimeoutMs?: number
   /** Serve wss with this certificate and key (PEM); plain ws when absent. @default undefined */
   tls?: { certPem: string, keyPem: string } | undefined
   /** Interval of yamux and WebSocket pings. @default 15000 */
@@ -60,12 +82,20 @@ export interface ExitNodeOptions {
   mux?: MuxSessionOptions
 }
 
-type ResolvedExitNodeOptions = Required<Omit<ExitNodeOptions, 'tls'>> & Pick<ExitNodeOptions, 'tls'>
+type ResolvedExitNodeOptions = Required<Omit<ExitNodeOptions, 'tls' | 'sdHost'>> & Pick<ExitNodeOptions, 'tls' | 'sdHost'>
 
 /** Defaults of {@link ExitNodeOptions}. */
 export const EXIT_NODE_DEFAULTS = {
   host: '127.0.0.1',
   port: 8123,
+  adminHost: '127.0.0.1',
+  adminPort: 9464,
+  sdHost: undefined,
+  dataIdleTimeoutMs: 300_000,
+  // A hub Prometheus keeps one keep-alive connection per target, so even a few HA replicas, recording
+  // rules and dashboards need tens; 256 leaves room for bursts while four ports still fit one session's 1024 streams.
+  maxConnectionsPerPort: 256,
+  closeHandshakeTimeoutMs: 1000,
   tls: undefined,
   keepaliveIntervalMs: 15_000,
   keepaliveTimeoutMs: 30_000,
@@ -94,14 +124,20 @@ export interface ExitNodeDeps {
  */
 const FIRST_BYTES_HOLD_MS = 2
 
+/** A full data-plane port logs one line per this interval (with the count), not one per refused connection. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000
+
 /**
  * Node's default list with TLS_AES_128_GCM_SHA256 moved first: every session then carries its bulk data with
  * AES-128-GCM (what `ssh -c aes128-gcm` users pick for speed), which costs less CPU per byte than AES-256 with AES-NI.
  */
 const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
 
-/** WebSocket close codes the exit-node uses; 4000–4999 is the application range. */
-const WS_CLOSE = { REVOKED: 4403, HELLO_FAILED: 4400 } as const
+/** WebSocket close codes the exit-node uses; 1001 is RFC 6455 "going away", 4000–4999 the application range. */
+const WS_CLOSE = { GOING_AWAY: 1001, REVOKED: 4403, HELLO_FAILED: 4400 } as const
+
+/** Reason sent with the 1001 close on shutdown; agents log it as a planned restart. */
+const SHUTDOWN_CLOSE_REASON = 'exit-node shutting down'
 
 /**
  * Validates exit-node options and fills in defaults.
@@ -109,7 +145,7 @@ const WS_CLOSE = { REVOKED: 4403, HELLO_FAILED: 4400 } as const
  */
 export function validateExitNodeOptions (options: ExitNodeOptions): Readonly<ResolvedExitNodeOptions> {
   const resolved: ResolvedExitNodeOptions = { ...EXIT_NODE_DEFAULTS, ...options }
-  const positive = ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'helloTimeoutMs', 'streamOpenTimeoutMs', 'maxMessageBytes', 'expiryCheckIntervalMs'] as const
+  const positive = ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'helloTimeoutMs', 'streamOpenTimeoutMs', 'maxMessageBytes', 'expiryCheckIntervalMs', 'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'closeHandshakeTimeoutMs'] as const
   for (const name of positive) {
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) {
@@ -119,8 +155,11 @@ export function validateExitNodeOptions (options: ExitNodeOptions): Readonly<Res
   if (!Number.isInteger(resolved.shutdownGraceMs) || resolved.shutdownGraceMs < 0) {
     throw new ExitNodeError('SLK_ERR_EXIT_INVALID_OPTION', `exit-node option shutdownGraceMs: expected an integer ≥ 0, got ${String(resolved.shutdownGraceMs)}`)
   }
-  if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65535) {
-    throw new ExitNodeError('SLK_ERR_EXIT_INVALID_OPTION', `exit-node option port: expected 0–65535, got ${String(resolved.port)}`)
+  for (const name of ['port', 'adminPort'] as const) {
+    const value = resolved[name]
+    if (!Number.isInteger(value) || value < 0 || value > 65535) {
+      throw new ExitNodeError('SLK_ERR_EXIT_INVALID_OPTION', `exit-node option ${name}: expected 0–65535, got ${String(value)}`)
+    }
   }
   return Object.freeze(resolved)
 }
@@ -136,6 +175,8 @@ export class ExitNode {
   readonly #metrics: ExitNodeMetrics
   readonly #promRegistry: Registry
   readonly #server: http.Server
+  /** The operators' listener: metrics and service discovery name every customer, so agents never reach it. */
+  readonly #adminServer: http.Server
   readonly #wss: WebSocketServer
   readonly #sessions = new SessionRegistry()
   readonly #dataPlane: DataPlane
@@ -153,8 +194,16 @@ export class ExitNode {
     this.#clock = deps.clock ?? (() => new Date())
     this.#promRegistry = deps.registry
     this.#metrics = createExitNodeMetrics(deps.registry)
-    this.#dataPlane = new DataPlane({ streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs, firstBytesHoldMs: FIRST_BYTES_HOLD_MS }, { metrics: this.#metrics, logger: deps.logger })
-    const onRequest = (req: IncomingMessage, res: ServerResponse): void => { void this.#handleRequest(req, res) }
+    this.#dataPlane = new DataPlane({
+      streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs,
+      firstBytesHoldMs: FIRST_BYTES_HOLD_MS,
+      idleTimeoutMs: this.#options.dataIdleTimeoutMs,
+      maxConnectionsPerPort: this.#options.maxConnectionsPerPort,
+      // The agent's control stream takes one of the session's streams for its whole life.
+      streamBudget: (this.#options.mux.maxStreams ?? MUX_SESSION_DEFAULTS.maxStreams) - 1,
+      refusalLogIntervalMs: REFUSAL_LOG_INTERVAL_MS,
+    }, { metrics: this.#metrics, logger: deps.logger })
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => { answerControlRequest(req, res, this.#readiness()) }
     const tls = this.#options.tls
     this.#server = tls === undefined
       ? http.createServer(onRequest)
@@ -164,6 +213,16 @@ export class ExitNode {
     // Garbage before the upgrade, TLS errors and half-sent requests cost one socket, nothing more.
     this.#server.on('clientError', (_err, socket) => { socket.destroy() })
     this.#server.on('tlsClientError', (err) => { this.#log.debug({ err }, 'tls handshake failed') })
+    const adminSources = { registry: this.#promRegistry, readiness: () => this.#readiness(), targetGroups: () => this.#targetGroups() }
+    this.#adminServer = http.createServer((req, res) => {
+      answerAdminRequest(req, res, adminSources).catch((err: unknown) => {
+        this.#log.error({ err }, 'admin request failed')
+        res.destroy()
+      })
+    })
+    this.#adminServer.headersTimeout = this.#options.helloTimeoutMs
+    this.#adminServer.requestTimeout = this.#options.helloTimeoutMs
+    this.#adminServer.on('clientError', (_err, socket) => { socket.destroy() })
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -182,35 +241,50 @@ export class ExitNode {
   }
 
   /**
-   * Binds the control-plane port.
-   * @throws ExitNodeError SLK_ERR_EXIT_LISTEN when the address is in use or not available
+   * Binds the control-plane port, then the admin port. Each logs `listening` with `listener: 'control'`
+   * or `listener: 'admin'`; the control line comes first.
+   * @throws ExitNodeError SLK_ERR_EXIT_LISTEN when an address is in use or not available (nothing stays bound)
    */
   async listen (): Promise<AddressInfo> {
-    const { host, port } = this.#options
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EADDRNOTAVAIL' ? 'is not an address of this host' : `failed (${err.code ?? err.message})`
-        reject(new ExitNodeError('SLK_ERR_EXIT_LISTEN', `cannot listen on ${host}:${port}: the address ${why}`, { cause: err }))
-      }
-      this.#server.once('error', onError)
-      this.#server.listen(port, host, () => {
-        this.#server.off('error', onError)
-        resolve()
-      })
-    })
+    const { host, port, adminHost, adminPort } = this.#options
+    await bindServer(this.#server, host, port)
+    try {
+      await bindServer(this.#adminServer, adminHost, adminPort, '--admin-listen')
+    } catch (err) {
+      this.#server.close()
+      throw err
+    }
     this.#server.on('error', (err) => { this.#log.error({ err }, 'control server failed') })
+    this.#adminServer.on('error', (err) => { this.#log.error({ err }, 'admin server failed') })
     this.#listening = true
     this.#expiryTimer = setInterval(() => { this.#revalidateSessions() }, this.#options.expiryCheckIntervalMs).unref()
     const address = this.address()
-    this.#log.info({ address: address.address, port: address.port, tls: this.#options.tls !== undefined }, 'listening')
+    this.#log.info({ listener: 'control', address: address.address, port: address.port, tls: this.#options.tls !== undefined }, 'listening')
+    const admin = this.adminAddress()
+    this.#log.info({ listener: 'admin', address: admin.address, port: admin.port, tls: false }, 'listening')
     return address
   }
 
-  /** The bound control-plane address. */
+  /** The bound control-plane address (agents' `/connect`). */
   address (): AddressInfo {
-    const address = this.#server.address()
-    if (address === null || typeof address === 'string') throw new ExitNodeError('SLK_ERR_EXIT_LISTEN', 'exit-node is not listening')
-    return address
+    return boundAddress(this.#server)
+  }
+
+  /** The bound admin address (`/metrics`, `/v1/sd`). */
+  adminAddress (): AddressInfo {
+    return boundAddress(this.#adminServer)
+  }
+
+  #readiness (): Readiness {
+    if (this.#closing !== undefined) return 'shutting down'
+    return this.#listening ? 'ready' : 'starting'
+  }
+
+  /** `/v1/sd`: a wildcard data-plane bind is addressed by configuration alone, never by the request's Host header. */
+  #targetGroups (): TargetGroup[] {
+    const { sdHost, adminHost } = this.#options
+    const wildcardHost = sdHost ?? (isUnspecifiedHost(adminHost) ? os.hostname() : adminHost)
+    return buildTargetGroups(this.#spokes, (spoke) => this.#sessions.isConnected(spoke), this.#options.sdTargetTemplate, wildcardHost)
   }
 
   /** Swaps in a reloaded spokes config; sessions whose token was revoked, expired or whose spoke changed are closed. */
@@ -248,34 +322,31 @@ export class ExitNode {
     // The control server keeps answering while streams drain: /readyz says 503 and new agents get 503.
     await this.#dataPlane.drain(this.#options.shutdownGraceMs)
     this.#server.close()
+    await this.#closeWebSockets()
     await Promise.allSettled([...this.#muxes].map(async (mux) => { await mux.close({ graceMs: 0 }) }))
     for (const ws of this.#wss.clients) ws.terminate()
     this.#server.closeAllConnections()
     this.#wss.close()
+    this.#adminServer.close()
+    this.#adminServer.closeAllConnections()
     this.#listening = false
     this.#log.info('shut down')
   }
 
-  async #handleRequest (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]
-    const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
-      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
-      res.end(body)
-    }
-    if (req.method !== 'GET') { send(405, 'method not allowed\n'); return }
-    switch (path) {
-      case '/healthz': send(200, 'ok\n'); return
-      case '/readyz': send(this.#listening && this.#closing === undefined ? 200 : 503, this.#closing === undefined ? 'ready\n' : 'shutting down\n'); return
-      case '/metrics': send(200, await this.#promRegistry.metrics(), this.#promRegistry.contentType); return
-      case '/v1/sd': {
-        const requestHost = (req.headers.host ?? '127.0.0.1').replace(/:\d+$/, '')
-        const groups = buildTargetGroups(this.#spokes, (spoke) => this.#sessions.isConnected(spoke), this.#options.sdTargetTemplate, requestHost)
-        send(200, JSON.stringify(groups), 'application/json')
-        return
-      }
-      case CONNECT_PATH: send(426, `${CONNECT_PATH} takes a WebSocket upgrade with subprotocol ${PROTOCOL_NAME}\n`); return
-      default: send(404, 'not found\n')
-    }
+  /**
+   * Closes every agent's WebSocket with 1001 ("going away") and a reason, and waits up to
+   * `closeHandshakeTimeoutMs` for the agents to answer: an agent then sees a planned restart, not the
+   * 1006 of a dropped socket. Sockets still open after that are cut by the caller.
+   */
+  async #closeWebSockets (): Promise<void> {
+    const open = [...this.#wss.clients]
+    if (open.length === 0) return
+    const signal = AbortSignal.timeout(this.#options.closeHandshakeTimeoutMs)
+    await Promise.allSettled(open.map(async (ws) => {
+      const closed = once(ws, 'close', { signal })
+      ws.close(WS_CLOSE.GOING_AWAY, SHUTDOWN_CLOSE_REASON)
+      await closed
+    }))
   }
 
   #handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -413,6 +484,27 @@ export class ExitNode {
     this.#dataPlane.detach(session)
     session.disconnect(reason)
   }
+}
+
+/** Listens on `host:port`, naming `what` and the address in the error when that fails. */
+async function bindServer (server: http.Server, host: string, port: number, what?: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EADDRNOTAVAIL' ? 'is not an address of this host' : `failed (${err.code ?? err.message})`
+      reject(new ExitNodeError('SLK_ERR_EXIT_LISTEN', `${what === undefined ? '' : `${what}: `}cannot listen on ${host}:${port}: the address ${why}`, { cause: err }))
+    }
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}
+
+function boundAddress (server: http.Server): AddressInfo {
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new ExitNodeError('SLK_ERR_EXIT_LISTEN', 'exit-node is not listening')
+  return address
 }
 
 /**

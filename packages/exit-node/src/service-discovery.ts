@@ -15,13 +15,19 @@ function sanitizeLabelName (name: string): string {
   return name.replace(/[^a-zA-Z0-9_]/g, '_')
 }
 
+/** Whether `host` means every interface (so it cannot be dialled as a target). */
+export function isUnspecifiedHost (host: string): boolean {
+  return UNSPECIFIED_HOSTS.has(host)
+}
+
 /**
  * Builds the `/v1/sd` answer: one target group per spoke port, with `__meta_spokelink_*` labels so
- * the hub can relabel; a port listening on every interface is addressed by `requestHost`.
+ * the hub can relabel; a port listening on every interface is addressed by `wildcardHost`, which comes
+ * from configuration (never from a request header, which any client could set).
  */
-export function buildTargetGroups (spokes: SpokesConfig, isConnected: (spoke: string) => boolean, template: TargetTemplate, requestHost: string): TargetGroup[] {
+export function buildTargetGroups (spokes: SpokesConfig, isConnected: (spoke: string) => boolean, template: TargetTemplate, wildcardHost: string): TargetGroup[] {
   return spokes.spokes.flatMap((spoke) => spoke.ports.map((port) => {
-    const host = UNSPECIFIED_HOSTS.has(port.listen.host) ? requestHost : port.listen.host
+    const host = UNSPECIFIED_HOSTS.has(port.listen.host) ? wildcardHost : port.listen.host
     const target = template
       .replaceAll('{spoke}', spoke.name)
       .replaceAll('{upstream}', port.upstream)

@@ -46,9 +46,10 @@ Do the same by hand (run from the repository root after pnpm build; the spoke he
         - {upstream: prometheus, listen: "127.0.0.1:19090"}
   YAML
   TOKEN=$(./node_modules/.bin/spokelink token create --spokes spokes.yaml --spoke orion-aws --output json | node -pe 'JSON.parse(require("fs").readFileSync(0)).token')
-  ./node_modules/.bin/spokelink server --listen 127.0.0.1:8123 --spokes spokes.yaml &
+  ./node_modules/.bin/spokelink server --listen 127.0.0.1:8123 --admin-listen 127.0.0.1:9464 --spokes spokes.yaml &
   SPOKELINK_TOKEN=$TOKEN ./node_modules/.bin/spokelink agent --server ws://127.0.0.1:8123/connect --upstream prometheus=127.0.0.1:9090 &
   curl -sg 'http://127.0.0.1:19090/federate?match[]={job!=""}'
+  curl -s http://127.0.0.1:9464/metrics | grep spokelink_streams_total   # operators' port, not the agents'
 `
 
 async function runDemo (command: Command, context: CommandContext): Promise<void> {
@@ -71,7 +72,7 @@ async function runDemo (command: Command, context: CommandContext): Promise<void
   const spokesPath = path.join(dir, 'spokes.yaml')
   const withToken = addSpokeToken(spokesText, 'demo-spoke', { id: token.id, sha256: token.sha256, created: new Date() }, spokesPath)
   await writeFile(spokesPath, withToken, { mode: 0o600 })
-  const exitNode = createExitNode({ host: '127.0.0.1', port: 0 }, parseSpokesConfig(withToken, spokesPath), { logger, registry: new Registry() })
+  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0 }, parseSpokesConfig(withToken, spokesPath), { logger, registry: new Registry() })
   const agent = createAgent({
     server: `ws://127.0.0.1:${(await exitNode.listen()).port}/connect`,
     token: token.token,

@@ -16,7 +16,8 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 
 /** Settings of `spokelink server`. */
 export const SERVER_OPTIONS: readonly OptionSpec[] = [
-  { name: 'listen', kind: 'address', arg: 'addr', default: '0.0.0.0:8123', help: 'control-plane address (agents, /metrics, /v1/sd)' },
+  { name: 'listen', kind: 'address', arg: 'addr', default: '0.0.0.0:8123', help: 'address agents dial (/connect, /healthz, /readyz only)' },
+  { name: 'admin-listen', kind: 'address', arg: 'addr', default: '127.0.0.1:9464', help: 'operators\' address (/metrics, /v1/sd, /healthz, /readyz); in Kubernetes the pod IP' },
   { name: 'spokes', kind: 'string', arg: 'file', help: 'spokes file (YAML or JSON), watched for changes' },
   { name: 'tls-cert', kind: 'string', arg: 'file', help: 'serve wss with this certificate (PEM)' },
   { name: 'tls-key', kind: 'string', arg: 'file', help: 'private key of --tls-cert (PEM)' },
@@ -25,6 +26,9 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'keepalive', kind: 'duration', arg: 'duration', default: 15_000, help: 'ping interval; a session missing two pongs is closed' },
   { name: 'shutdown-grace', kind: 'duration', arg: 'duration', default: 10_000, help: 'on SIGTERM, how long open streams may drain' },
   { name: 'sd-target', kind: 'string', arg: 'template', default: '{host}:{port}', help: 'target address in /v1/sd; {spoke} {upstream} {host} {port}' },
+  { name: 'sd-host', kind: 'string', arg: 'host', help: '{host} in /v1/sd for a port bound to 0.0.0.0 (default: the --admin-listen host, or the hostname when that is 0.0.0.0)' },
+  { name: 'data-idle-timeout', kind: 'duration', arg: 'duration', default: 300_000, help: 'close a data-plane connection after this long without bytes either way (a port\'s idleTimeout overrides it)' },
+  { name: 'max-connections-per-port', kind: 'count', arg: 'n', default: 256, help: 'concurrent connections per data-plane port; more are reset at once (a port\'s maxConnections overrides it)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
 ]
 
@@ -34,6 +38,8 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   const spokesPath = stringSetting(config, 'spokes', true)
   const listen = splitHostPort(stringSetting(config, 'listen', true))
   if (listen === undefined) throw new CliError('SLK_ERR_USAGE_FLAG', '--listen: expected host:port')
+  const adminListen = splitHostPort(stringSetting(config, 'admin-listen', true))
+  if (adminListen === undefined) throw new CliError('SLK_ERR_USAGE_FLAG', '--admin-listen: expected host:port')
   const certPath = stringSetting(config, 'tls-cert')
   const keyPath = stringSetting(config, 'tls-key')
   const autoTlsDir = stringSetting(config, 'auto-tls')
@@ -66,6 +72,11 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
     keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
     shutdownGraceMs: numberSetting(config, 'shutdown-grace'),
     sdTargetTemplate: stringSetting(config, 'sd-target', true),
+    sdHost: stringSetting(config, 'sd-host'),
+    adminHost: adminListen.host,
+    adminPort: adminListen.port,
+    dataIdleTimeoutMs: numberSetting(config, 'data-idle-timeout'),
+    maxConnectionsPerPort: numberSetting(config, 'max-connections-per-port'),
   }, spokes, { logger, registry })
   await exitNode.listen()
   const watcher = watchSpokesFile(spokesPath, {
