@@ -112,8 +112,10 @@ async function howItEnds (port: number): Promise<string> {
   onTestFinished(() => { socket.destroy() })
   socket.resume()
   // The reset can beat the 'connect' event on loopback, so both come out as an 'error' here.
-  const error = once(socket, 'error').then(([err]) => String((err as NodeJS.ErrnoException).code))
-  const closed = once(socket, 'close').then(() => 'end')
+  const signal = AbortSignal.timeout(10_000)
+  const stillOpen = (): string => 'still open after 10 s'
+  const error = once(socket, 'error', { signal }).then(([err]) => String((err as NodeJS.ErrnoException).code), stillOpen)
+  const closed = once(socket, 'close', { signal }).then(() => 'end', stillOpen)
   return await Promise.race([error, closed])
 }
 
@@ -169,13 +171,13 @@ describe('data-plane limits', () => {
   test('default caps that add up to more than the session can carry are scaled down so each port keeps a share', async () => {
     // Two ports at the default 256 in a session of 5 streams (4 for data): each is fitted to 2.
     const { registry, ports } = await startRig({}, { mux: { maxStreams: 5 } })
-    const scaled = logLines.find((l) => l.msg === 'data-plane port caps scaled down to fit the session stream budget')
-    expect(scaled).toMatchObject({ level: 40, streamBudget: 4, maxConnections: { a: 2, b: 2 } })
     for (let i = 0; i < 2; i++) await idleConnection(ports.a)
     await waitFor(async () => await metricValue(registry, 'spokelink_streams_active', { upstream: 'a' }) === 2, { what: 'port a to hold 2 streams' })
     const refused = await Promise.all(Array.from({ length: 4 }, async () => await howItEnds(ports.a)))
     expect(refused).toEqual(Array.from({ length: 4 }, () => 'ECONNRESET'))
     expect(await echoThrough(ports.b, 64 * 1024, 3)).toBe(expectedSha256(64 * 1024, 3))
     expect(await metricValue(registry, 'spokelink_streams_total', { upstream: 'b', result: 'open_failed' })).toBe(0)
+    const scaled = logLines.find((l) => l.msg === 'data-plane port caps scaled down to fit the session stream budget')
+    expect(scaled).toMatchObject({ level: 40, streamBudget: 4, maxConnections: { a: 2, b: 2 } })
   })
 })
