@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { setImmediate } from 'node:timers/promises'
 import os from 'node:os'
 import http from 'node:http'
 import https from 'node:https'
@@ -341,6 +342,9 @@ export class ExitNode {
   async #closeWebSockets (): Promise<void> {
     const open = [...this.#wss.clients]
     if (open.length === 0) return
+    // The mux writes the frames of one event-loop turn in a setImmediate (the resets of streams the drain
+    // just cut); let them out first, since a WebSocket that is closing refuses to send.
+    await setImmediate()
     const signal = AbortSignal.timeout(this.#options.closeHandshakeTimeoutMs)
     await Promise.allSettled(open.map(async (ws) => {
       const closed = once(ws, 'close', { signal })
