@@ -1,11 +1,11 @@
 /**
  * @packageDocumentation
- * The spokelink exit-node: control server (`/connect`, `/healthz`, `/readyz`, `/metrics`, `/v1/sd`),
- * session registry, data-plane listeners, stream routing and tunnel metrics.
+ * The spokelink exit-node: control server for agents (`/connect`, `/healthz`, `/readyz`), admin server for
+ * operators (`/metrics`, `/v1/sd`), session registry, data-plane listeners, stream routing and tunnel metrics.
  *
  * @example
  * ```ts
- * const exitNode = createExitNode({ host: '0.0.0.0', port: 8123 }, await loadSpokesFile('spokes.yaml'), { logger, registry: new Registry() })
+ * const exitNode = createExitNode({ host: '0.0.0.0', port: 8123, adminHost: '127.0.0.1', adminPort: 9464 }, await loadSpokesFile('spokes.yaml'), { logger, registry: new Registry() })
  * await exitNode.listen()
  * ```
  */
