@@ -274,7 +274,7 @@ describe('spokelink CLI (child processes)', () => {
 
   test('live reload: a new token connects without restart; revoking it closes the session and later attempts get 403', async () => {
     const { path: spokes, dataPort } = await spokesFile()
-    const { server, port } = await startServer(['--spokes', spokes])
+    const { server, port } = await startServer(['--spokes', spokes, '--max-connections-per-port', '7'], { env: { SPOKELINK_DATA_IDLE_TIMEOUT: '90s' } })
     const created = await createToken(spokes, 'orion-aws')
     await server.waitForLog(isMsg('spokes file reloaded'), { what: 'the server to reload the spokes file', timeoutMs: 15_000 })
 
@@ -284,6 +284,8 @@ describe('spokelink CLI (child processes)', () => {
     const connected = await agent.waitForLog(isMsg('connected'), { what: 'the agent to connect', timeoutMs: 15_000 })
     expect(connected).toMatchObject({ spoke: 'orion-aws' })
     await server.waitForLog((e) => e.msg === 'session opened' && e.spoke === 'orion-aws', { what: 'the session to open' })
+    // The data-plane limits from the flag and the env var reach the port.
+    expect(server.logs.find(isMsg('data-plane port bound'))).toMatchObject({ upstream: 'prometheus', maxConnections: 7, idleTimeoutMs: 90_000 })
     // The tunnel carries traffic.
     const res = await fetch(`http://127.0.0.1:${dataPort}/metrics`)
     expect(res.status).toBe(200)

@@ -25,6 +25,20 @@ describe('resolveConfig', () => {
       .toThrow('keepalive (c.yaml): expected a duration')
   })
 
+  test('server data-plane and admin settings: defaults, env, and counts that must be whole numbers ≥ 1', () => {
+    const defaults = resolveConfig({ specs: SERVER_OPTIONS, flags: {}, env: {} }).config
+    expect([defaults['admin-listen'], defaults['data-idle-timeout'], defaults['max-connections-per-port'], defaults['sd-host']]).toEqual(['127.0.0.1:9464', 300_000, 256, undefined])
+    const fromEnv = resolveConfig({ specs: SERVER_OPTIONS, flags: {}, env: { SPOKELINK_ADMIN_LISTEN: '10.0.0.7:0', SPOKELINK_MAX_CONNECTIONS_PER_PORT: '32', SPOKELINK_DATA_IDLE_TIMEOUT: '90s' } })
+    expect(fromEnv.config).toMatchObject({ 'admin-listen': '10.0.0.7:0', 'max-connections-per-port': 32, 'data-idle-timeout': 90_000 })
+    expect(resolveConfig({ specs: SERVER_OPTIONS, flags: {}, env: {}, file: { path: 'c.yaml', text: 'max-connections-per-port: 8' } }).config['max-connections-per-port']).toBe(8)
+    for (const bad of ['0', '-1', '1.5', 'lots', '']) {
+      expect(() => resolveConfig({ specs: SERVER_OPTIONS, flags: { 'max-connections-per-port': bad }, env: {} }))
+        .toThrow(`--max-connections-per-port (flag): expected a whole number ≥ 1, got ${JSON.stringify(bad)}`)
+    }
+    expect(() => resolveConfig({ specs: SERVER_OPTIONS, flags: { 'admin-listen': '9464' }, env: {} }))
+      .toThrow('--admin-listen (flag): expected an address like 0.0.0.0:8123, got "9464"')
+  })
+
   test('unknown config file keys are errors', () => {
     expect(() => resolveConfig({ specs: SERVER_OPTIONS, flags: {}, env: {}, file: { path: 'c.yaml', text: 'listne: 1' } }))
       .toThrowError(expect.objectContaining({ code: 'SLK_ERR_CONFIG_FILE', message: expect.stringContaining('unknown key "listne"') as string }) as Error)
