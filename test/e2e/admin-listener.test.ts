@@ -5,14 +5,17 @@
  */
 import { once } from 'node:events'
 import http from 'node:http'
+import net from 'node:net'
 import { Writable } from 'node:stream'
 import { beforeEach, describe, expect, onTestFailed, test } from 'vitest'
 import pino from 'pino'
 import type { Logger } from 'pino'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
+import { Registry } from 'prom-client'
+import { createExitNode } from '@spokelink/exit-node'
 import { freePort } from '@spokelink/testkit'
-import { startAgent, startExitNode } from './in-process-tunnel.js'
+import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
 const SPOKE = 'acme-bank-prod'
 
@@ -89,6 +92,25 @@ describe('admin listener', () => {
     const { adminPort: defaultAdmin } = await startExitNode(spokesConfig(createSpokeToken(), await freePort()), testLogger('exit-node'))
     const groups = JSON.parse((await get(defaultAdmin, '/v1/sd', 'evil.example.com')).body) as Array<{ targets: string[] }>
     expect(groups.map((g) => g.targets)).toEqual([[expect.stringMatching(/^127\.0\.0\.1:\d+$/)]])
+  })
+})
+
+describe('admin listener bind failure', () => {
+  test('an admin port in use fails listen() with SLK_ERR_EXIT_LISTEN naming --admin-listen, and the control port is released', async () => {
+    const busy = net.createServer()
+    const busyPort = await listen(busy)
+    const controlPort = await freePort()
+    const exitNode = createExitNode({ host: '127.0.0.1', port: controlPort, adminPort: busyPort }, spokesConfig(createSpokeToken(), await freePort()), { logger: testLogger('exit-node'), registry: new Registry() })
+    await expect(exitNode.listen()).rejects.toMatchObject({
+      code: 'SLK_ERR_EXIT_LISTEN',
+      message: `--admin-listen: cannot listen on 127.0.0.1:${busyPort}: the address is already in use`,
+    })
+    // Nothing stays bound: the control port can be taken again at once.
+    const again = net.createServer()
+    again.listen(controlPort, '127.0.0.1')
+    await once(again, 'listening')
+    again.close()
+    await once(again, 'close')
   })
 })
 
