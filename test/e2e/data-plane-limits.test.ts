@@ -116,7 +116,7 @@ async function howItEnds (port: number): Promise<string> {
   const stillOpen = (): string => 'still open after 10 s'
   const error = once(socket, 'error', { signal }).then(([err]) => String((err as NodeJS.ErrnoException).code), stillOpen)
   const closed = once(socket, 'close', { signal }).then(() => 'end', stillOpen)
-  return await Promise.race([error, closed])
+  return Promise.race([error, closed])
 }
 
 describe('data-plane limits', () => {
@@ -144,9 +144,9 @@ describe('data-plane limits', () => {
 
   test('a port at its cap refuses new connections with a reset, counted, and logs a sampled line, not one per connection', async () => {
     const { registry, ports, upstream } = await startRig({ a: 'maxConnections: 3' })
-    const held = await Promise.all([1, 2, 3].map(async () => await idleConnection(ports.a)))
+    const held = await Promise.all([1, 2, 3].map(async () => idleConnection(ports.a)))
     await waitFor(() => upstream.accepted() === 3, { what: 'three connections to reach the upstream' })
-    const refused = await Promise.all(Array.from({ length: 10 }, async () => await howItEnds(ports.a)))
+    const refused = await Promise.all(Array.from({ length: 10 }, async () => howItEnds(ports.a)))
     expect(refused).toEqual(Array.from({ length: 10 }, () => 'ECONNRESET'))
     expect(await metricValue(registry, 'spokelink_streams_total', { upstream: 'a', result: 'port_full' })).toBe(10)
     expect(upstream.accepted()).toBe(3)
@@ -161,7 +161,7 @@ describe('data-plane limits', () => {
     const { registry, ports } = await startRig({ a: 'maxConnections: 3', b: 'maxConnections: 1' }, { mux: { maxStreams: 5 } })
     for (let i = 0; i < 3; i++) await idleConnection(ports.a)
     await waitFor(async () => await metricValue(registry, 'spokelink_streams_active', { upstream: 'a' }) === 3, { what: 'port a to hold 3 streams' })
-    const refused = await Promise.all(Array.from({ length: 5 }, async () => await howItEnds(ports.a)))
+    const refused = await Promise.all(Array.from({ length: 5 }, async () => howItEnds(ports.a)))
     expect(refused).toEqual(Array.from({ length: 5 }, () => 'ECONNRESET'))
     expect(await metricValue(registry, 'spokelink_streams_total', { upstream: 'a', result: 'port_full' })).toBe(5)
     expect(await echoThrough(ports.b, 256 * 1024, 11)).toBe(expectedSha256(256 * 1024, 11))
@@ -173,7 +173,7 @@ describe('data-plane limits', () => {
     const { registry, ports } = await startRig({}, { mux: { maxStreams: 5 } })
     for (let i = 0; i < 2; i++) await idleConnection(ports.a)
     await waitFor(async () => await metricValue(registry, 'spokelink_streams_active', { upstream: 'a' }) === 2, { what: 'port a to hold 2 streams' })
-    const refused = await Promise.all(Array.from({ length: 4 }, async () => await howItEnds(ports.a)))
+    const refused = await Promise.all(Array.from({ length: 4 }, async () => howItEnds(ports.a)))
     expect(refused).toEqual(Array.from({ length: 4 }, () => 'ECONNRESET'))
     expect(await echoThrough(ports.b, 64 * 1024, 3)).toBe(expectedSha256(64 * 1024, 3))
     expect(await metricValue(registry, 'spokelink_streams_total', { upstream: 'b', result: 'open_failed' })).toBe(0)

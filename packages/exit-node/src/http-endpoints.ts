@@ -52,9 +52,7 @@ export async function answerAdminRequest (req: IncomingMessage, res: ServerRespo
   if (req.method !== 'GET') { send(res, 405, 'method not allowed\n'); return }
   const path = pathOf(req)
   if (answerHealth(path, sources.readiness(), res)) return
-  switch (path) {
-    case '/metrics': send(res, 200, await sources.registry.metrics(), sources.registry.contentType); return
-    case '/v1/sd': send(res, 200, JSON.stringify(sources.targetGroups()), 'application/json'); return
-    default: send(res, 404, 'not found\n')
-  }
+  if (path === '/metrics') send(res, 200, await sources.registry.metrics(), sources.registry.contentType)
+  else if (path === '/v1/sd') send(res, 200, JSON.stringify(sources.targetGroups()), 'application/json')
+  else send(res, 404, 'not found\n')
 }
