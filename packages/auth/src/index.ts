@@ -15,8 +15,8 @@
  *
  * @packageDocumentation
  */
-export { AuthError, ConfigError } from './errors.js'
-export type { AuthErrorCode, ConfigErrorCode } from './errors.js'
+export { AuthError, ConfigError, SpokesFileError } from './errors.js'
+export type { AuthErrorCode, ConfigErrorCode, SpokesFileErrorCode } from './errors.js'
 export {
   SPOKE_TOKEN_ID_LENGTH,
   SPOKE_TOKEN_ID_PATTERN,
@@ -50,6 +50,12 @@ export { parseSpokesConfig } from './spokes-config.js'
 export { REDACTED_MARK, quoteValue, redactSecrets } from './redact-secrets.js'
 export type { PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
 export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, watchSpokesFile } from './spokes-file.js'
-export type { SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
+export type { SpokesFileReadOutcome, SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
 export { addSpokeToken, listSpokeTokens, revokeSpokeToken } from './spokes-file-editor.js'
 export type { SpokeTokenListing } from './spokes-file-editor.js'
+export { editSpokesFile } from './edit-spokes-file.js'
+export type { SpokesFileEdit } from './edit-spokes-file.js'
+export { SPOKES_FILE_LOCK_DEFAULTS, acquireSpokesFileLock, validateSpokesFileLockOptions } from './spokes-file-lock.js'
+export type { SpokesFileLock, SpokesFileLockOptions } from './spokes-file-lock.js'
+export { syncDirectory, writeFileAtomic } from './write-file-atomic.js'
+export type { WriteFileAtomicOptions } from './write-file-atomic.js'
