@@ -38,6 +38,12 @@ export interface SpokesFileLock {
   release: () => Promise<void>
 }
 
+/** Seams for tests that need a race to happen at an exact point. */
+export interface SpokesFileLockHooks {
+  /** Runs after a lock was judged stale and before it is broken (where a second breaker can get in first). */
+  beforeBreak?: () => Promise<void>
+}
+
 /** What a lock file says about its owner; written as one JSON line. */
 interface LockOwner {
   pid: number
@@ -54,7 +60,7 @@ interface LockOwner {
  * @throws {SpokesFileError} `SLK_ERR_SPOKES_LOCK_TIMEOUT` when the lock stays held by a live owner for `lockTimeoutMs`
  * @throws {ConfigError} `SLK_ERR_CONFIG_INVALID_OPTION` for an out-of-range option
  */
-export async function acquireSpokesFileLock (path: string, options: SpokesFileLockOptions = {}): Promise<SpokesFileLock> {
+export async function acquireSpokesFileLock (path: string, options: SpokesFileLockOptions = {}, hooks: SpokesFileLockHooks = {}): Promise<SpokesFileLock> {
   const { lockTimeoutMs, staleLockMs, retryIntervalMs } = validateSpokesFileLockOptions(options)
   const lockPath = `${path}.lock`
   const owner: LockOwner = { pid: process.pid, host: hostname(), nonce: randomBytes(12).toString('hex') }
@@ -67,6 +73,7 @@ export async function acquireSpokesFileLock (path: string, options: SpokesFileLo
     if (judged === undefined) continue // released between our create and our look: try again at once
     heldBy = judged.owner
     if (isStale(judged, staleLockMs)) {
+      await hooks.beforeBreak?.()
       await breakStaleLock(lockPath, judged)
       continue
     }
