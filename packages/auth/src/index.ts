@@ -4,10 +4,10 @@
  *
  * @example
  * ```ts
- * import { createSpokeToken, addSpokeToken, encodeJoinToken, loadSpokesFile, verifySpokeToken } from '@spokelink/auth'
+ * import { createSpokeToken, addSpokeToken, editSpokesFile, encodeJoinToken, loadSpokesFile, verifySpokeToken } from '@spokelink/auth'
  *
  * const { token, id, sha256 } = createSpokeToken()
- * const text = addSpokeToken(await readFile('spokes.yaml', 'utf8'), 'orion-aws', { id, sha256, created: new Date() })
+ * await editSpokesFile('spokes.yaml', (text) => addSpokeToken(text, 'orion-aws', { id, sha256, created: new Date() }))
  * const joinToken = encodeJoinToken({ server: 'wss://hub.example.com/connect', token })
  * // exit-node, before accepting the upgrade:
  * const { spoke, tokenId } = verifySpokeToken(bearer, await loadSpokesFile('spokes.yaml'), new Date())
