@@ -76,7 +76,11 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
       exitNode.updateSpokes(next)
       logger.info({ spokes: next.spokes.length }, 'spokes file reloaded')
     },
-    onError: (err) => { logger.error({ err }, 'spokes file rejected; keeping the last good one') },
+    onError: (err) => {
+      // Logged once per broken state; an unreadable file is retried by the watch until a read succeeds.
+      if (err.code === 'SLK_ERR_CONFIG_SPOKES_READ') logger.error({ err }, 'spokes file unreadable; retrying, keeping the last good one')
+      else logger.error({ err }, 'spokes file rejected; keeping the last good one')
+    },
   })
   // SIGHUP: re-read the spokes file and the TLS files now; live sessions stay, new handshakes get the new certificate.
   let reloading = Promise.resolve()
