@@ -173,9 +173,16 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     const agent = spokelink(['agent', '--server', `ws://127.0.0.1:${port}/connect`, '--token-file', tokenFile, '--upstream', `prometheus=${exporter.target}`])
     expect(await agent.waitForLog(isMsg('disconnected'), { what: 'the agent to be refused', timeoutMs: 15_000 })).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
 
+    // A malformed file is refused with one logged line (never its content); the agent keeps its token and runs on.
+    await writeFile(tokenFile, 'slk_not-a-token-secretpart\n')
+    agent.child.kill('SIGHUP')
+    expect(await agent.waitForLog(isMsg('token file reload failed; keeping the current token'), { what: 'the refused reload', timeoutMs: 15_000 }))
+      .toMatchObject({ level: 50, err: { code: 'SLK_ERR_AUTH_TOKEN_MALFORMED' } })
+    expect(agent.output()).not.toContain('secretpart')
+
     await writeFile(tokenFile, `${good.token}\n`)
     agent.child.kill('SIGHUP')
-    expect(await agent.waitForLog(isMsg('reload done'), { what: 'the agent\'s reload', timeoutMs: 15_000 })).toMatchObject({ tokenFile: 'reloaded' })
+    expect(await agent.waitForLog((e) => e.msg === 'reload done' && e.tokenFile === 'reloaded', { what: 'the agent\'s reload', timeoutMs: 15_000 })).toBeDefined()
     expect(await agent.waitForLog(isMsg('connected'), { what: 'the agent to connect with the new token', timeoutMs: 30_000 })).toMatchObject({ spoke: 'orion-aws' })
     // Neither token appears in the agent's output.
     expect(agent.output()).not.toContain(good.token.split('_').slice(2).join('_'))

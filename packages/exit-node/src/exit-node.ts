@@ -214,7 +214,11 @@ export class ExitNode {
     return address
   }
 
-  /** Swaps in a reloaded spokes config; sessions whose token was revoked, expired or whose spoke changed are closed. */
+  /**
+   * Swaps in a reloaded spokes config. Sessions whose credential no longer holds (token revoked, expired, removed,
+   * moved to another spoke, or its sha256 changed under the same id), whose spoke was removed or whose ports changed
+   * are closed at once.
+   */
   updateSpokes (spokes: SpokesConfig): void {
     const previous = this.#spokes
     this.#spokes = spokes
