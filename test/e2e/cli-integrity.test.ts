@@ -17,7 +17,7 @@ import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcess
 
 /** The test runner's own SPOKELINK_* variables must not leak into the children. */
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
-  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]),
+  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined])
 )
 
 function spokelink (args: readonly string[], options: RunProcessOptions = {}): RunningProcess {
@@ -85,8 +85,8 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     const existing = Array.from({ length: 6 }, (_, i) => ({ id: `prev${String(i)}abc`, sha256: createSpokeToken().sha256 }))
     await writeFile(path, spokesText(existing))
 
-    const creates = Array.from({ length: 14 }, async () => await runToExit(['token', 'create', '--spokes', path, '--spoke', 'orion-aws', '--output', 'json']))
-    const revokes = existing.map(async (t) => await runToExit(['token', 'revoke', '--spokes', path, t.id, '--output', 'json']))
+    const creates = Array.from({ length: 14 }, async () => runToExit(['token', 'create', '--spokes', path, '--spoke', 'orion-aws', '--output', 'json']))
+    const revokes = existing.map(async (t) => runToExit(['token', 'revoke', '--spokes', path, t.id, '--output', 'json']))
     const results = await Promise.all([...creates, ...revokes])
     for (const result of results) expect(result.exit, result.tail).toEqual({ code: 0, signal: null })
     const createdIds = results.slice(0, 14).map((r) => (JSON.parse(r.stdout[0] ?? '{}') as { id: string }).id)

@@ -49,7 +49,7 @@ async function startEchoUpstream (): Promise<number> {
     pipeline(socket, socket).catch(() => { /* as above */ })
   })
   onTestFinished(() => { for (const socket of sockets) socket.destroy() })
-  return await listen(server)
+  return listen(server)
 }
 
 /** The next `disconnected` of `agent`, as the Error it carries. */
@@ -59,7 +59,7 @@ async function nextDisconnect (agent: Agent, timeoutMs: number): Promise<Error |
 }
 
 async function connectedAgent (token: CreatedSpokeToken, url: string, logger: Logger): Promise<Agent> {
-  return await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startEchoUpstream() }] }, logger)
+  return startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startEchoUpstream() }] }, logger)
 }
 
 describe('session revalidation', () => {
@@ -101,7 +101,7 @@ describe('session revalidation', () => {
           failedReads++
           throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
         }
-        return await readFile(file, 'utf8')
+        return readFile(file, 'utf8')
       },
     })
     onTestFinished(() => { watcher.close() })

@@ -133,14 +133,14 @@ export function watchSpokesFile (path: string, options: WatchSpokesFileOptions):
   }
 
   const check = async (): Promise<SpokesFileReadOutcome> => {
-    if (queued !== undefined) return await queued
+    if (queued !== undefined) return queued
     const next = chain.then(async () => {
       queued = undefined
-      return closed ? 'unchanged' : await checkOnce()
+      return closed ? 'unchanged' : checkOnce()
     })
     queued = next
     chain = next.catch(() => { /* checkOnce reports its own errors */ })
-    return await next
+    return next
   }
 
   const scheduleRetry = (): void => {
@@ -250,7 +250,7 @@ export function watchSpokesFile (path: string, options: WatchSpokesFileOptions):
 }
 
 async function readUtf8 (path: string): Promise<string> {
-  return await readFile(path, 'utf8')
+  return readFile(path, 'utf8')
 }
 
 async function readSpokesText (path: string, read: (path: string) => Promise<string>): Promise<string> {

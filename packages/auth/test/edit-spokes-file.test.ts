@@ -74,8 +74,8 @@ describe('editSpokesFile', () => {
     for (const id of revoked) await editSpokesFile(path, addOne(id))
     const created = ids.slice(6)
     await Promise.all([
-      ...created.map(async (id) => await editSpokesFile(path, addOne(id))),
-      ...revoked.map(async (id) => await editSpokesFile(path, (text) => revokeSpokeToken(text, id))),
+      ...created.map(async (id) => editSpokesFile(path, addOne(id))),
+      ...revoked.map(async (id) => editSpokesFile(path, (text) => revokeSpokeToken(text, id))),
     ])
     const tokens = parseSpokesConfig(await readFile(path, 'utf8'), 'x').spokes[0]?.tokens ?? []
     expect(tokens.map((t) => t.id).sort()).toEqual([...ids].sort())
@@ -120,7 +120,7 @@ describe('editSpokesFile', () => {
     const { dir, path } = await tempSpokes()
     await writeLock(path, { pid: await deadPid() })
     const ids = Array.from({ length: 16 }, (_, i) => `brk${String(i).padStart(2, '0')}abc`)
-    await Promise.all(ids.map(async (id) => await editSpokesFile(path, addOne(id), { retryIntervalMs: 1 })))
+    await Promise.all(ids.map(async (id) => editSpokesFile(path, addOne(id), { retryIntervalMs: 1 })))
     expect(tokenIds(await readFile(path, 'utf8')).sort()).toEqual(ids)
     expect(await readdir(dir)).toEqual(['spokes.yaml'])
   })

@@ -147,7 +147,7 @@ describe('watchSpokesFile', () => {
         failedReads++
         throw Object.assign(new Error(`EMFILE: too many open files, open '${file}'`), { code: 'EMFILE' })
       }
-      return await readFileText(file, 'utf8')
+      return readFileText(file, 'utf8')
     }
     const r = recorder()
     // The re-read interval stays at its 30 s default, so only the retry can bring the change in.

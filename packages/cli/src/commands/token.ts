@@ -124,4 +124,3 @@ export function tokenCommand (context: CommandContext): Command {
   token.addCommand(create).addCommand(list).addCommand(revoke)
   return token
 }
-
