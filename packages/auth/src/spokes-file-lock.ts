@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { link, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { open, readFile, rm, stat } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, SpokesFileError } from './errors.js'
@@ -40,7 +40,7 @@ export interface SpokesFileLock {
 
 /** Seams for tests that need a race to happen at an exact point. */
 export interface SpokesFileLockHooks {
-  /** Runs after a lock was judged stale and before it is broken (where a second breaker can get in first). */
+  /** Runs after a lock was judged stale and before the attempt to break it (where another breaker can get in first). */
   beforeBreak?: () => Promise<void>
 }
 
@@ -54,9 +54,9 @@ interface LockOwner {
 /**
  * Takes the lock of the spokes file at `path`: the file `<path>.lock`, created with `O_EXCL` so exactly one process
  * can hold it. While another process holds it, this waits up to `lockTimeoutMs`. A stale lock (its owner process on
- * this host is gone, or it is older than `staleLockMs`) is broken by *rename-then-verify*: it is renamed to a unique
- * name and the renamed file is checked to be the very file (inode and content) judged stale; if another breaker got
- * there first and a new owner's lock was renamed instead, that lock is put back. So two breakers cannot both win.
+ * this host is gone, or it is older than `staleLockMs`) is broken under a second lock, `<path>.lock.break`, after
+ * checking it is still the very file (inode and content) judged stale; so two breakers cannot both win, and a new
+ * owner's lock is never removed by a breaker that judged the old one.
  * @throws {SpokesFileError} `SLK_ERR_SPOKES_LOCK_TIMEOUT` when the lock stays held by a live owner for `lockTimeoutMs`
  * @throws {ConfigError} `SLK_ERR_CONFIG_INVALID_OPTION` for an out-of-range option
  */
@@ -74,8 +74,8 @@ export async function acquireSpokesFileLock (path: string, options: SpokesFileLo
     heldBy = judged.owner
     if (isStale(judged, staleLockMs)) {
       await hooks.beforeBreak?.()
-      await breakStaleLock(lockPath, judged)
-      continue
+      if (await breakStaleLock(lockPath, judged, staleLockMs, content)) continue
+      // Another process is breaking it right now: wait like for a live owner, then look again.
     }
     const left = deadline - Date.now()
     if (left <= 0) {
@@ -159,20 +159,32 @@ function isStale (lock: LockSnapshot, staleLockMs: number): boolean {
   return lock.owner !== undefined && lock.owner.host === hostname() && !isProcessAlive(lock.owner.pid)
 }
 
-async function breakStaleLock (lockPath: string, judged: LockSnapshot): Promise<void> {
-  const aside = `${lockPath}.${randomBytes(6).toString('hex')}.stale`
+/**
+ * Removes the stale lock `judged`, unless it was replaced meanwhile. Breakers take turns through a second lock,
+ * `<lock>.break` (O_EXCL too, held for three file operations), and re-inspect the lock under it: only the very file
+ * judged stale (same inode, same content) is removed, so a breaker that comes second never removes the lock a new
+ * owner took after the first breaker. A live lock is never moved or touched, so its owner's `assertHeld()` stays
+ * true. Returns false when another breaker holds the turn.
+ */
+async function breakStaleLock (lockPath: string, judged: LockSnapshot, staleLockMs: number, content: string): Promise<boolean> {
+  const breakPath = `${lockPath}.break`
+  if (!await tryCreate(breakPath, content)) {
+    // A breaker that died holding its turn leaves the turn stale; judged like a lock (dead owner or old).
+    const turn = await inspect(breakPath)
+    if (turn !== undefined && isStale(turn, staleLockMs)) await removeIfSame(breakPath, turn)
+    return false
+  }
   try {
-    await rename(lockPath, aside)
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return // another breaker or the owner removed it first
-    throw new SpokesFileError('SLK_ERR_SPOKES_WRITE', `${lockPath}: cannot break the stale lock (${errnoCode(err)})`, { cause: err })
+    await removeIfSame(lockPath, judged)
+  } finally {
+    await rm(breakPath, { force: true })
   }
-  const moved = await inspect(aside)
-  if (moved !== undefined && (moved.ino !== judged.ino || moved.text !== judged.text)) {
-    // We moved a newer owner's lock (another breaker won the race): put it back unless yet another lock exists.
-    await link(aside, lockPath).catch(() => { /* EEXIST: that owner's assertHeld() will notice and abort its edit */ })
-  }
-  await rm(aside, { force: true })
+  return true
+}
+
+async function removeIfSame (path: string, judged: LockSnapshot): Promise<void> {
+  const now = await inspect(path)
+  if (now !== undefined && now.ino === judged.ino && now.text === judged.text) await rm(path, { force: true })
 }
 
 function parseOwner (text: string): LockOwner | undefined {

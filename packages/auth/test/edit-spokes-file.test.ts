@@ -125,7 +125,7 @@ describe('editSpokesFile', () => {
     expect(await readdir(dir)).toEqual(['spokes.yaml'])
   })
 
-  test('rename-then-verify: a breaker that comes second puts the winner\'s new lock back instead of taking it', async () => {
+  test('a breaker that comes second finds the winner\'s new lock, leaves it alone and waits', async () => {
     const { path } = await tempSpokes()
     await writeLock(path, { pid: await deadPid() })
     let winner: Awaited<ReturnType<typeof acquireSpokesFileLock>> | undefined
