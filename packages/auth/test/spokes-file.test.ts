@@ -166,6 +166,38 @@ describe('watchSpokesFile', () => {
     expect(r.errors).toHaveLength(1)
   })
 
+  test('retry delays double from retryInitialMs and stop at retryMaxMs (fake clock); the first good read applies', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
+    onTestFinished(() => { vi.useRealTimers() })
+    const dir = await tempDir()
+    const path = join(dir, 'spokes.yaml')
+    await writeFile(path, spokesText('a'))
+    const initial = await loadSpokesFile(path)
+    let failing = true
+    const attempts: number[] = []
+    const readFile = async (): Promise<string> => {
+      attempts.push(Date.now())
+      if (failing) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+      return spokesText('a', 'late')
+    }
+    const r = recorder()
+    // Only reread() and the retry timer read: the event, poll and re-read paths are pushed out of the window.
+    const watcher = watchSpokesFile(path, { ...r, initial, readFile, debounceMs: 600_000, pollIntervalMs: 600_000, rereadIntervalMs: 600_000 })
+    onTestFinished(() => { watcher.close() })
+    expect(await watcher.reread()).toBe('failed')
+    await vi.advanceTimersByTimeAsync(100 + 200 + 400 + 800 + 1600 + 2000 + 2000)
+    const gaps = attempts.slice(1).map((at, i) => at - (attempts[i] ?? at))
+    expect(gaps).toEqual([100, 200, 400, 800, 1600, 2000, 2000])
+    failing = false
+    await vi.advanceTimersByTimeAsync(2000)
+    expect(r.changes.map(names)).toEqual([['a', 'late']])
+    expect(r.errors).toHaveLength(1)
+    // Recovered: no more retries.
+    const settled = attempts.length
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(attempts).toHaveLength(settled)
+  })
+
   test('the periodic re-read catches a change no event and no stat poll saw (content hash)', async () => {
     const dir = await tempDir()
     const path = join(dir, 'spokes.yaml')
