@@ -16,6 +16,7 @@ import {
   PROTOCOL_VERSION,
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
+import { parseSpokeToken } from '@spokelink/auth'
 import { Backoff } from './backoff.js'
 import type { BackoffOptions } from './backoff.js'
 import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
@@ -143,6 +144,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   #state: AgentState = 'stopped'
   /** The last failure logged, so a retry storm with the same cause logs one line. */
   #lastFailure = ''
+  /** The token the next connection attempt presents; {@link Agent.setToken} swaps it (SIGHUP re-reads --token-file). */
+  #token: string
 
   constructor (options: AgentOptions, deps: { logger: Logger, registry: Registry, rng?: () => number, now?: () => number }) {
     super()
@@ -150,12 +153,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#log = deps.logger.child({ component: 'agent' })
     this.#metrics = createAgentMetrics(deps.registry)
     this.#backoff = new Backoff(this.#options.backoff, { rng: deps.rng, now: deps.now })
+    this.#token = this.#options.token
     this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
   }
 
   /** Current connection state. */
   get state (): AgentState {
     return this.#state
+  }
+
+  /**
+   * Replaces the token for the next connection attempt (a rotated `--token-file`); the live session, authenticated
+   * with the old token, carries on until it ends.
+   * @throws AuthError SLK_ERR_AUTH_TOKEN_MALFORMED when `token` is not `slk_<id>_<secret>` (the old token stays)
+   */
+  setToken (token: string): void {
+    parseSpokeToken(token)
+    this.#token = token
   }
 
   /** Starts connecting; reconnects until {@link Agent.close}. */
@@ -221,7 +235,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const options = this.#options
     const { ws, duplex } = await connectExitNode({
       url: options.server,
-      token: options.token,
+      token: this.#token,
       caPem: options.caPem,
       caSha256: options.caSha256,
       insecure: options.insecure,

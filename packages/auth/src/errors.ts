@@ -39,3 +39,22 @@ export class ConfigError extends Error {
     this.code = code
   }
 }
+
+/** Codes of errors raised while editing the spokes file under its lock. */
+export type SpokesFileErrorCode =
+  | 'SLK_ERR_SPOKES_LOCK_TIMEOUT'
+  | 'SLK_ERR_SPOKES_LOCK_LOST'
+  | 'SLK_ERR_SPOKES_WRITE'
+
+/**
+ * The spokes file could not be edited safely: another edit holds its lock, the lock was taken away mid-edit, or the
+ * new file could not be written. Nothing was changed. Transient, so the CLI exits 1 (not 2): run the command again.
+ */
+export class SpokesFileError extends Error {
+  override name = 'SpokesFileError'
+  readonly code: SpokesFileErrorCode
+  constructor (code: SpokesFileErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.code = code
+  }
+}

@@ -4,10 +4,10 @@
  *
  * @example
  * ```ts
- * import { createSpokeToken, addSpokeToken, encodeJoinToken, loadSpokesFile, verifySpokeToken } from '@spokelink/auth'
+ * import { createSpokeToken, addSpokeToken, editSpokesFile, encodeJoinToken, loadSpokesFile, verifySpokeToken } from '@spokelink/auth'
  *
  * const { token, id, sha256 } = createSpokeToken()
- * const text = addSpokeToken(await readFile('spokes.yaml', 'utf8'), 'orion-aws', { id, sha256, created: new Date() })
+ * await editSpokesFile('spokes.yaml', (text) => addSpokeToken(text, 'orion-aws', { id, sha256, created: new Date() }))
  * const joinToken = encodeJoinToken({ server: 'wss://hub.example.com/connect', token })
  * // exit-node, before accepting the upgrade:
  * const { spoke, tokenId } = verifySpokeToken(bearer, await loadSpokesFile('spokes.yaml'), new Date())
@@ -15,8 +15,8 @@
  *
  * @packageDocumentation
  */
-export { AuthError, ConfigError } from './errors.js'
-export type { AuthErrorCode, ConfigErrorCode } from './errors.js'
+export { AuthError, ConfigError, SpokesFileError } from './errors.js'
+export type { AuthErrorCode, ConfigErrorCode, SpokesFileErrorCode } from './errors.js'
 export {
   SPOKE_TOKEN_ID_LENGTH,
   SPOKE_TOKEN_ID_PATTERN,
@@ -50,6 +50,12 @@ export { parseSpokesConfig } from './spokes-config.js'
 export { REDACTED_MARK, quoteValue, redactSecrets } from './redact-secrets.js'
 export type { PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
 export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, watchSpokesFile } from './spokes-file.js'
-export type { SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
+export type { SpokesFileReadOutcome, SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
 export { addSpokeToken, listSpokeTokens, revokeSpokeToken } from './spokes-file-editor.js'
 export type { SpokeTokenListing } from './spokes-file-editor.js'
+export { editSpokesFile } from './edit-spokes-file.js'
+export type { SpokesFileEdit } from './edit-spokes-file.js'
+export { SPOKES_FILE_LOCK_DEFAULTS, acquireSpokesFileLock, validateSpokesFileLockOptions } from './spokes-file-lock.js'
+export type { SpokesFileLock, SpokesFileLockHooks, SpokesFileLockOptions } from './spokes-file-lock.js'
+export { syncDirectory, writeFileAtomic } from './write-file-atomic.js'
+export type { WriteFileAtomicOptions } from './write-file-atomic.js'

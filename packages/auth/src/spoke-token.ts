@@ -47,6 +47,11 @@ export interface VerifiedSpokeToken {
   spoke: SpokeConfig
   /** The id of the matching token (safe to log). */
   tokenId: string
+  /**
+   * sha256 (lowercase hex) of the secret that matched: the credential this authentication rests on. A session keeps
+   * it so that a later change of the entry's hash (same id, new secret) ends the session like a revocation.
+   */
+  sha256: string
 }
 
 /**
@@ -113,7 +118,7 @@ export function verifySpokeToken (token: string, spokes: SpokesConfig, now: Date
   if (expires !== undefined && now.getTime() >= expires.getTime()) {
     throw new AuthError('SLK_ERR_AUTH_TOKEN_EXPIRED', `spoke token ${id} of spoke ${found.spoke.name} expired at ${expires.toISOString()}; create a new one with "spokelink token create"`)
   }
-  return { spoke: found.spoke, tokenId: id }
+  return { spoke: found.spoke, tokenId: id, sha256: actual.toString('hex') }
 }
 
 interface TokenLocation { spoke: SpokeConfig, entry: TokenEntry }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
@@ -12,7 +13,7 @@ import type { SpokesConfig } from './spokes-config.js'
  * when it is not a valid spokes file
  */
 export async function loadSpokesFile (path: string): Promise<SpokesConfig> {
-  return parseSpokesConfig(await readSpokesText(path), path)
+  return parseSpokesConfig(await readSpokesText(path, readUtf8), path)
 }
 
 /** Options of {@link watchSpokesFile}. */
@@ -39,16 +40,45 @@ export interface WatchSpokesFileOptions {
    * @default 1000
    */
   pollIntervalMs?: number
+  /**
+   * Interval of a full re-read whatever the events and the stat poll say; the text's sha256 decides whether anything
+   * changed. It catches a change both missed (a rewrite keeping size and mtime, an event lost to a busy process).
+   * @default 30000
+   */
+  rereadIntervalMs?: number
+  /**
+   * First delay before a failed read (`EMFILE` when the process is out of file descriptors, `EACCES` mid-rotation…)
+   * is retried; it doubles up to `retryMaxMs` and is retried until a read succeeds, so a revocation written while the
+   * file could not be read still takes effect once it can.
+   * @default 100
+   */
+  retryInitialMs?: number
+  /** Largest delay between two retries of a failed read: a revocation applies at most this long after reads recover. @default 2000 */
+  retryMaxMs?: number
+  /** Reads the file; injectable so tests can make reads fail and recover. @default fs.promises.readFile(path, 'utf8') */
+  readFile?: (path: string) => Promise<string>
 }
 
 /** Defaults of {@link WatchSpokesFileOptions}. */
 export const WATCH_SPOKES_FILE_DEFAULTS = {
   debounceMs: 100,
   pollIntervalMs: 1000,
-} as const satisfies Required<Pick<WatchSpokesFileOptions, 'debounceMs' | 'pollIntervalMs'>>
+  rereadIntervalMs: 30_000,
+  retryInitialMs: 100,
+  retryMaxMs: 2000,
+} as const satisfies Required<Pick<WatchSpokesFileOptions, 'debounceMs' | 'pollIntervalMs' | 'rereadIntervalMs' | 'retryInitialMs' | 'retryMaxMs'>>
+
+/** What one read of the spokes file came to. */
+export type SpokesFileReadOutcome = 'changed' | 'unchanged' | 'failed'
 
 /** A running spokes-file watch. */
 export interface SpokesFileWatcher {
+  /**
+   * Reads the file now (SIGHUP), after any read already running: `'changed'` when `onChange` was called,
+   * `'unchanged'` when the content is what is in force, `'failed'` when it could not be read or is invalid
+   * (`onError` was told; the last good config stays).
+   */
+  reread: () => Promise<SpokesFileReadOutcome>
   /** Stops watching; idempotent. No callback runs after it returns. */
   close: () => void
 }
@@ -56,27 +86,40 @@ export interface SpokesFileWatcher {
 /**
  * Watches the spokes file and reports each valid change. It watches the file's *directory* with `fs.watch`, because
  * Kubernetes Secret volumes swap a `..data` symlink and editors save by rename, both of which replace the file the
- * watch would otherwise be stuck on; a cheap `stat` poll (device, inode, size, mtime) backs it up. The file is read
- * once per burst of events (`debounceMs`), and `onChange` fires only when the parsed content changed. A broken file
- * calls `onError` and keeps the last good config. Timers are `unref()`ed and the fs watcher is not persistent, so
- * the watch never keeps the process alive.
- * @throws {ConfigError} `SLK_ERR_CONFIG_INVALID_OPTION` when `debounceMs` or `pollIntervalMs` is out of range
+ * watch would otherwise be stuck on; a cheap `stat` poll (device, inode, size, mtime) backs it up, and a full
+ * re-read every `rereadIntervalMs` backs up both. The file is read once per burst of events (`debounceMs`), and
+ * `onChange` fires only when the parsed content changed. A read that fails is retried with doubling delays
+ * (`retryInitialMs` … `retryMaxMs`) until one succeeds. A broken file calls `onError` and keeps the last good
+ * config. Timers are `unref()`ed and the fs watcher is not persistent, so the watch never keeps the process alive.
+ * @throws {ConfigError} `SLK_ERR_CONFIG_INVALID_OPTION` when a delay option is out of range
  */
 export function watchSpokesFile (path: string, options: WatchSpokesFileOptions): SpokesFileWatcher {
   const debounceMs = options.debounceMs ?? WATCH_SPOKES_FILE_DEFAULTS.debounceMs
   const pollIntervalMs = options.pollIntervalMs ?? WATCH_SPOKES_FILE_DEFAULTS.pollIntervalMs
+  const rereadIntervalMs = options.rereadIntervalMs ?? WATCH_SPOKES_FILE_DEFAULTS.rereadIntervalMs
+  const retryInitialMs = options.retryInitialMs ?? WATCH_SPOKES_FILE_DEFAULTS.retryInitialMs
+  const retryMaxMs = options.retryMaxMs ?? WATCH_SPOKES_FILE_DEFAULTS.retryMaxMs
+  const read = options.readFile ?? readUtf8
   validateMs('debounceMs', debounceMs, 0)
   validateMs('pollIntervalMs', pollIntervalMs, 1)
+  validateMs('rereadIntervalMs', rereadIntervalMs, 1)
+  validateMs('retryInitialMs', retryInitialMs, 1)
+  validateMs('retryMaxMs', retryMaxMs, retryInitialMs)
 
   let closed = false
-  let lastText: string | undefined
+  let lastTextSha256: string | undefined
+  let lastTextInvalid = false
   let lastFingerprint = options.initial === undefined ? undefined : spokesConfigFingerprint(options.initial)
   let lastStat: string | undefined
   let lastReadError: string | undefined
-  let running = false
-  let again = false
+  let retryDelayMs = retryInitialMs
+  let retry: NodeJS.Timeout | undefined
   let debounce: NodeJS.Timeout | undefined
   let watcher: FSWatcher | undefined
+  // Reads run one at a time; a request made while one runs queues exactly one more, which covers every request
+  // made meanwhile (they all want "a read that starts after now").
+  let queued: Promise<SpokesFileReadOutcome> | undefined
+  let chain: Promise<unknown> = Promise.resolve()
 
   const report = (err: unknown): void => {
     if (closed) return
@@ -89,52 +132,66 @@ export function watchSpokesFile (path: string, options: WatchSpokesFileOptions):
     }
   }
 
-  const check = async (): Promise<void> => {
-    if (running) {
-      again = true
-      return
-    }
-    running = true
-    try {
-      do {
-        again = false
-        await checkOnce()
-      } while (again && !closed)
-    } finally {
-      running = false
-    }
+  const check = async (): Promise<SpokesFileReadOutcome> => {
+    if (queued !== undefined) return queued
+    const next = chain.then(async () => {
+      queued = undefined
+      return closed ? 'unchanged' : checkOnce()
+    })
+    queued = next
+    chain = next.catch(() => { /* checkOnce reports its own errors */ })
+    return next
   }
 
-  const checkOnce = async (): Promise<void> => {
+  const scheduleRetry = (): void => {
+    if (closed || retry !== undefined) return
+    retry = setTimeout(() => {
+      retry = undefined
+      void check()
+    }, retryDelayMs)
+    retry.unref()
+    retryDelayMs = Math.min(retryMaxMs, retryDelayMs * 2)
+  }
+
+  const checkOnce = async (): Promise<SpokesFileReadOutcome> => {
     let text: string
     try {
-      text = await readSpokesText(path)
+      text = await readSpokesText(path, read)
     } catch (err) {
-      if (closed) return
+      if (closed) return 'failed'
       const message = err instanceof Error ? err.message : String(err)
       if (message !== lastReadError) report(err)
       lastReadError = message
-      lastText = undefined // re-evaluate whatever comes back, even identical text
-      return
+      lastTextSha256 = undefined // re-evaluate whatever comes back, even identical text
+      scheduleRetry()
+      return 'failed'
     }
     lastReadError = undefined
-    if (closed || text === lastText) return
-    lastText = text
+    retryDelayMs = retryInitialMs
+    if (retry !== undefined) clearTimeout(retry)
+    retry = undefined
+    const textSha256 = createHash('sha256').update(text).digest('hex')
+    if (closed) return 'unchanged'
+    if (textSha256 === lastTextSha256) return lastTextInvalid ? 'failed' : 'unchanged'
+    lastTextSha256 = textSha256
+    lastTextInvalid = false
     let config: SpokesConfig
     try {
       config = parseSpokesConfig(text, path)
     } catch (err) {
+      lastTextInvalid = true
       report(err)
-      return
+      return 'failed'
     }
     const fingerprint = spokesConfigFingerprint(config)
-    if (fingerprint === lastFingerprint) return
+    if (fingerprint === lastFingerprint) return 'unchanged'
     lastFingerprint = fingerprint
     try {
       options.onChange(config)
     } catch (err) {
       report(err)
     }
+    return 'changed'
   }
 
   const schedule = (): void => {
@@ -173,23 +230,32 @@ export function watchSpokesFile (path: string, options: WatchSpokesFileOptions):
   }
   const interval = setInterval(() => { void poll() }, pollIntervalMs)
   interval.unref()
+  const rereadInterval = setInterval(() => { void check() }, rereadIntervalMs)
+  rereadInterval.unref()
   void poll() // first read, and a baseline for the poll
 
   return {
+    reread: check,
     close () {
       if (closed) return
       closed = true
       clearInterval(interval)
+      clearInterval(rereadInterval)
       if (debounce !== undefined) clearTimeout(debounce)
+      if (retry !== undefined) clearTimeout(retry)
       watcher?.close()
       watcher = undefined
     },
   }
 }
 
-async function readSpokesText (path: string): Promise<string> {
+async function readUtf8 (path: string): Promise<string> {
+  return readFile(path, 'utf8')
+}
+
+async function readSpokesText (path: string, read: (path: string) => Promise<string>): Promise<string> {
   try {
-    return await readFile(path, 'utf8')
+    return await read(path)
   } catch (err) {
     const code = err instanceof Error && 'code' in err ? String(err.code) : 'unknown error'
     throw new ConfigError('SLK_ERR_CONFIG_SPOKES_READ', `${path}: cannot read the spokes file (${code})`, { cause: err })

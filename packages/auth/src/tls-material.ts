@@ -1,9 +1,10 @@
 import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto'
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import forge from 'node-forge'
 import { AuthError } from './errors.js'
+import { writeFileAtomic } from './write-file-atomic.js'
 
 /** A PEM certificate and its PEM (PKCS#1 RSA) private key. */
 export interface CertificateAndKey {
@@ -306,12 +307,9 @@ async function readOptional (path: string): Promise<string | undefined> {
 }
 
 async function writeAtomic (path: string, content: string, mode: number): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`
   try {
-    await writeFile(tmp, content, { mode, flag: 'wx' })
-    await rename(tmp, path)
+    await writeFileAtomic(path, content, { mode })
   } catch (err) {
-    await rm(tmp, { force: true })
     throw new AuthError('SLK_ERR_AUTH_TLS', `${path}: cannot write (${isErrnoException(err) ? String(err.code) : 'unknown error'})`, { cause: err })
   }
 }

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile as readFileText, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, onTestFinished, test, vi } from 'vitest'
@@ -130,5 +130,119 @@ describe('watchSpokesFile', () => {
   test('rejects bad options', () => {
     const noop = (): void => {}
     expect(() => watchSpokesFile('x', { onChange: noop, onError: noop, pollIntervalMs: 0 })).toThrow(expect.objectContaining({ code: 'SLK_ERR_CONFIG_INVALID_OPTION' }))
+    expect(() => watchSpokesFile('x', { onChange: noop, onError: noop, rereadIntervalMs: 0 })).toThrow(expect.objectContaining({ code: 'SLK_ERR_CONFIG_INVALID_OPTION', message: expect.stringContaining('rereadIntervalMs') }))
+    expect(() => watchSpokesFile('x', { onChange: noop, onError: noop, retryInitialMs: 500, retryMaxMs: 499 })).toThrow(expect.objectContaining({ code: 'SLK_ERR_CONFIG_INVALID_OPTION', message: expect.stringContaining('retryMaxMs') }))
+  })
+
+  // Issue 7 item 2: with the exit-node out of file descriptors, the one read after a revocation failed with EMFILE
+  // and was never tried again, so the revoked token kept serving until an unrelated edit.
+  test('a read that fails (EMFILE) is retried with backoff until it succeeds, and the change it missed is applied', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'spokes.yaml')
+    await writeFile(path, spokesText('a', 'b'))
+    let failing = false
+    let failedReads = 0
+    const readFile = async (file: string): Promise<string> => {
+      if (failing) {
+        failedReads++
+        throw Object.assign(new Error(`EMFILE: too many open files, open '${file}'`), { code: 'EMFILE' })
+      }
+      return readFileText(file, 'utf8')
+    }
+    const r = recorder()
+    // The re-read interval stays at its 30 s default, so only the retry can bring the change in.
+    const watcher = watchSpokesFile(path, { ...r, initial: await loadSpokesFile(path), readFile, debounceMs: 10, pollIntervalMs: 50, retryInitialMs: 10, retryMaxMs: 40 })
+    onTestFinished(() => { watcher.close() })
+
+    failing = true
+    await replaceByRename(path, spokesText('a'))
+    // Several failed attempts, reported once (one broken state, one error).
+    await vi.waitFor(() => { expect(failedReads).toBeGreaterThanOrEqual(4) }, WAIT)
+    expect(r.errors.map((e) => [e.code, e.message])).toEqual([['SLK_ERR_CONFIG_SPOKES_READ', `${path}: cannot read the spokes file (EMFILE)`]])
+    expect(r.changes).toEqual([])
+
+    failing = false
+    await vi.waitFor(() => { expect(r.changes.map(names)).toEqual([['a']]) }, { timeout: 5000, interval: 10 })
+    expect(r.errors).toHaveLength(1)
+  })
+
+  test('retry delays double from retryInitialMs and stop at retryMaxMs (fake clock); the first good read applies', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
+    onTestFinished(() => { vi.useRealTimers() })
+    const dir = await tempDir()
+    const path = join(dir, 'spokes.yaml')
+    await writeFile(path, spokesText('a'))
+    const initial = await loadSpokesFile(path)
+    let failing = true
+    const attempts: number[] = []
+    const readFile = async (): Promise<string> => {
+      attempts.push(Date.now())
+      if (failing) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+      return spokesText('a', 'late')
+    }
+    const r = recorder()
+    // Only reread() and the retry timer read: the event, poll and re-read paths are pushed out of the window.
+    const watcher = watchSpokesFile(path, { ...r, initial, readFile, debounceMs: 600_000, pollIntervalMs: 600_000, rereadIntervalMs: 600_000 })
+    onTestFinished(() => { watcher.close() })
+    expect(await watcher.reread()).toBe('failed')
+    await vi.advanceTimersByTimeAsync(100 + 200 + 400 + 800 + 1600 + 2000 + 2000)
+    const gaps = attempts.slice(1).map((at, i) => at - (attempts[i] ?? at))
+    expect(gaps).toEqual([100, 200, 400, 800, 1600, 2000, 2000])
+    failing = false
+    await vi.advanceTimersByTimeAsync(2000)
+    expect(r.changes.map(names)).toEqual([['a', 'late']])
+    expect(r.errors).toHaveLength(1)
+    // Recovered: no more retries.
+    const settled = attempts.length
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(attempts).toHaveLength(settled)
+  })
+
+  test('the periodic re-read catches a change no event and no stat poll saw (content hash)', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'spokes.yaml')
+    await writeFile(path, spokesText('a'))
+    // The injected reader serves text the file system never shows: no fs event, no stat change.
+    let served = spokesText('a')
+    let reads = 0
+    const readFile = async (): Promise<string> => {
+      reads++
+      return served
+    }
+    const r = recorder()
+    const watcher = watchSpokesFile(path, { ...r, initial: await loadSpokesFile(path), readFile, debounceMs: 10, pollIntervalMs: 600_000, rereadIntervalMs: 30 })
+    onTestFinished(() => { watcher.close() })
+    await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(1) }, WAIT) // the watch's first read is done
+    served = spokesText('a', 'unseen')
+    await vi.waitFor(() => { expect(r.changes.map(names)).toEqual([['a', 'unseen']]) }, WAIT)
+  })
+
+  test('reread() reads at once and says what came of it', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'spokes.yaml')
+    await writeFile(path, spokesText('a'))
+    let served: string | Error = spokesText('a')
+    const readFile = async (): Promise<string> => {
+      if (served instanceof Error) throw served
+      return served
+    }
+    const r = recorder()
+    const watcher = watchSpokesFile(path, { ...r, initial: await loadSpokesFile(path), readFile, pollIntervalMs: 600_000, retryInitialMs: 600_000, retryMaxMs: 600_000 })
+    onTestFinished(() => { watcher.close() })
+    expect(await watcher.reread()).toBe('unchanged')
+    served = spokesText('a', 'b')
+    expect(await watcher.reread()).toBe('changed')
+    expect(r.changes.map(names)).toEqual([['a', 'b']])
+    expect(await watcher.reread()).toBe('unchanged')
+    served = 'spokes: [{name: A}]\n'
+    expect(await watcher.reread()).toBe('failed')
+    expect(await watcher.reread()).toBe('failed')
+    served = Object.assign(new Error('EACCES'), { code: 'EACCES' })
+    expect(await watcher.reread()).toBe('failed')
+    expect(r.errors.map((e) => e.code)).toEqual(['SLK_ERR_CONFIG_SPOKES_FILE', 'SLK_ERR_CONFIG_SPOKES_READ'])
+    served = spokesText('a', 'b')
+    // Back to the content in force: nothing to apply.
+    expect(await watcher.reread()).toBe('unchanged')
+    expect(r.changes).toHaveLength(1)
   })
 })

@@ -6,6 +6,7 @@ export type ExitNodeErrorCode =
   | 'SLK_ERR_EXIT_SESSION_REVOKED'
   | 'SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT'
   | 'SLK_ERR_EXIT_IDLE_TIMEOUT'
+  | 'SLK_ERR_EXIT_TLS_RELOAD'
 
 /** An exit-node error; messages name the address, spoke or option at fault and never a secret. */
 export class ExitNodeError extends Error {

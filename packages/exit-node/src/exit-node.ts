@@ -37,6 +37,7 @@ import type { TargetGroup } from './service-discovery.js'
 import { SessionRegistry } from './session-registry.js'
 import type { SpokeSession } from './spoke-session.js'
 import { sessionRevocationReason } from './token-validity.js'
+import type { SessionCredential } from './token-validity.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
 
 /** Options of {@link createExitNode}; every timeout and limit is here. */
@@ -288,7 +289,11 @@ export class ExitNode {
     return buildTargetGroups(this.#spokes, (spoke) => this.#sessions.isConnected(spoke), this.#options.sdTargetTemplate, wildcardHost)
   }
 
-  /** Swaps in a reloaded spokes config; sessions whose token was revoked, expired or whose spoke changed are closed. */
+  /**
+   * Swaps in a reloaded spokes config. Sessions whose credential no longer holds (token revoked, expired, removed,
+   * moved to another spoke, or its sha256 changed under the same id), whose spoke was removed or whose ports changed
+   * are closed at once.
+   */
   updateSpokes (spokes: SpokesConfig): void {
     const previous = this.#spokes
     this.#spokes = spokes
@@ -300,6 +305,25 @@ export class ExitNode {
       }
     }
     this.#revalidateSessions()
+  }
+
+  /**
+   * Swaps in new TLS material (SIGHUP after a certificate renewal): new handshakes use it, live sessions keep theirs.
+   * @throws ExitNodeError SLK_ERR_EXIT_TLS_RELOAD when the exit-node serves plain ws or the PEMs are not a usable
+   * certificate and key (the old material stays in force)
+   */
+  setTls (tls: { certPem: string, keyPem: string }): void {
+    const server = this.#server
+    if (!(server instanceof https.Server)) {
+      throw new ExitNodeError('SLK_ERR_EXIT_TLS_RELOAD', 'the exit-node serves plain ws; TLS material can only be reloaded when it was started with TLS')
+    }
+    try {
+      server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ciphers: TLS_CIPHERS, honorCipherOrder: true })
+    } catch (err) {
+      const why = err instanceof Error && 'code' in err ? String(err.code) : 'unusable PEM'
+      throw new ExitNodeError('SLK_ERR_EXIT_TLS_RELOAD', `new TLS certificate or key rejected (${why}); the previous ones stay in use`, { cause: err })
+    }
+    this.#log.info('tls material reloaded')
   }
 
   /** The registry of live spoke sessions (read-only use). */
@@ -374,12 +398,13 @@ export class ExitNode {
       return
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      this.#startSession(ws, auth.spoke, auth.tokenId, remoteAddress)
+      this.#startSession(ws, { spoke: auth.spoke, tokenId: auth.tokenId, tokenSha256: auth.tokenSha256 }, remoteAddress)
     })
   }
 
   /** Runs one agent connection; called synchronously on upgrade so no message is lost. */
-  #startSession (ws: WebSocket, spoke: string, tokenId: string, remoteAddress: string | undefined): void {
+  #startSession (ws: WebSocket, credential: SessionCredential, remoteAddress: string | undefined): void {
+    const { spoke, tokenId } = credential
     const sessionId = randomBytes(6).toString('hex')
     const log = this.#log.child({ spoke, sessionId, tokenId })
     const mux = createMuxSession(createWebSocketDuplex(ws), 'server', {
@@ -423,7 +448,7 @@ export class ExitNode {
         stream.destroy()
         return
       }
-      void this.#runHello(mux, stream, { sessionId, spoke, tokenId, disconnect }, log).then((ready) => {
+      void this.#runHello(mux, stream, { ...credential, sessionId, disconnect }, log).then((ready) => {
         clearTimeout(helloTimer)
         session = ready
         if (session === undefined) return
@@ -433,8 +458,8 @@ export class ExitNode {
     })
   }
 
-  async #runHello (mux: MuxSession, control: MuxStream, identity: { sessionId: string, spoke: string, tokenId: string, disconnect: (reason: string) => void }, log: Logger): Promise<SpokeSession | undefined> {
-    const { sessionId, spoke, tokenId, disconnect } = identity
+  async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, disconnect: (reason: string) => void }, log: Logger): Promise<SpokeSession | undefined> {
+    const { sessionId, spoke, tokenId, tokenSha256, disconnect } = identity
     const fail = (code: string, message: string): undefined => {
       log.warn({ code, reason: message }, 'hello refused')
       const welcome: Welcome = { ok: false, code, error: message }
@@ -450,12 +475,12 @@ export class ExitNode {
       return err instanceof ProtocolError ? fail(err.code, err.message) : fail('SLK_ERR_PROTO_HEADER_INVALID', 'hello could not be read')
     }
     const config = this.#spokes.spokes.find((candidate) => candidate.name === spoke)
-    const revoked = sessionRevocationReason(this.#spokes, spoke, tokenId, this.#clock())
+    const revoked = sessionRevocationReason(this.#spokes, identity, this.#clock())
     if (config === undefined || revoked !== undefined) return fail('SLK_ERR_EXIT_SESSION_REVOKED', revoked ?? 'spoke removed')
     if (mux.closed) return undefined
     const offered = new Set(hello.upstreams)
     const wanted = config.ports.filter((port) => offered.has(port.upstream))
-    const session: SpokeSession = { sessionId, spoke, tokenId, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
+    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
     session.ports = await this.#dataPlane.attach(session, wanted)
     const { ports } = session
     if (mux.closed) {
@@ -477,7 +502,7 @@ export class ExitNode {
   #revalidateSessions (): void {
     const now = this.#clock()
     for (const session of this.#sessions.all()) {
-      const reason = sessionRevocationReason(this.#spokes, session.spoke, session.tokenId, now)
+      const reason = sessionRevocationReason(this.#spokes, session, now)
       if (reason !== undefined) this.#endSession(session, reason)
     }
   }

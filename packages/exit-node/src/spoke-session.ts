@@ -7,6 +7,8 @@ export interface SpokeSession {
   readonly spoke: string
   /** Id of the token the agent presented; lets a revocation find its sessions. */
   readonly tokenId: string
+  /** sha256 of the secret the agent authenticated with; a reload that changes the entry's hash ends the session. */
+  readonly tokenSha256: string
   readonly agent: string
   readonly mux: MuxSession
   /** Data-plane ports this session serves, filled in once they are bound. */

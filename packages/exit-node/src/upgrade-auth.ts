@@ -4,7 +4,7 @@ import type { SpokesConfig } from '@spokelink/auth'
 
 /** The outcome of checking a `/connect` request before the WebSocket upgrade. */
 export type UpgradeAuthResult =
-  | { ok: true, spoke: string, tokenId: string }
+  | { ok: true, spoke: string, tokenId: string, tokenSha256: string }
   | { ok: false, status: 401 | 403, reason: string, metricReason: string }
 
 const BEARER = /^Bearer ([!-~]{1,512})$/
@@ -20,8 +20,8 @@ export function authenticateUpgrade (req: IncomingMessage, spokes: SpokesConfig,
   const token = match?.[1]
   if (token === undefined) return { ok: false, status: 401, reason: 'malformed authorization header', metricReason: 'malformed' }
   try {
-    const { spoke, tokenId } = verifySpokeToken(token, spokes, now)
-    return { ok: true, spoke: spoke.name, tokenId }
+    const { spoke, tokenId, sha256 } = verifySpokeToken(token, spokes, now)
+    return { ok: true, spoke: spoke.name, tokenId, tokenSha256: sha256 }
   } catch (err) {
     if (!(err instanceof AuthError)) throw err
     switch (err.code) {

@@ -84,7 +84,23 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
   logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(server).host, caPinned: caSha256 !== undefined }, 'starting')
   const healthServer = health === undefined ? undefined : await startAgentHealthServer(health, agent, { registry, logger })
   agent.start()
+  const tokenFile = stringSetting(config, 'token-file')
+  // SIGHUP: re-read --token-file (a rotated Secret) for the next connection; the live session keeps its token.
+  const unsubscribe = context.reload?.subscribe(() => {
+    logger.info({ signal: 'SIGHUP' }, 'reload requested')
+    if (tokenFile === undefined) {
+      logger.info({ tokenFile: false }, 'reload done')
+      return
+    }
+    readTextFile('token-file', tokenFile).then((text) => {
+      agent.setToken(text.trim())
+      logger.info({ tokenFile: 'reloaded' }, 'reload done')
+    }).catch((err: unknown) => {
+      logger.error({ err }, 'token file reload failed; keeping the current token')
+    })
+  })
   await untilAborted(context.shutdown)
+  unsubscribe?.()
   logger.info('shutting down')
   await agent.close()
   healthServer?.close()

@@ -50,16 +50,18 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   logger.info({ command: 'server', settings: describeConfig(resolved, SERVER_OPTIONS) }, 'starting')
 
   const spokes = await loadSpokesFile(spokesPath)
-  let tls
-  if (certPath !== undefined && keyPath !== undefined) {
-    tls = { certPem: await readTextFile('tls-cert', certPath), keyPem: await readTextFile('tls-key', keyPath) }
-  } else if (autoTlsDir !== undefined) {
-    const hosts = listSetting(config, 'auto-tls-hosts')
+  const hosts = listSetting(config, 'auto-tls-hosts')
+  const loadTls = async (): Promise<{ certPem: string, keyPem: string } | undefined> => {
+    if (certPath !== undefined && keyPath !== undefined) {
+      return { certPem: await readTextFile('tls-cert', certPath), keyPem: await readTextFile('tls-key', keyPath) }
+    }
+    if (autoTlsDir === undefined) return undefined
     const material = await ensureAutoTls(autoTlsDir, { hosts: hosts.length > 0 ? hosts : [os.hostname(), 'localhost', '127.0.0.1'] })
-    // Serve the CA after the leaf: an agent pinning caSha256 (join token) must find the CA in the chain it is sent.
-    tls = { certPem: `${material.certPem.trimEnd()}\n${material.caPem.trimEnd()}\n`, keyPem: material.keyPem }
     logger.info({ dir: autoTlsDir, caSha256: material.caSha256 }, 'auto-tls ready')
+    // Serve the CA after the leaf: an agent pinning caSha256 (join token) must find the CA in the chain it is sent.
+    return { certPem: `${material.certPem.trimEnd()}\n${material.caPem.trimEnd()}\n`, keyPem: material.keyPem }
   }
+  const tls = await loadTls()
 
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
@@ -85,9 +87,34 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
       exitNode.updateSpokes(next)
       logger.info({ spokes: next.spokes.length }, 'spokes file reloaded')
     },
-    onError: (err) => { logger.error({ err }, 'spokes file rejected; keeping the last good one') },
+    onError: (err) => {
+      // Logged once per broken state; an unreadable file is retried by the watch until a read succeeds.
+      if (err.code === 'SLK_ERR_CONFIG_SPOKES_READ') logger.error({ err }, 'spokes file unreadable; retrying, keeping the last good one')
+      else logger.error({ err }, 'spokes file rejected; keeping the last good one')
+    },
   })
+  // SIGHUP: re-read the spokes file and the TLS files now; live sessions stay, new handshakes get the new certificate.
+  let reloading = Promise.resolve()
+  const reload = async (): Promise<void> => {
+    logger.info({ signal: 'SIGHUP' }, 'reload requested')
+    const spokesOutcome = await watcher.reread()
+    let tlsOutcome = 'none'
+    if (tls !== undefined) {
+      try {
+        const next = await loadTls()
+        if (next !== undefined) exitNode.setTls(next)
+        tlsOutcome = 'reloaded'
+      } catch (err) {
+        tlsOutcome = 'failed'
+        logger.error({ err }, 'tls reload failed; keeping the current certificate')
+      }
+    }
+    logger.info({ spokes: spokesOutcome, tls: tlsOutcome }, 'reload done')
+  }
+  const unsubscribe = context.reload?.subscribe(() => { reloading = reloading.then(reload) })
   await untilAborted(context.shutdown)
+  unsubscribe?.()
+  await reloading
   watcher.close()
   await exitNode.close()
 }

@@ -1,14 +1,16 @@
 import { Command } from 'commander'
 import {
+  SPOKES_FILE_LOCK_DEFAULTS,
   addSpokeToken,
   certificateSha256,
   createSpokeToken,
+  editSpokesFile,
   encodeJoinToken,
   listSpokeTokens,
   parseSpokesConfig,
   revokeSpokeToken,
 } from '@spokelink/auth'
-import type { TokenEntry } from '@spokelink/auth'
+import type { SpokesFileLockOptions, TokenEntry } from '@spokelink/auth'
 import { addOptions, resolveCommandConfig } from '../command-options.js'
 import type { CommandContext } from '../command-context.js'
 import { numberSetting, stringSetting } from '../config.js'
@@ -16,10 +18,23 @@ import type { OptionSpec, ResolvedConfig } from '../config.js'
 import { CliError } from '../errors.js'
 import { printJson, printLine } from '../output.js'
 import { readTextFile } from '../read-text-file.js'
-import { writeFileAtomic } from '../write-file-atomic.js'
 
 const SPOKES: OptionSpec = { name: 'spokes', kind: 'string', arg: 'file', help: 'spokes file to edit (the exit-node picks changes up by itself)' }
 const OUTPUT: OptionSpec = { name: 'output', kind: 'choice', arg: 'format', choices: ['text', 'json'], default: 'text', help: 'text or json (one JSON object)' }
+const LOCK_TIMEOUT: OptionSpec = {
+  name: 'lock-timeout',
+  kind: 'duration',
+  arg: 'duration',
+  default: SPOKES_FILE_LOCK_DEFAULTS.lockTimeoutMs,
+  help: 'how long to wait for another edit of the spokes file (its <file>.lock) before failing',
+}
+const STALE_LOCK: OptionSpec = {
+  name: 'stale-lock',
+  kind: 'duration',
+  arg: 'duration',
+  default: SPOKES_FILE_LOCK_DEFAULTS.staleLockMs,
+  help: 'a lock file older than this (or whose process is gone) is abandoned and broken',
+}
 
 /** Settings of `spokelink token create`. */
 export const TOKEN_CREATE_OPTIONS: readonly OptionSpec[] = [
@@ -29,10 +44,18 @@ export const TOKEN_CREATE_OPTIONS: readonly OptionSpec[] = [
   { name: 'ca-file', kind: 'string', arg: 'file', help: 'exit-node CA (PEM) to pin in the join token, e.g. <auto-tls dir>/ca.crt' },
   { name: 'expires', kind: 'duration', arg: 'duration', help: 'lifetime, e.g. 90d (default: no expiry)' },
   OUTPUT,
+  LOCK_TIMEOUT,
+  STALE_LOCK,
 ]
 
 const TOKEN_LIST_OPTIONS: readonly OptionSpec[] = [SPOKES, OUTPUT]
-const TOKEN_REVOKE_OPTIONS: readonly OptionSpec[] = [SPOKES, OUTPUT]
+/** Settings of `spokelink token revoke`. */
+export const TOKEN_REVOKE_OPTIONS: readonly OptionSpec[] = [SPOKES, OUTPUT, LOCK_TIMEOUT, STALE_LOCK]
+
+/** Every edit of the spokes file goes through editSpokesFile with these, so concurrent edits never lose one another. */
+function lockOptions (config: ResolvedConfig['config']): SpokesFileLockOptions {
+  return { lockTimeoutMs: numberSetting(config, 'lock-timeout'), staleLockMs: numberSetting(config, 'stale-lock') }
+}
 
 async function readSpokes (config: ResolvedConfig['config']): Promise<{ path: string, text: string }> {
   const path = stringSetting(config, 'spokes', true)
@@ -41,7 +64,7 @@ async function readSpokes (config: ResolvedConfig['config']): Promise<{ path: st
 
 async function createToken (command: Command, context: CommandContext): Promise<void> {
   const { config } = await resolveCommandConfig(command, TOKEN_CREATE_OPTIONS, context.env)
-  const spokes = await readSpokes(config)
+  const spokesPath = stringSetting(config, 'spokes', true)
   const spoke = stringSetting(config, 'spoke', true)
   const server = stringSetting(config, 'server')
   const caPath = stringSetting(config, 'ca-file')
@@ -53,12 +76,12 @@ async function createToken (command: Command, context: CommandContext): Promise<
   if (expiresInMs !== undefined) entry.expires = new Date(now.getTime() + expiresInMs)
   const caSha256 = caPath === undefined ? undefined : certificateSha256(await readTextFile('ca-file', caPath))
   const joinToken = server === undefined ? undefined : encodeJoinToken({ server, token: created.token, ...(caSha256 === undefined ? {} : { caSha256 }) })
-  await writeFileAtomic(spokes.path, addSpokeToken(spokes.text, spoke, entry, spokes.path))
+  await editSpokesFile(spokesPath, (text) => addSpokeToken(text, spoke, entry, spokesPath), lockOptions(config))
   if (config.output === 'json') {
     printJson({ token: created.token, joinToken, id: created.id, spoke, expires: entry.expires?.toISOString() })
     return
   }
-  printLine(`token ${created.id} added to spoke ${spoke} in ${spokes.path}${entry.expires === undefined ? '' : ` (expires ${entry.expires.toISOString()})`}`)
+  printLine(`token ${created.id} added to spoke ${spoke} in ${spokesPath}${entry.expires === undefined ? '' : ` (expires ${entry.expires.toISOString()})`}`)
   printLine(`token: ${created.token}`)
   if (joinToken !== undefined) printLine(`join token: ${joinToken}`)
   printLine('This is the only time the secret is shown; the spokes file keeps only its sha256.')
@@ -82,10 +105,10 @@ async function listTokens (command: Command, context: CommandContext): Promise<v
 
 async function revokeToken (command: Command, context: CommandContext, id: string): Promise<void> {
   const { config } = await resolveCommandConfig(command, TOKEN_REVOKE_OPTIONS, context.env)
-  const spokes = await readSpokes(config)
-  await writeFileAtomic(spokes.path, revokeSpokeToken(spokes.text, id, spokes.path))
+  const spokesPath = stringSetting(config, 'spokes', true)
+  await editSpokesFile(spokesPath, (text) => revokeSpokeToken(text, id, spokesPath), lockOptions(config))
   if (config.output === 'json') printJson({ revoked: id })
-  else printLine(`token ${id} revoked in ${spokes.path}; its live sessions close once the exit-node reloads the file`)
+  else printLine(`token ${id} revoked in ${spokesPath}; its live sessions close once the exit-node reloads the file`)
 }
 
 /** `spokelink token create|list|revoke`: per-spoke tokens in the spokes file. */
@@ -101,4 +124,3 @@ export function tokenCommand (context: CommandContext): Command {
   token.addCommand(create).addCommand(list).addCommand(revoke)
   return token
 }
-

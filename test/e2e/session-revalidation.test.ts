@@ -1,0 +1,120 @@
+/**
+ * Issue 7 items 2 and 3: a live session ends once its credential stops being valid, whatever changed (the hash under
+ * the same id, a revocation), and even when the spokes file could not be read at the moment of the change.
+ * In-process exit-node and agent on real sockets; the spokes file is a real file edited with editSpokesFile.
+ */
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { describe, expect, onTestFinished, test } from 'vitest'
+import pino from 'pino'
+import type { Logger } from 'pino'
+import type { Agent } from '@spokelink/agent'
+import { createSpokeToken, editSpokesFile, loadSpokesFile, parseSpokesConfig, revokeSpokeToken, watchSpokesFile } from '@spokelink/auth'
+import type { CreatedSpokeToken } from '@spokelink/auth'
+import { freePort, waitFor } from '@spokelink/testkit'
+import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
+
+/** Log lines of the current test, parsed. */
+function captureLogs (): { logger: (name: string) => Logger, entries: Array<Record<string, unknown>> } {
+  const entries: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') entries.push(JSON.parse(line) as Record<string, unknown>)
+      callback()
+    },
+  })
+  return { logger: (name) => pino({ level: 'info', base: { name } }, sink), entries }
+}
+
+function spokesText (dataPort: number, tokens: Array<{ id: string, sha256: string }>): string {
+  return [
+    'spokes:',
+    '  - name: orion',
+    `    tokens: [${tokens.map((t) => `{id: ${t.id}, sha256: "${t.sha256}"}`).join(', ')}]`,
+    `    ports: [{upstream: prometheus, listen: "127.0.0.1:${dataPort}"}]`,
+    '',
+  ].join('\n')
+}
+
+async function startEchoUpstream (): Promise<number> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket)
+    socket.on('error', () => { /* reset when the test ends */ })
+    pipeline(socket, socket).catch(() => { /* as above */ })
+  })
+  onTestFinished(() => { for (const socket of sockets) socket.destroy() })
+  return listen(server)
+}
+
+/** The next `disconnected` of `agent`, as the Error it carries. */
+async function nextDisconnect (agent: Agent, timeoutMs: number): Promise<Error | undefined> {
+  const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(timeoutMs) }) as [Error | undefined]
+  return err
+}
+
+async function connectedAgent (token: CreatedSpokeToken, url: string, logger: Logger): Promise<Agent> {
+  return startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startEchoUpstream() }] }, logger)
+}
+
+describe('session revalidation', () => {
+  test('a new hash under the same token id cuts the live session, and the old secret is then refused', async () => {
+    const logs = captureLogs()
+    const token = createSpokeToken()
+    const dataPort = await freePort()
+    const { exitNode, url } = await startExitNode(parseSpokesConfig(spokesText(dataPort, [token]), 'test'), logs.logger('exit-node'))
+    const agent = await connectedAgent(token, url, logs.logger('agent'))
+    expect(exitNode.sessions.sessionsOf('orion')).toHaveLength(1)
+
+    const cut = nextDisconnect(agent, 5000)
+    exitNode.updateSpokes(parseSpokesConfig(spokesText(dataPort, [{ id: token.id, sha256: createSpokeToken().sha256 }]), 'test'))
+    expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('token hash changed') })
+    expect(exitNode.sessions.all()).toEqual([])
+    expect(logs.entries.filter((e) => e.msg === 'session revoked').map((e) => [e.tokenId, e.reason])).toEqual([[token.id, 'token hash changed']])
+    // Reconnecting with the old secret: 401 before the upgrade.
+    expect(await nextDisconnect(agent, 10_000)).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
+  })
+
+  test('revoked while the spokes file cannot be read (EMFILE): the session is cut within 5 s of reads recovering', async () => {
+    const logs = captureLogs()
+    const dir = await mkdtemp(join(tmpdir(), 'slk-revalidate-'))
+    onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
+    const path = join(dir, 'spokes.yaml')
+    const token = createSpokeToken()
+    await writeFile(path, spokesText(await freePort(), [token]))
+    const { exitNode, url } = await startExitNode(await loadSpokesFile(path), logs.logger('exit-node'))
+
+    let failing = false
+    let failedReads = 0
+    const watcher = watchSpokesFile(path, {
+      initial: await loadSpokesFile(path),
+      onChange: (next) => { exitNode.updateSpokes(next) },
+      onError: () => {},
+      // Production defaults for the retry (100 ms doubling to 2 s) and the 30 s re-read.
+      readFile: async (file) => {
+        if (failing) {
+          failedReads++
+          throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+        }
+        return readFile(file, 'utf8')
+      },
+    })
+    onTestFinished(() => { watcher.close() })
+    const agent = await connectedAgent(token, url, logs.logger('agent'))
+
+    failing = true
+    await editSpokesFile(path, (text) => revokeSpokeToken(text, token.id))
+    await waitFor(() => failedReads >= 3, { what: 'three failed reads of the revoked file' })
+    expect(exitNode.sessions.sessionsOf('orion')).toHaveLength(1) // still serving: the revocation is not read yet
+
+    const cut = nextDisconnect(agent, 5000)
+    failing = false
+    expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('token revoked') })
+    expect(exitNode.sessions.all()).toEqual([])
+  })
+})
