@@ -21,8 +21,12 @@ import { Backoff } from './backoff.js'
 import type { BackoffOptions } from './backoff.js'
 import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
 import { AgentError } from './errors.js'
+import { DenialLog } from './denial-log.js'
+import type { HttpPolicy } from './http-policy.js'
 import { createAgentMetrics } from './metrics.js'
 import type { AgentMetrics } from './metrics.js'
+import { PolicyProxy } from './policy-proxy.js'
+import type { PolicyProxyOptions } from './policy-proxy.js'
 import { sendOkStatusWithFirstBytes } from './send-ok-status.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
@@ -71,6 +75,12 @@ export interface AgentOptions {
   backoff?: BackoffOptions
   /** Multiplexer options. @default {} */
   mux?: MuxSessionOptions
+  /** HTTP policies (`--read-only`, `--allow`): a stream to one of these upstreams is parsed and checked request by request. @default [] */
+  policies?: readonly HttpPolicy[]
+  /** Limits of the policy proxy (header and body sizes, upstream sockets). @default {} */
+  policy?: PolicyProxyOptions
+  /** Refused requests are logged at warn at most once per this interval and upstream (each at debug). @default 60000 */
+  policyLogIntervalMs?: number
 }
 
 /** Agent defaults for the optional settings. */
@@ -87,6 +97,9 @@ export const AGENT_DEFAULTS = {
   maxMessageBytes: 4 * 1024 * 1024,
   backoff: {},
   mux: {},
+  policies: [],
+  policy: {},
+  policyLogIntervalMs: 60_000,
 } as const
 
 type ResolvedAgentOptions = Omit<Required<AgentOptions>, 'caPem' | 'caSha256'> & Pick<AgentOptions, 'caPem' | 'caSha256'>
@@ -116,9 +129,15 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
     if (names.has(upstream.name)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--upstream: "${upstream.name}" is given twice`)
     names.add(upstream.name)
   }
-  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes'] as const) {
+  for (const policy of resolved.policies) {
+    if (!names.has(policy.upstream)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--read-only/--allow: "${policy.upstream}" is not an --upstream of this agent`)
+  }
+  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes', 'policyLogIntervalMs'] as const) {
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option ${name}: expected a positive integer, got ${String(value)}`)
+  }
+  for (const [name, value] of Object.entries(resolved.policy)) {
+    if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option policy.${name}: expected a positive integer, got ${String(value)}`)
   }
   if (resolved.caSha256 !== undefined && !/^[0-9a-f]{64}$/i.test(resolved.caSha256)) {
     throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', 'CA pin: expected 64 hex characters (sha256 of the CA certificate)')
@@ -136,6 +155,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #metrics: AgentMetrics
   readonly #backoff: Backoff
   readonly #upstreams: Map<string, Upstream>
+  /** One proxy per upstream under an HTTP policy; streams to other upstreams are relayed as bytes. */
+  readonly #policyProxies = new Map<string, PolicyProxy>()
+  readonly #denials: DenialLog
   readonly #stop = new AbortController()
   #mux: MuxSession | undefined
   /** The session's control stream: open for the session's life, so close() must not wait for it to drain. */
@@ -155,6 +177,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#backoff = new Backoff(this.#options.backoff, { rng: deps.rng, now: deps.now })
     this.#token = this.#options.token
     this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
+    this.#denials = new DenialLog(this.#log, { intervalMs: this.#options.policyLogIntervalMs, now: deps.now })
+    for (const policy of this.#options.policies) {
+      const upstream = this.#upstreams.get(policy.upstream)
+      if (upstream === undefined) continue
+      this.#policyProxies.set(policy.upstream, new PolicyProxy(policy, upstream, this.#options.policy, { metrics: this.#metrics, denials: this.#denials, logger: this.#log }))
+    }
   }
 
   /** Current connection state. */
@@ -184,6 +212,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#control?.destroy()
     await this.#mux?.close({ graceMs: options.graceMs ?? 5000 })
     await this.#running
+    for (const proxy of this.#policyProxies.values()) proxy.close()
+    this.#denials.close()
     this.#setState('stopped')
   }
 
@@ -321,6 +351,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       stream.end()
       return
     }
+    const proxy = this.#policyProxies.get(name)
+    if (proxy !== undefined) {
+      this.#servePolicyStream(stream, name, proxy)
+      stream.off('error', ignoreUntilRelayed)
+      return
+    }
     let socket
     try {
       socket = await dialUpstream(upstream, { timeoutMs: this.#options.upstreamConnectTimeoutMs })
@@ -339,6 +375,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#metrics.streamsActive.dec({ upstream: name })
     this.#metrics.streamsTotal.inc({ upstream: name, result: failure === undefined ? 'ok' : 'aborted' })
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ streamId: stream.id, upstream: name, err: failure }, 'stream closed')
+  }
+
+  /**
+   * A stream under an HTTP policy: accepted at once (the status byte as for any stream), then every
+   * request on it goes through the policy proxy; upstream connections are the proxy's keep-alive pool.
+   */
+  #servePolicyStream (stream: MuxStream, name: string, proxy: PolicyProxy): void {
+    writeStreamStatus(stream, STREAM_STATUS.OK)
+    this.#metrics.streamsActive.inc({ upstream: name })
+    let failure: Error | undefined
+    stream.on('error', (err) => { failure ??= err })
+    stream.once('close', () => {
+      this.#metrics.streamsActive.dec({ upstream: name })
+      this.#metrics.streamsTotal.inc({ upstream: name, result: failure === undefined ? 'ok' : 'aborted' })
+      if (this.#log.isLevelEnabled('debug')) this.#log.debug({ streamId: stream.id, upstream: name, err: failure }, 'stream closed')
+    })
+    proxy.serve(stream, stream.id)
   }
 }
 

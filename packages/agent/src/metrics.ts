@@ -8,6 +8,7 @@ export interface AgentMetrics {
   upstreamDialErrorsTotal: Counter<'upstream'>
   streamsTotal: Counter<'upstream' | 'result'>
   streamsActive: Gauge<'upstream'>
+  policyDeniedTotal: Counter<'upstream' | 'reason'>
 }
 
 /** Creates the agent metrics named in DESIGN on `registry`. */
@@ -19,5 +20,6 @@ export function createAgentMetrics (registry: Registry): AgentMetrics {
     upstreamDialErrorsTotal: new Counter({ name: 'spokelink_upstream_dial_errors_total', help: 'Failed dials to an upstream', labelNames: ['upstream'], registers }),
     streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['upstream', 'result'], registers }),
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['upstream'], registers }),
+    policyDeniedTotal: new Counter({ name: 'spokelink_policy_denied_total', help: 'Requests refused by an upstream\'s HTTP policy (--read-only, --allow), by reason', labelNames: ['upstream', 'reason'], registers }),
   }
 }

@@ -1,7 +1,7 @@
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { decodeJoinToken, quoteValue } from '@spokelink/auth'
-import { createAgent, parseUpstreamSpec, startAgentHealthServer } from '@spokelink/agent'
+import { createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer } from '@spokelink/agent'
 import { addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
 import type { CommandContext } from '../command-context.js'
@@ -19,6 +19,8 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'token-file', kind: 'string', arg: 'file', help: 'file holding the spoke token' },
   { name: 'join', kind: 'string', arg: 'join-token', secret: true, help: 'join token slkj1.… (server, token and CA pin in one string)' },
   { name: 'upstream', kind: 'list', arg: 'name=host:port', help: 'an upstream this agent may dial (repeatable); nothing else is ever dialed' },
+  { name: 'read-only', kind: 'list', arg: 'name', help: 'only let the hub read this Prometheus upstream: GET/HEAD of /federate, /metrics, the query API, /-/healthy, /-/ready (repeatable); anything else gets 403' },
+  { name: 'allow', kind: 'list', arg: "name='GET /path,…'", help: 'only these requests reach this HTTP upstream (GET implies HEAD; a trailing /* matches the rest; repeatable); anything else gets 403' },
   { name: 'ca-file', kind: 'string', arg: 'file', help: 'extra CA certificate (PEM) to trust for wss' },
   { name: 'insecure', kind: 'boolean', help: 'allow plain ws:// to a non-loopback exit-node (TLS ends at a proxy you trust)' },
   { name: 'keepalive', kind: 'duration', arg: 'duration', default: 15_000, help: 'ping interval; a session missing two pongs is closed' },
@@ -60,6 +62,7 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
   const { config } = resolved
   const { server, token, caSha256 } = await resolveCredentials(config)
   const upstreams = listSetting(config, 'upstream').map(parseUpstreamSpec)
+  const policies = parseHttpPolicies(listSetting(config, 'read-only'), listSetting(config, 'allow'))
   const caPath = stringSetting(config, 'ca-file')
   const caPem = caPath === undefined ? undefined : await readTextFile('ca-file', caPath)
   const healthText = stringSetting(config, 'health-listen')
@@ -73,6 +76,7 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
     server,
     token,
     upstreams,
+    policies,
     caPem,
     caSha256,
     insecure: config.insecure === true,
