@@ -172,6 +172,16 @@ function headerValues (rawHeaders: readonly string[]): Map<string, string[]> {
   return headers
 }
 
+/**
+ * Size of the head as sent in canonical form (`NAME: value` lines, CRLF): Node's own `maxHeaderSize`
+ * counts differently (a few dozen bytes of slack), so the limit is applied exactly here.
+ */
+export function requestHeadBytes (head: RequestHead): number {
+  let bytes = head.method.length + 1 + head.url.length + ' HTTP/1.1\r\n'.length + 2
+  for (let i = 0; i + 1 < head.rawHeaders.length; i += 2) bytes += (head.rawHeaders[i] ?? '').length + 2 + (head.rawHeaders[i + 1] ?? '').length + 2
+  return bytes
+}
+
 /** The path part of a request target, for matching and for the 403 line (never the query). */
 export function targetPath (url: string): string {
   const query = url.indexOf('?')
@@ -182,8 +192,9 @@ export function targetPath (url: string): string {
  * Decides whether a parsed request head may reach the upstream. Pure: no I/O, no clock.
  * Ambiguities are refused, never normalised: the upstream must see exactly the request we checked.
  */
-export function checkRequestHead (policy: HttpPolicy, head: RequestHead, limits: { maxBodyBytes: number }): PolicyDecision {
+export function checkRequestHead (policy: HttpPolicy, head: RequestHead, limits: { maxBodyBytes: number, maxHeaderBytes: number }): PolicyDecision {
   const deny = (reason: DenyReason, detail: string): PolicyDecision => ({ allowed: false, reason, detail })
+  if (requestHeadBytes(head) > limits.maxHeaderBytes) return deny('header_too_large', `a request head over ${limits.maxHeaderBytes} bytes`)
   if (head.httpVersion !== '1.1') return deny('version', `HTTP/${head.httpVersion} (only HTTP/1.1)`)
   if (!head.url.startsWith('/')) return deny('target', 'not an origin-form target (/path)')
   const path = targetPath(head.url)

@@ -11,7 +11,7 @@ import type { Upstream } from './upstreams.js'
 
 /** Limits of a {@link PolicyProxy}. */
 export interface PolicyProxyOptions {
-  /** Largest request head (request line and headers); more is refused as `header_too_large`. @default 16384 */
+  /** Largest request head (request line and headers, CRLF each, and the blank line); more is refused as `header_too_large`. @default 16384 */
   maxHeaderBytes?: number
   /** Largest request body (a POST query's form); more is refused as `body_too_large`. @default 1048576 */
   maxBodyBytes?: number
@@ -129,7 +129,7 @@ export class PolicyProxy {
       return
     }
     const head = { method: req.method ?? '', url: req.url ?? '', httpVersion: req.httpVersion, rawHeaders: req.rawHeaders }
-    const decision = checkRequestHead(this.#policy, head, { maxBodyBytes: this.#options.maxBodyBytes })
+    const decision = checkRequestHead(this.#policy, head, { maxBodyBytes: this.#options.maxBodyBytes, maxHeaderBytes: this.#options.maxHeaderBytes })
     if (!decision.allowed) {
       this.#refuse(state, req, res, decision.reason)
       return
@@ -217,7 +217,7 @@ export class PolicyProxy {
 }
 
 function clip (path: string): string {
-  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}...` : path
 }
 
 function writeLine (res: ServerResponse, status: number, line: string, reason?: DenyReason): void {
@@ -264,7 +264,7 @@ function groupHeaders (pairs: ReadonlyArray<[string, string]>): Map<string, stri
  * unread: the stream is closed after the 403, so it never becomes a request of its own).
  */
 async function readBody (req: IncomingMessage, maxBytes: number): Promise<Buffer | undefined> {
-  return await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let bytes = 0
     const onData = (chunk: Buffer): void => {
