@@ -1,7 +1,6 @@
 import http from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
 import type { DenialLog } from './denial-log.js'
 import { checkRequestHead, targetPath } from './http-policy.js'
@@ -176,7 +175,7 @@ export class PolicyProxy {
     // Without its length, Node frames the body itself (chunked to an HTTP/1.1 client).
     if (length !== undefined && upstreamRes.headers['transfer-encoding'] === undefined) responseHeaders.push(['Content-Length', length])
     res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, responseHeaders.flat())
-    await pipeline(upstreamRes, res)
+    await forwardBody(upstreamRes, res)
   }
 
   #refuse (state: StreamState, req: IncomingMessage, res: ServerResponse, reason: DenyReason): void {
@@ -257,6 +256,33 @@ function groupHeaders (pairs: ReadonlyArray<[string, string]>): Map<string, stri
     else values.push(value)
   }
   return grouped
+}
+
+/**
+ * Copies the upstream's response body to the client with backpressure (the client's full buffer pauses the
+ * upstream socket); resolves once the response finished, rejects when either side failed first.
+ * Why not `pipeline()`: it costs ~100 µs of CPU per call (see the protocol's `relay()`), paid per request here.
+ */
+async function forwardBody (from: IncomingMessage, to: ServerResponse): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error): void => {
+      from.destroy()
+      to.destroy()
+      reject(err)
+    }
+    from.on('data', (chunk: Buffer) => {
+      if (!to.write(chunk)) from.pause()
+    })
+    to.on('drain', () => { from.resume() })
+    from.once('end', () => { to.end() })
+    from.once('error', fail)
+    from.once('aborted', () => { fail(new Error('upstream response aborted')) })
+    to.once('error', fail)
+    to.once('close', () => {
+      if (to.writableFinished) resolve()
+      else fail(new Error('client closed before the response finished'))
+    })
+  })
 }
 
 /**
