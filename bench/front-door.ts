@@ -119,10 +119,9 @@ async function main (): Promise<void> {
       const lines = [
         `exit-node: ${bin === spokelinkBin() ? 'this build' : bin}${values.tls ? ', wss' : ', ws'}${positionals.length > 0 ? `, flags: ${positionals.join(' ')}` : ''}`,
         `offered: ${connections} idle + ${slowloris} slowloris connections from ${sources} source addresses`,
-        `closed by the exit-node within 50 ms of connecting: ${held.refusedAtOnce}`,
-        `held 1 s after the last connect: ${peakHeld}`,
-        `RSS before: ${(rssBefore / 1024).toFixed(1)} MiB, 1 s after: ${(rssAtPeak / 1024).toFixed(1)} MiB, max: ${(maxRss / 1024).toFixed(1)} MiB` +
-          `; growth per held connection: ${peakHeld > 0 ? ((rssAtPeak - rssBefore) / peakHeld).toFixed(1) : 'n/a'} KiB`,
+        `held 1 s after the last connect: ${peakHeld} (closed before then: ${connections + slowloris - peakHeld}, of which within 50 ms of connecting as seen by this client: ${held.refusedAtOnce})`,
+        `RSS before: ${(rssBefore / 1024).toFixed(1)} MiB, 1 s after: ${(rssAtPeak / 1024).toFixed(1)} MiB (+${((rssAtPeak - rssBefore) / 1024).toFixed(1)} MiB), max: ${(maxRss / 1024).toFixed(1)} MiB` +
+          `; growth ÷ held connections: ${peakHeld > 0 ? ((rssAtPeak - rssBefore) / peakHeld).toFixed(1) : 'n/a'} KiB`,
         allClosedAtS === undefined ? `still held after ${watchMs / 1000} s: ${held.open}` : `all closed by the exit-node after ${allClosedAtS} s`,
         `held over time (s: held): ${samples.map((x) => `${x.s}: ${x.held}`).join(', ')}`,
       ]

@@ -27,6 +27,7 @@ import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokeli
 import type { SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
 import { ExitNodeError } from './errors.js'
+import type { ExitNodeErrorCode } from './errors.js'
 import { FrontDoor } from './front-door.js'
 import { createExitNodeMetrics } from './metrics.js'
 import type { ExitNodeMetrics } from './metrics.js'
@@ -482,7 +483,8 @@ export class ExitNode {
   #refuseSession (ws: WebSocket, spoke: string, tokenId: string, remoteAddress: string | undefined, maxSessions: number): void {
     const reason = `spoke ${spoke} is at its session limit (${maxSessions})`
     this.#frontDoor.sessionRefused()
-    this.#frontDoor.sampler.log(this.#log, 'warn', 'session_limit', { spoke, tokenId, remoteAddress, maxSessions }, 'session refused')
+    const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_SESSION_LIMIT'
+    this.#frontDoor.sampler.log(this.#log, 'warn', 'session_limit', { code, spoke, tokenId, remoteAddress, maxSessions }, 'session refused')
     ws.on('error', () => { /* the agent may reset instead of answering the close */ })
     ws.close(WS_CLOSE.SESSION_LIMIT, reason)
     // The close handshake gets a second; then the socket goes whatever the agent does.

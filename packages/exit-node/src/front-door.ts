@@ -4,7 +4,8 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ConnectionBudget } from './connection-budget.js'
-import type { ConnectionSlot } from './connection-budget.js'
+import type { ConnectionRefusal, ConnectionSlot } from './connection-budget.js'
+import type { ExitNodeErrorCode } from './errors.js'
 import { FailedAuthLimiter } from './failed-auth-limiter.js'
 import { createFrontDoorMetrics } from './front-door-metrics.js'
 import type { FrontDoorMetrics } from './front-door-metrics.js'
@@ -48,6 +49,12 @@ export interface UpgradeRefusal {
   headers?: Record<string, string>
 }
 
+/** The code each refusal at accept logs, for operators to grep and docs/errors.md to explain. */
+const REFUSAL_CODES: Record<ConnectionRefusal, ExitNodeErrorCode> = {
+  unauthenticated_limit: 'SLK_ERR_EXIT_UNAUTHENTICATED_LIMIT',
+  unauthenticated_source_limit: 'SLK_ERR_EXIT_UNAUTHENTICATED_SOURCE_LIMIT',
+}
+
 /** File descriptors the process needs besides its unauthenticated connections (sessions, data plane, files). */
 const FD_HEADROOM = 1024
 
@@ -86,8 +93,12 @@ export class FrontDoor {
     server.on('connection', (socket: Socket) => { this.#admit(socket) })
     // Garbage before the upgrade, TLS errors and half-sent requests cost one socket, nothing more.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') this.#metrics.timeoutsTotal.inc({ phase: 'headers' })
-      else if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.#metrics.timeoutsTotal.inc({ phase: 'tls' })
+      const phase = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'headers' : err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'tls' : undefined
+      if (phase !== undefined) {
+        this.#metrics.timeoutsTotal.inc({ phase })
+        const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_HANDSHAKE_TIMEOUT'
+        this.sampler.log(this.#log, 'warn', `timeout_${phase}`, { code, phase, remoteAddress: 'remoteAddress' in socket ? socket.remoteAddress : undefined }, 'connection timed out')
+      }
       socket.destroy()
     })
   }
@@ -115,7 +126,8 @@ export class FrontDoor {
     const retryAfterMs = this.#failedAuth.charge(source, this.#nowMs())
     if (retryAfterMs === 0) return false
     this.#metrics.refusedTotal.inc({ reason: 'failed_auth_budget' })
-    this.sampler.log(this.#log, 'warn', 'failed_auth_budget', { reason: 'failed_auth_budget', remoteAddress, source, retryAfterMs }, 'upgrade throttled')
+    const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_AUTH_THROTTLED'
+    this.sampler.log(this.#log, 'warn', 'failed_auth_budget', { code, reason: 'failed_auth_budget', remoteAddress, source, retryAfterMs }, 'upgrade throttled')
     rejectUpgrade(socket, 429, 'too many refused attempts from this address', { 'Retry-After': String(Math.ceil(retryAfterMs / 1000)) }, this.#options.refusalCloseTimeoutMs)
     return true
   }
@@ -155,7 +167,7 @@ export class FrontDoor {
     const slot = this.#unauthenticated.tryTake(source)
     if (typeof slot === 'string') {
       this.#metrics.refusedTotal.inc({ reason: slot })
-      this.sampler.log(this.#log, 'warn', slot, { reason: slot, remoteAddress, source, held: this.#unauthenticated.size }, 'connection refused')
+      this.sampler.log(this.#log, 'warn', slot, { code: REFUSAL_CODES[slot], reason: slot, remoteAddress, source, held: this.#unauthenticated.size }, 'connection refused')
       socket.destroy()
       return
     }
