@@ -163,7 +163,7 @@ describe('front door', () => {
   test('idle and slowloris clients go at headersTimeoutMs and a wss client that never finishes TLS at tlsHandshakeTimeoutMs', async () => {
     const spokes = spokesConfig([], await freePort())
     const fixture = await createTlsFixture()
-    // 300 ms against Node's defaults: headers checked every 30 s, TLS handshake 120 s. Each wait below allows 5 s.
+    // 300 ms against Node's defaults: headers checked every 30 s, TLS handshake 120 s. Each wait below allows 15 s.
     const plain = await startExitNode(spokes, testLogger('exit-node'), { headersTimeoutMs: 300 })
     const secure = await startExitNode(spokes, testLogger('exit-node'), { headersTimeoutMs: 300, tlsHandshakeTimeoutMs: 300, tls: { certPem: fixture.certPem, keyPem: fixture.keyPem } })
 
@@ -179,10 +179,10 @@ describe('front door', () => {
     await once(tlsThenIdle, 'secureConnect', { signal: AbortSignal.timeout(5000) })
 
     await Promise.all([
-      closedWithin(idle, 5000, 'an idle ws connection'),
-      closedWithin(slow, 5000, 'a slowloris ws connection sending a byte every 50 ms'),
-      closedWithin(noTls, 5000, 'a wss connection that never starts TLS'),
-      once(tlsThenIdle, 'close', { signal: AbortSignal.timeout(5000) }),
+      closedWithin(idle, 15_000, 'an idle ws connection'),
+      closedWithin(slow, 15_000, 'a slowloris ws connection sending a byte every 50 ms'),
+      closedWithin(noTls, 15_000, 'a wss connection that never starts TLS'),
+      once(tlsThenIdle, 'close', { signal: AbortSignal.timeout(15_000) }),
     ])
     expect(await metric(plain.registry, 'spokelink_control_timeouts_total', { phase: 'headers' })).toBe(2)
     expect(await metric(secure.registry, 'spokelink_control_timeouts_total', { phase: 'tls' })).toBe(1)
