@@ -32,7 +32,7 @@ const SPOKE = 'orion'
 const MB = 1_000_000
 /** The test runner's own SPOKELINK_* variables must not reach the child exit-node. */
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
-  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]),
+  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined])
 )
 
 // --- log capture ----------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ async function startEchoUpstream (): Promise<number> {
     pipeline(socket, socket).catch(() => { /* as above */ })
   })
   onTestFinished(() => { for (const socket of sockets) socket.destroy() })
-  return await listen(server)
+  return listen(server)
 }
 
 async function echoThroughTunnel (dataPort: number, bytes: number, seed: number): Promise<{ sha256: string, bytes: number }> {
@@ -217,14 +217,14 @@ describe('front door', () => {
     const { port, registry, url } = await startExitNode(spokesConfig([good], dataPort), testLogger('exit-node'), {
       maxUnauthenticatedConnections: 30, maxUnauthenticatedPerSource: 10, headersTimeoutMs: 60_000,
     })
-    const held = async (): Promise<number> => await metric(registry, 'spokelink_control_unauthenticated_connections')
+    const held = async (): Promise<number> => metric(registry, 'spokelink_control_unauthenticated_connections')
 
-    const first = await Promise.all(Array.from({ length: 10 }, async () => await idleConnection(port, '127.0.0.2')))
+    const first = await Promise.all(Array.from({ length: 10 }, async () => idleConnection(port, '127.0.0.2')))
     await waitFor(async () => await held() === 10, { what: '10 connections from 127.0.0.2 held' })
-    const overSource = await Promise.all(Array.from({ length: 5 }, async () => await idleConnection(port, '127.0.0.2')))
+    const overSource = await Promise.all(Array.from({ length: 5 }, async () => idleConnection(port, '127.0.0.2')))
     await Promise.all(overSource.map(async (socket) => { await closedWithin(socket, 5000, 'an 11th connection from one source') }))
     for (const address of ['127.0.0.3', '127.0.0.4']) {
-      await Promise.all(Array.from({ length: 10 }, async () => await idleConnection(port, address)))
+      await Promise.all(Array.from({ length: 10 }, async () => idleConnection(port, address)))
     }
     await waitFor(async () => await held() === 30, { what: '30 connections held' })
     const overGlobal = await idleConnection(port, '127.0.0.5')
@@ -299,7 +299,7 @@ describe('sessions per spoke', () => {
     const good = newToken()
     const dataPort = await freePort()
     const { exitNode, registry, url } = await startExitNode(spokesConfig([good], dataPort, 'maxSessions: 2'), testLogger('exit-node'), { failedAuthBurst: 1000 })
-    const sessions = await Promise.all(Array.from({ length: 20 }, async () => await openSession(url, good.token)))
+    const sessions = await Promise.all(Array.from({ length: 20 }, async () => openSession(url, good.token)))
     const accepted = sessions.filter((session) => 'ok' in session.outcome && session.outcome.ok)
     const refused = sessions.filter((session) => !('ok' in session.outcome))
     expect(accepted).toHaveLength(2)
@@ -320,7 +320,7 @@ describe('sessions per spoke', () => {
   test('without a cap in the spokes file the exit-node default (4) applies', async () => {
     const good = newToken()
     const { url } = await startExitNode(spokesConfig([good], await freePort()), testLogger('exit-node'))
-    const sessions = await Promise.all(Array.from({ length: 6 }, async () => await openSession(url, good.token)))
+    const sessions = await Promise.all(Array.from({ length: 6 }, async () => openSession(url, good.token)))
     expect(sessions.filter((session) => 'ok' in session.outcome && session.outcome.ok)).toHaveLength(4)
     expect(sessions.filter((session) => 'code' in session.outcome && session.outcome.code === 4429)).toHaveLength(2)
   })
@@ -362,7 +362,7 @@ describe('flood (exit-node as a child process)', () => {
     onTestFinished(async () => { await server.kill() })
     const port = Number((await server.waitForLog((entry) => entry.msg === 'listening', { what: 'the exit-node listening', timeoutMs: 30_000 })).port)
     const url = `ws://127.0.0.1:${port}/connect`
-    const scrape = async (): Promise<string> => await new Promise<string>((resolve, reject) => {
+    const scrape = async (): Promise<string> => new Promise<string>((resolve, reject) => {
       http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, signal: AbortSignal.timeout(5000) }, (res) => {
         let text = ''
         res.on('data', (chunk: Buffer) => { text += chunk.toString('utf8') })
