@@ -319,7 +319,8 @@ describe('upgrade authentication', () => {
     const good = newToken()
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
-    const { exitNode, port, adminPort, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'))
+    // All 500 come from 127.0.0.1; this test is about isolation, the failed-auth budget has its own test.
+    const { exitNode, port, adminPort, url } = await startExitNode(spokesConfig([{ token: good }], dataPort), testLogger('exit-node'), { failedAuthBurst: 1000 })
     await startAgent({ server: url, token: good.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     const [session] = exitNode.sessions.sessionsOf(SPOKE)
     if (session === undefined) throw new Error('no session')

@@ -39,6 +39,8 @@ export interface SpokeConfig {
   tokens: TokenEntry[]
   /** Data-plane ports the exit-node exposes for the spoke. */
   ports: PortConfig[]
+  /** Live sessions the spoke may have at once (agent replicas); overrides the file's `maxSessionsPerSpoke`. */
+  maxSessions?: number
 }
 
 /**
@@ -48,6 +50,8 @@ export interface SpokeConfig {
 export interface SpokesConfig {
   /** Every spoke, in file order. */
   spokes: SpokeConfig[]
+  /** Sessions each spoke may have at once unless it sets `maxSessions`; when absent the exit-node's default (4). */
+  maxSessionsPerSpoke?: number
 }
 
 const DNS_1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
@@ -56,8 +60,8 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$/
-const ROOT_KEYS = ['spokes']
-const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports']
+const ROOT_KEYS = ['spokes', 'maxSessionsPerSpoke']
+const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports', 'maxSessions']
 const TOKEN_KEYS = ['id', 'sha256', 'expires', 'created', 'revoked']
 const PORT_KEYS = ['upstream', 'listen', 'idleTimeout', 'maxConnections']
 const DURATION = /^(\d{1,9})(ms|s|m|h)$/
@@ -65,6 +69,8 @@ const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
 /** Above this a per-port cap means nothing: a session carries at most 2^31 streams. */
 const MAX_PORT_CONNECTIONS = 2 ** 31
 const MAX_LABEL_VALUE_LENGTH = 1024
+/** Far above any sane replica count; a typo like 40000 is caught instead of silently disabling the cap. */
+const MAX_SESSIONS_LIMIT = 10_000
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::'])
 
 /**
@@ -109,11 +115,13 @@ class Validator {
     if (!('spokes' in map)) this.fail('spokes', 'required: a list of spokes (use "spokes: []" for none)')
     const list = map.spokes
     if (!Array.isArray(list)) this.expected('spokes', 'a list of spokes', list)
-    return { spokes: list.map((item, i) => this.spoke(item, `spokes[${i}]`, i)) }
+    const config: SpokesConfig = { spokes: list.map((item, i) => this.spoke(item, `spokes[${i}]`, i)) }
+    if (map.maxSessionsPerSpoke !== undefined) config.maxSessionsPerSpoke = this.sessionLimit(map.maxSessionsPerSpoke, 'maxSessionsPerSpoke')
+    return config
   }
 
   private spoke (value: unknown, path: string, index: number): SpokeConfig {
-    const map = this.mapping(value, path, 'a mapping with name, labels, tokens, ports', SPOKE_KEYS, `${path}.`)
+    const map = this.mapping(value, path, 'a mapping with name, labels, tokens, ports, maxSessions', SPOKE_KEYS, `${path}.`)
     const name = map.name
     if (name === undefined) this.fail(`${path}.name`, 'required: a DNS-1123 label (lowercase letters, digits, "-")')
     if (typeof name !== 'string' || !DNS_1123_LABEL.test(name)) {
@@ -122,12 +130,21 @@ class Validator {
     const previous = this.spokeNames.get(name)
     if (previous !== undefined) this.fail(`${path}.name`, `duplicate spoke name "${name}" (also spokes[${previous}].name)`)
     this.spokeNames.set(name, index)
-    return {
+    const spoke: SpokeConfig = {
       name,
       labels: this.labels(map.labels, `${path}.labels`),
       tokens: this.list(map.tokens, `${path}.tokens`, 'a list of tokens').map((t, i) => this.token(t, `${path}.tokens[${i}]`, name)),
       ports: this.list(map.ports, `${path}.ports`, 'a list of ports').map((p, i) => this.port(p, `${path}.ports[${i}]`, name)),
     }
+    if (map.maxSessions !== undefined) spoke.maxSessions = this.sessionLimit(map.maxSessions, `${path}.maxSessions`)
+    return spoke
+  }
+
+  private sessionLimit (value: unknown, path: string): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_SESSIONS_LIMIT) {
+      this.expected(path, `an integer from 1 to ${MAX_SESSIONS_LIMIT} (live sessions at once)`, value)
+    }
+    return value
   }
 
   private labels (value: unknown, path: string): Record<string, string> {

@@ -63,6 +63,13 @@ describe('parseSpokesConfig', () => {
     expect(config.spokes[1]?.ports[0]?.listen).toEqual({ host: 'exit-node.local', port: 9001 })
   })
 
+  test('session caps: the file-wide maxSessionsPerSpoke and a spoke\'s own maxSessions, both optional', () => {
+    const config = parseSpokesConfig('maxSessionsPerSpoke: 2\nspokes:\n  - {name: a, maxSessions: 8}\n  - {name: b}\n', 'spokes.yaml')
+    expect(config.maxSessionsPerSpoke).toBe(2)
+    expect(config.spokes.map((spoke) => spoke.maxSessions)).toEqual([8, undefined])
+    expect('maxSessionsPerSpoke' in parseSpokesConfig('spokes: []\n', 'spokes.yaml')).toBe(false)
+  })
+
   test('accepts an empty spokes list', () => {
     expect(parseSpokesConfig('spokes: []\n', 'spokes.yaml')).toEqual({ spokes: [] })
   })
@@ -91,14 +98,18 @@ describe('parseSpokesConfig', () => {
     ['label value number', withSpoke('{name: a, labels: {tier: 1}}'), 'spokes[0].labels.tier: expected a string'],
     ['reserved label name', withSpoke('{name: a, labels: {__x: y}}'), 'spokes[0].labels.__x: expected a Prometheus label name'],
     ['tokens not a list', withSpoke('{name: a, tokens: {id: abcd}}'), 'spokes[0].tokens: expected a list of tokens, got a mapping'],
-    ['unknown spoke key', withSpoke('{name: a, upstreams: []}'), 'spokes.yaml: spokes[0].upstreams: unknown key (expected one of name, labels, tokens, ports)'],
+    ['unknown spoke key', withSpoke('{name: a, upstreams: []}'), 'spokes.yaml: spokes[0].upstreams: unknown key (expected one of name, labels, tokens, ports, maxSessions)'],
+    ['maxSessions 0', withSpoke('{name: a, maxSessions: 0}'), 'spokes.yaml: spokes[0].maxSessions: expected an integer from 1 to 10000 (live sessions at once), got number 0'],
+    ['maxSessions fraction', withSpoke('{name: a, maxSessions: 1.5}'), 'spokes[0].maxSessions: expected an integer from 1 to 10000'],
+    ['maxSessions string', withSpoke('{name: a, maxSessions: "4"}'), 'spokes[0].maxSessions: expected an integer from 1 to 10000 (live sessions at once), got "4"'],
+    ['maxSessionsPerSpoke too large', 'maxSessionsPerSpoke: 40000\nspokes: []\n', 'spokes.yaml: maxSessionsPerSpoke: expected an integer from 1 to 10000 (live sessions at once), got number 40000'],
     ['unknown token key', withSpoke(`{name: a, tokens: [{id: abcd, sha256: "${SHA}", note: hi}]}`), 'spokes[0].tokens[0].note: unknown key'],
     ['unknown port key', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", tls: true}]}'), 'spokes[0].ports[0].tls: unknown key'],
     ['idleTimeout without unit', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", idleTimeout: 300}]}'), 'spokes[0].ports[0].idleTimeout: expected a duration above zero like "5m", "90s" or "500ms", got number 300'],
     ['idleTimeout zero', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", idleTimeout: "0s"}]}'), 'spokes[0].ports[0].idleTimeout: expected a duration above zero'],
     ['maxConnections zero', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", maxConnections: 0}]}'), 'spokes[0].ports[0].maxConnections: expected an integer from 1 to 2147483648, got number 0'],
     ['maxConnections as text', withSpoke('{name: a, ports: [{upstream: p, listen: "0.0.0.0:1", maxConnections: "8"}]}'), 'spokes[0].ports[0].maxConnections: expected an integer from 1'],
-    ['unknown root key', 'spokes: []\nversion: 2\n', 'spokes.yaml: version: unknown key (expected one of spokes)'],
+    ['unknown root key', 'spokes: []\nversion: 2\n', 'spokes.yaml: version: unknown key (expected one of spokes, maxSessionsPerSpoke)'],
     ['missing spokes', 'spoke: []\n', 'spokes.yaml: spoke: unknown key'],
     ['empty file', '', 'spokes.yaml: spokes: required'],
     ['root is a list', '- a\n', 'spokes.yaml: (root): expected a mapping'],

@@ -39,6 +39,15 @@ describe('resolveConfig', () => {
       .toThrow('--admin-listen (flag): expected an address like 0.0.0.0:8123, got "9464"')
   })
 
+  test('limits are whole numbers ≥ 1 from flags, env or file', () => {
+    const resolved = resolveConfig({ specs: SERVER_OPTIONS, flags: { 'max-unauthenticated': '4096' }, env: { SPOKELINK_MAX_SESSIONS_PER_SPOKE: '2' }, file: { path: 'c.yaml', text: 'failed-auth-burst: 20\n' } })
+    expect(resolved.config).toMatchObject({ 'max-unauthenticated': 4096, 'max-sessions-per-spoke': 2, 'failed-auth-burst': 20, 'max-unauthenticated-per-source': 128, 'failed-auth-refill': 1000 })
+    for (const bad of ['0', '-1', '1.5', 'many', '']) {
+      expect(() => resolveConfig({ specs: SERVER_OPTIONS, flags: {}, env: { SPOKELINK_MAX_UNAUTHENTICATED: bad } }))
+        .toThrow(`SPOKELINK_MAX_UNAUTHENTICATED (env): expected a whole number ≥ 1, got ${JSON.stringify(bad)}`)
+    }
+  })
+
   test('unknown config file keys are errors', () => {
     expect(() => resolveConfig({ specs: SERVER_OPTIONS, flags: {}, env: {}, file: { path: 'c.yaml', text: 'listne: 1' } }))
       .toThrowError(expect.objectContaining({ code: 'SLK_ERR_CONFIG_FILE', message: expect.stringContaining('unknown key "listne"') as string }) as Error)

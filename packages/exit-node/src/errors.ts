@@ -7,6 +7,11 @@ export type ExitNodeErrorCode =
   | 'SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT'
   | 'SLK_ERR_EXIT_IDLE_TIMEOUT'
   | 'SLK_ERR_EXIT_TLS_RELOAD'
+  | 'SLK_ERR_EXIT_UNAUTHENTICATED_LIMIT'
+  | 'SLK_ERR_EXIT_UNAUTHENTICATED_SOURCE_LIMIT'
+  | 'SLK_ERR_EXIT_HANDSHAKE_TIMEOUT'
+  | 'SLK_ERR_EXIT_AUTH_THROTTLED'
+  | 'SLK_ERR_EXIT_SESSION_LIMIT'
 
 /** An exit-node error; messages name the address, spoke or option at fault and never a secret. */
 export class ExitNodeError extends Error {

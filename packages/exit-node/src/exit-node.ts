@@ -27,6 +27,8 @@ import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokeli
 import type { SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
 import { ExitNodeError } from './errors.js'
+import type { ExitNodeErrorCode } from './errors.js'
+import { FrontDoor } from './front-door.js'
 import { createExitNodeMetrics } from './metrics.js'
 import type { ExitNodeMetrics } from './metrics.js'
 import { answerAdminRequest, answerControlRequest } from './http-endpoints.js'
@@ -35,9 +37,11 @@ import { rejectUpgrade } from './reject-upgrade.js'
 import { buildTargetGroups, isUnspecifiedHost } from './service-discovery.js'
 import type { TargetGroup } from './service-discovery.js'
 import { SessionRegistry } from './session-registry.js'
+import { SessionSlots, maxSessionsOf } from './session-slots.js'
 import type { SpokeSession } from './spoke-session.js'
 import { sessionRevocationReason } from './token-validity.js'
 import type { SessionCredential } from './token-validity.js'
+import { clipUntrusted } from './untrusted-text.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
 
 /** Options of {@link createExitNode}; every timeout and limit is here. */
@@ -82,6 +86,26 @@ export interface ExitNodeOptions {
   sdTargetTemplate?: string
   /** Options of each session's multiplexer (windows, stream limits). @default {} */
   mux?: MuxSessionOptions
+  /** Time a wss client has from connecting to the end of its TLS handshake. @default 10000 */
+  tlsHandshakeTimeoutMs?: number
+  /** Time a client has to send a whole request (the upgrade's headers), from connecting or from TLS. @default 10000 */
+  headersTimeoutMs?: number
+  /** Connections held at once whose upgrade is not accepted yet, all sources together; more are closed at accept. @default 2048 */
+  maxUnauthenticatedConnections?: number
+  /** The same from one source: an IPv4 address, or an IPv6 /64. @default 128 */
+  maxUnauthenticatedPerSource?: number
+  /** Refused upgrades a source may make in a burst; past them it is answered 429 with Retry-After. @default 10 */
+  failedAuthBurst?: number
+  /** A source may make one more refused upgrade after each period of this length. @default 1000 */
+  failedAuthRefillMs?: number
+  /** Sources whose failed-auth budget is remembered; the least recently seen is forgotten first. @default 10000 */
+  maxFailedAuthSources?: number
+  /** Live sessions a spoke may have when the spokes file sets neither `maxSessions` nor `maxSessionsPerSpoke`. @default 4 */
+  maxSessionsPerSpoke?: number
+  /** Refusals log one full line per reason per interval and then one line counting the rest. @default 10000 */
+  logSampleIntervalMs?: number
+  /** Peer-chosen values (headers, agent names, reasons built from their input) are cut to this length in logs. @default 128 */
+  maxLogFieldChars?: number
 }
 
 type ResolvedExitNodeOptions = Required<Omit<ExitNodeOptions, 'tls' | 'sdHost'>> & Pick<ExitNodeOptions, 'tls' | 'sdHost'>
@@ -108,6 +132,16 @@ export const EXIT_NODE_DEFAULTS = {
   expiryCheckIntervalMs: 1000,
   sdTargetTemplate: '{host}:{port}',
   mux: {},
+  tlsHandshakeTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  maxUnauthenticatedConnections: 2048,
+  maxUnauthenticatedPerSource: 128,
+  failedAuthBurst: 10,
+  failedAuthRefillMs: 1000,
+  maxFailedAuthSources: 10_000,
+  maxSessionsPerSpoke: 4,
+  logSampleIntervalMs: 10_000,
+  maxLogFieldChars: 128,
 } satisfies ResolvedExitNodeOptions
 
 /** What {@link createExitNode} needs from its caller. */
@@ -136,10 +170,15 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000
 const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
 
 /** WebSocket close codes the exit-node uses; 1001 is RFC 6455 "going away", 4000–4999 the application range. */
-const WS_CLOSE = { GOING_AWAY: 1001, REVOKED: 4403, HELLO_FAILED: 4400 } as const
+const WS_CLOSE = { GOING_AWAY: 1001, REVOKED: 4403, HELLO_FAILED: 4400, SESSION_LIMIT: 4429 } as const
 
 /** Reason sent with the 1001 close on shutdown; agents log it as a planned restart. */
 const SHUTDOWN_CLOSE_REASON = 'exit-node shutting down'
+
+/** Node checks header/request timeouts on a timer; this keeps the overshoot under a tenth of the timeout (≤ 1 s). */
+function connectionsCheckingIntervalMs (headersTimeoutMs: number): number {
+  return Math.max(10, Math.min(1000, Math.floor(headersTimeoutMs / 10)))
+}
 
 /**
  * Validates exit-node options and fills in defaults.
@@ -147,7 +186,12 @@ const SHUTDOWN_CLOSE_REASON = 'exit-node shutting down'
  */
 export function validateExitNodeOptions (options: ExitNodeOptions): Readonly<ResolvedExitNodeOptions> {
   const resolved: ResolvedExitNodeOptions = { ...EXIT_NODE_DEFAULTS, ...options }
-  const positive = ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'helloTimeoutMs', 'streamOpenTimeoutMs', 'maxMessageBytes', 'expiryCheckIntervalMs', 'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'closeHandshakeTimeoutMs'] as const
+  const positive = [
+    'keepaliveIntervalMs', 'keepaliveTimeoutMs', 'helloTimeoutMs', 'streamOpenTimeoutMs', 'maxMessageBytes', 'expiryCheckIntervalMs',
+    'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'closeHandshakeTimeoutMs',
+    'tlsHandshakeTimeoutMs', 'headersTimeoutMs', 'maxUnauthenticatedConnections', 'maxUnauthenticatedPerSource', 'failedAuthBurst',
+    'failedAuthRefillMs', 'maxFailedAuthSources', 'maxSessionsPerSpoke', 'logSampleIntervalMs', 'maxLogFieldChars',
+  ] as const
   for (const name of positive) {
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) {
@@ -184,6 +228,8 @@ export class ExitNode {
   readonly #dataPlane: DataPlane
   /** Mux sessions past the upgrade, including those still in their hello. */
   readonly #muxes = new Set<MuxSession>()
+  readonly #frontDoor: FrontDoor
+  readonly #sessionSlots = new SessionSlots()
   #spokes: SpokesConfig
   #expiryTimer: NodeJS.Timeout | undefined
   #closing: Promise<void> | undefined
@@ -196,6 +242,11 @@ export class ExitNode {
     this.#clock = deps.clock ?? (() => new Date())
     this.#promRegistry = deps.registry
     this.#metrics = createExitNodeMetrics(deps.registry)
+    this.#frontDoor = new FrontDoor({ ...this.#options, refusalCloseTimeoutMs: this.#options.headersTimeoutMs }, {
+      logger: this.#log,
+      registry: deps.registry,
+      nowMs: () => this.#clock().getTime(),
+    })
     this.#dataPlane = new DataPlane({
       streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs,
       firstBytesHoldMs: FIRST_BYTES_HOLD_MS,
@@ -207,13 +258,20 @@ export class ExitNode {
     }, { metrics: this.#metrics, logger: deps.logger })
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { answerControlRequest(req, res, this.#readiness()) }
     const tls = this.#options.tls
+    const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
     this.#server = tls === undefined
-      ? http.createServer(onRequest)
-      : https.createServer({ cert: tls.certPem, key: tls.keyPem, ciphers: TLS_CIPHERS, honorCipherOrder: true }, onRequest)
-    this.#server.headersTimeout = this.#options.helloTimeoutMs
-    this.#server.requestTimeout = this.#options.helloTimeoutMs
-    // Garbage before the upgrade, TLS errors and half-sent requests cost one socket, nothing more.
-    this.#server.on('clientError', (_err, socket) => { socket.destroy() })
+      ? http.createServer({ connectionsCheckingInterval }, onRequest)
+      : https.createServer({
+        cert: tls.certPem,
+        key: tls.keyPem,
+        ciphers: TLS_CIPHERS,
+        honorCipherOrder: true,
+        handshakeTimeout: this.#options.tlsHandshakeTimeoutMs,
+        connectionsCheckingInterval,
+      }, onRequest)
+    this.#server.headersTimeout = this.#options.headersTimeoutMs
+    this.#server.requestTimeout = this.#options.headersTimeoutMs
+    this.#frontDoor.attach(this.#server)
     this.#server.on('tlsClientError', (err) => { this.#log.debug({ err }, 'tls handshake failed') })
     const adminSources = { registry: this.#promRegistry, readiness: () => this.#readiness(), targetGroups: () => this.#targetGroups() }
     this.#adminServer = http.createServer((req, res) => {
@@ -260,6 +318,7 @@ export class ExitNode {
     this.#adminServer.on('error', (err) => { this.#log.error({ err }, 'admin server failed') })
     this.#listening = true
     this.#expiryTimer = setInterval(() => { this.#revalidateSessions() }, this.#options.expiryCheckIntervalMs).unref()
+    this.#frontDoor.logOpenFileLimit()
     const address = this.address()
     this.#log.info({ listener: 'control', address: address.address, port: address.port, tls: this.#options.tls !== undefined }, 'listening')
     const admin = this.adminAddress()
@@ -355,6 +414,7 @@ export class ExitNode {
     this.#adminServer.close()
     this.#adminServer.closeAllConnections()
     this.#listening = false
+    this.#frontDoor.close()
     this.#log.info('shut down')
   }
 
@@ -381,25 +441,55 @@ export class ExitNode {
     // A peer that resets mid-handshake must cost its own socket only.
     socket.on('error', () => { socket.destroy() })
     const remoteAddress = req.socket.remoteAddress
-    if ((req.url ?? '').split('?')[0] !== CONNECT_PATH) { rejectUpgrade(socket, 404, `upgrade only on ${CONNECT_PATH}`); return }
-    if (this.#closing !== undefined) { rejectUpgrade(socket, 503, 'exit-node is shutting down'); return }
+    if ((req.url ?? '').split('?')[0] !== CONNECT_PATH) {
+      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: 404, reason: `upgrade only on ${CONNECT_PATH}`, logReason: 'path', msg: 'upgrade refused' })
+      return
+    }
+    if (this.#closing !== undefined) { rejectUpgrade(socket, 503, 'exit-node is shutting down', {}, this.#options.headersTimeoutMs); return }
     if (!offersSubprotocol(req, PROTOCOL_NAME)) {
       const offered = req.headers['sec-websocket-protocol'] ?? 'no subprotocol'
       this.#metrics.authFailuresTotal.inc({ reason: 'version' })
-      this.#log.warn({ remoteAddress, offered }, 'agent protocol version not supported')
-      rejectUpgrade(socket, 400, `exit-node speaks ${PROTOCOL_NAME}; the agent offered ${offered.slice(0, 64)}`, { 'X-Spokelink-Protocol': PROTOCOL_NAME })
+      this.#frontDoor.refuseUpgrade(socket, remoteAddress, {
+        status: 400,
+        reason: `exit-node speaks ${PROTOCOL_NAME}; the agent offered ${offered.slice(0, 64)}`,
+        logReason: 'version',
+        msg: 'agent protocol version not supported',
+        fields: { offered: clipUntrusted(offered, this.#options.maxLogFieldChars) },
+        headers: { 'X-Spokelink-Protocol': PROTOCOL_NAME },
+      })
       return
     }
     const auth = authenticateUpgrade(req, this.#spokes, this.#clock())
     if (!auth.ok) {
       this.#metrics.authFailuresTotal.inc({ reason: auth.metricReason })
-      this.#log.warn({ remoteAddress, reason: auth.reason, status: auth.status }, 'agent refused')
-      rejectUpgrade(socket, auth.status, auth.reason)
+      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: auth.status, reason: auth.reason, logReason: auth.metricReason, msg: 'agent refused' })
       return
     }
+    const maxSessions = maxSessionsOf(this.#spokes, auth.spoke, this.#options.maxSessionsPerSpoke)
+    // Over the session cap is refused like any other failed attempt: a source out of budget gets 429 before any upgrade work.
+    if (this.#sessionSlots.count(auth.spoke) >= maxSessions && this.#frontDoor.throttled(socket, remoteAddress)) return
+    const remotePort = req.socket.remotePort
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#frontDoor.upgradeAccepted(remoteAddress, remotePort)
+      if (!this.#sessionSlots.tryTake(auth.spoke, maxSessions)) {
+        this.#refuseSession(ws, auth.spoke, auth.tokenId, remoteAddress, maxSessions)
+        return
+      }
       this.#startSession(ws, { spoke: auth.spoke, tokenId: auth.tokenId, tokenSha256: auth.tokenSha256 }, remoteAddress)
     })
+  }
+
+  /** Closes an upgraded WebSocket of a spoke already at its session cap with 4429 and the reason. */
+  #refuseSession (ws: WebSocket, spoke: string, tokenId: string, remoteAddress: string | undefined, maxSessions: number): void {
+    const reason = `spoke ${spoke} is at its session limit (${maxSessions})`
+    this.#frontDoor.sessionRefused()
+    const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_SESSION_LIMIT'
+    this.#frontDoor.sampler.log(this.#log, 'warn', 'session_limit', { code, spoke, tokenId, remoteAddress, maxSessions }, 'session refused')
+    ws.on('error', () => { /* the agent may reset instead of answering the close */ })
+    ws.close(WS_CLOSE.SESSION_LIMIT, reason)
+    // The close handshake gets a second; then the socket goes whatever the agent does.
+    const timer = setTimeout(() => { ws.terminate() }, 1000).unref()
+    ws.once('close', () => { clearTimeout(timer) })
   }
 
   /** Runs one agent connection; called synchronously on upgrade so no message is lost. */
@@ -420,6 +510,7 @@ export class ExitNode {
       clearInterval(wsPing)
       clearTimeout(helloTimer)
       this.#muxes.delete(mux)
+      this.#sessionSlots.release(spoke)
       if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('SLK_ERR_MUX_') &&
         err.code !== 'SLK_ERR_MUX_TRANSPORT_CLOSED' && err.code !== 'SLK_ERR_MUX_SESSION_CLOSED') {
         this.#metrics.muxProtocolErrorsTotal.inc({ spoke })
@@ -448,20 +539,33 @@ export class ExitNode {
         stream.destroy()
         return
       }
-      void this.#runHello(mux, stream, { ...credential, sessionId, disconnect }, log).then((ready) => {
+      void this.#runHello(mux, stream, { ...credential, sessionId, remoteAddress: remoteAddress ?? 'unknown', disconnect }, log).then((ready) => {
         clearTimeout(helloTimer)
         session = ready
         if (session === undefined) return
         this.#metrics.sessions.set({ spoke }, this.#sessions.sessionsOf(spoke).length)
-        log.info({ agent: session.agent, remoteAddress, ports: session.ports }, 'session opened')
+        log.info({ agent: clipUntrusted(session.agent, this.#options.maxLogFieldChars), remoteAddress, ports: session.ports }, 'session opened')
+        this.#warnOnOtherSources(session, log)
       })
     })
   }
 
-  async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, disconnect: (reason: string) => void }, log: Logger): Promise<SpokeSession | undefined> {
-    const { sessionId, spoke, tokenId, tokenSha256, disconnect } = identity
+  /**
+   * Agent replicas of one spoke usually leave through one NAT; a live session of the same spoke from another
+   * address is what a copied token looks like, so it is worth a warn line (one per session open, which the session
+   * cap bounds).
+   */
+  #warnOnOtherSources (session: SpokeSession, log: Logger): void {
+    const others = this.#sessions.sessionsOf(session.spoke).filter((other) => other !== session && other.remoteAddress !== session.remoteAddress)
+    if (others.length === 0) return
+    const otherSessions = others.slice(0, 4).map((other) => ({ sessionId: other.sessionId, tokenId: other.tokenId, remoteAddress: other.remoteAddress }))
+    log.warn({ remoteAddress: session.remoteAddress, otherSessions, sameToken: others.some((other) => other.tokenId === session.tokenId) }, 'spoke has live sessions from another source address')
+  }
+
+  async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, remoteAddress: string, disconnect: (reason: string) => void }, log: Logger): Promise<SpokeSession | undefined> {
+    const { sessionId, spoke, tokenId, tokenSha256, remoteAddress, disconnect } = identity
     const fail = (code: string, message: string): undefined => {
-      log.warn({ code, reason: message }, 'hello refused')
+      log.warn({ code, reason: clipUntrusted(message, this.#options.maxLogFieldChars) }, 'hello refused')
       const welcome: Welcome = { ok: false, code, error: message }
       control.end(encodeFramedJson(welcome))
       void mux.close({ graceMs: 1000 })
@@ -480,7 +584,7 @@ export class ExitNode {
     if (mux.closed) return undefined
     const offered = new Set(hello.upstreams)
     const wanted = config.ports.filter((port) => offered.has(port.upstream))
-    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
+    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, remoteAddress, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
     session.ports = await this.#dataPlane.attach(session, wanted)
     const { ports } = session
     if (mux.closed) {

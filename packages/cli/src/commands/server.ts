@@ -30,6 +30,15 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'data-idle-timeout', kind: 'duration', arg: 'duration', default: 300_000, help: 'close a data-plane connection after this long without bytes either way (a port\'s idleTimeout overrides it)' },
   { name: 'max-connections-per-port', kind: 'count', arg: 'n', default: 256, help: 'concurrent connections per data-plane port; more are reset at once (a port\'s maxConnections overrides it)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
+  { name: 'tls-handshake-timeout', kind: 'duration', arg: 'duration', default: 10_000, help: 'a wss client that has not finished TLS this long after connecting is closed' },
+  { name: 'headers-timeout', kind: 'duration', arg: 'duration', default: 10_000, help: 'a client that has not sent its whole request (upgrade headers) this long after connecting is closed' },
+  { name: 'max-unauthenticated', kind: 'count', arg: 'n', default: 2048, help: 'connections whose upgrade is not accepted yet, all sources; more are closed at accept' },
+  { name: 'max-unauthenticated-per-source', kind: 'count', arg: 'n', default: 128, help: 'the same per source address (IPv4, or IPv6 /64)' },
+  { name: 'failed-auth-burst', kind: 'count', arg: 'n', default: 10, help: 'refused upgrades per source before it is answered 429 with Retry-After' },
+  { name: 'failed-auth-refill', kind: 'duration', arg: 'duration', default: 1000, help: 'a source earns one more refused upgrade after each period' },
+  { name: 'max-failed-auth-sources', kind: 'count', arg: 'n', default: 10_000, help: 'sources whose failed-auth budget is remembered (least recently seen forgotten first)' },
+  { name: 'max-sessions-per-spoke', kind: 'count', arg: 'n', default: 4, help: 'live sessions per spoke when the spokes file sets no maxSessionsPerSpoke / maxSessions; more are closed with 4429' },
+  { name: 'log-sample-interval', kind: 'duration', arg: 'duration', default: 10_000, help: 'repeated refusals log one line per reason per interval, then a count' },
 ]
 
 async function runServer (command: Command, context: CommandContext): Promise<void> {
@@ -79,6 +88,15 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
     adminPort: adminListen.port,
     dataIdleTimeoutMs: numberSetting(config, 'data-idle-timeout'),
     maxConnectionsPerPort: numberSetting(config, 'max-connections-per-port'),
+    tlsHandshakeTimeoutMs: numberSetting(config, 'tls-handshake-timeout'),
+    headersTimeoutMs: numberSetting(config, 'headers-timeout'),
+    maxUnauthenticatedConnections: numberSetting(config, 'max-unauthenticated'),
+    maxUnauthenticatedPerSource: numberSetting(config, 'max-unauthenticated-per-source'),
+    failedAuthBurst: numberSetting(config, 'failed-auth-burst'),
+    failedAuthRefillMs: numberSetting(config, 'failed-auth-refill'),
+    maxFailedAuthSources: numberSetting(config, 'max-failed-auth-sources'),
+    maxSessionsPerSpoke: numberSetting(config, 'max-sessions-per-spoke'),
+    logSampleIntervalMs: numberSetting(config, 'log-sample-interval'),
   }, spokes, { logger, registry })
   await exitNode.listen()
   const watcher = watchSpokesFile(spokesPath, {
