@@ -3,24 +3,17 @@ import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import { describe, expect, onTestFinished, test } from 'vitest'
-import { socketPair, waitFor } from '@spokelink/testkit'
+import { delayedSocketPair, socketPair, waitFor } from '@spokelink/testkit'
 import { createMuxSession } from '../src/index.js'
 import type { MuxSession, MuxSessionOptions, MuxStream } from '../src/index.js'
 
 const MiB = 1024 * 1024
 
-/** A loopback relay that holds every chunk `delayMs` in each direction (an emulated long link). */
-async function delayedLink (delayMs: number): Promise<[net.Socket, net.Socket]> {
-  const [a, relayA] = await socketPair()
-  const [relayB, b] = await socketPair()
-  const forward = (from: net.Socket, to: net.Socket): void => {
-    from.on('data', (chunk: Buffer) => { setTimeout(() => { to.write(chunk) }, delayMs) })
-    from.on('close', () => { setTimeout(() => { to.destroy() }, delayMs) })
-  }
-  forward(relayA, relayB)
-  forward(relayB, relayA)
-  onTestFinished(() => { relayA.destroy(); relayB.destroy() })
-  return [a, b]
+/** Both ends of a loopback connection through testkit's delay link (an emulated long link), closed when the test finishes. */
+async function delayedLink (oneWayDelayMs: number): Promise<[net.Socket, net.Socket]> {
+  const pair = await delayedSocketPair({ oneWayDelayMs })
+  onTestFinished(async () => { await pair.close() })
+  return pair.sockets
 }
 
 async function sessions (options: MuxSessionOptions = {}, link?: [net.Socket, net.Socket]): Promise<{ client: MuxSession, server: MuxSession }> {
@@ -219,8 +212,8 @@ describe('MuxSession ↔ MuxSession over loopback TCP', () => {
   test('auto-tuning grows a stream window on a long link, within the stream and session caps', async () => {
     const options = { maxStreamWindowBytes: 4 * MiB, maxSessionWindowBytes: 6 * MiB }
     const { client, server } = await sessions(options, await delayedLink(10))
+    // Auto-tuning needs an RTT estimate; its value is the link's business (no wall-clock bound here).
     await waitFor(() => client.stats.rttMs !== undefined && server.stats.rttMs !== undefined, { what: 'initial RTT measured' })
-    expect(server.stats.rttMs).toBeGreaterThanOrEqual(20)
     const readers: MuxStream[] = []
     const perStream = 24 * MiB
     let received = 0
