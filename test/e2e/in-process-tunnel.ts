@@ -20,10 +20,10 @@ export interface RunningExitNode {
   url: string
 }
 
-/** Starts an exit-node with both listeners on 127.0.0.1:0 (short shutdown grace) and closes it when the test finishes. */
-export async function startExitNode (spokes: SpokesConfig, logger: Logger, options: ExitNodeOptions = {}): Promise<RunningExitNode> {
+/** Starts an exit-node with both listeners on 127.0.0.1:0 (short shutdown grace) and closes it when the test finishes; `clock` is the exit-node's injected clock. */
+export async function startExitNode (spokes: SpokesConfig, logger: Logger, options: ExitNodeOptions = {}, deps: { clock?: () => Date } = {}): Promise<RunningExitNode> {
   const registry = new Registry()
-  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 500, ...options }, spokes, { logger, registry })
+  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 500, ...options }, spokes, { logger, registry, ...deps })
   onTestFinished(async () => { await exitNode.close() })
   const { port } = await exitNode.listen()
   return { exitNode, registry, port, adminPort: exitNode.adminAddress().port, url: `ws://127.0.0.1:${port}/connect` }
