@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { freePort, killAllProcesses, runSpokelink, startFixtureExporter } from '@spokelink/testkit'
 import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 
@@ -110,6 +110,22 @@ describe('spokelink CLI (child processes)', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'spokelink-cli-'))
     exporter = await startFixtureExporter()
+  })
+
+  // Each test's own processes, checked after it (no test depends on another having run): every one
+  // is stopped first, so its whole output is in; then no token or join token handed out in this file
+  // may appear in any output but token create's stdout.
+  afterEach(async () => {
+    await killAllProcesses()
+    const started = everyProcess.splice(0)
+    expect(started.filter(({ proc }) => proc.exit === undefined).map(({ proc }) => proc.name)).toEqual([])
+    // A test that created tokens must have recorded them, or this check would prove nothing.
+    if (started.some(({ printsSecrets }) => printsSecrets)) expect(secrets.size).toBeGreaterThan(0)
+    const secretParts = [...secrets].flatMap((s) => s.startsWith('slk_') ? [s, s.split('_').slice(2).join('_')] : [s])
+    for (const { proc, printsSecrets } of started) {
+      const text = printsSecrets ? proc.stderrLines.join('\n') : proc.output()
+      for (const secret of secretParts) expect(text.includes(secret), `${proc.name} printed a secret`).toBe(false)
+    }
   })
 
   afterAll(async () => {
@@ -378,18 +394,5 @@ describe('spokelink CLI (child processes)', () => {
     expect(demo.exit, demo.proc.tail()).toEqual({ code: 0, signal: null })
     expect(demo.stdout.some((line) => line.startsWith('up{cluster="demo-spoke"'))).toBe(true)
     expect(demo.stderr).toEqual([])
-  })
-
-  test('secrets: no token or join token appears in any output but token create\'s stdout', async () => {
-    // Runs last: it checks every process this file started (each test above registered its own).
-    // Anything an earlier (failed) test left running is stopped first, so its whole output is in.
-    await killAllProcesses()
-    expect(everyProcess.filter(({ proc }) => proc.exit === undefined).map(({ proc }) => proc.name)).toEqual([])
-    expect(secrets.size).toBeGreaterThanOrEqual(4)
-    const secretParts = [...secrets].flatMap((s) => s.startsWith('slk_') ? [s, s.split('_').slice(2).join('_')] : [s])
-    for (const { proc, printsSecrets } of everyProcess) {
-      const text = printsSecrets ? proc.stderrLines.join('\n') : proc.output()
-      for (const secret of secretParts) expect(text.includes(secret), `${proc.name} printed a secret`).toBe(false)
-    }
   })
 })
