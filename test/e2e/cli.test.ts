@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
-import { freePort, killAllProcesses, runSpokelink, startFixtureExporter } from '@spokelink/testkit'
+import { freePort, killAllProcesses, runSpokelink, spokesYaml, startFixtureExporter } from '@spokelink/testkit'
 import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 
 // The `spokelink` CLI as users run it: real child processes of the built bin (run `pnpm build`
@@ -95,15 +95,7 @@ describe('spokelink CLI (child processes)', () => {
   /** A spokes file with one spoke `orion-aws` (prometheus on a fresh data-plane port). */
   const spokesFile = async (): Promise<{ path: string, dataPort: number }> => {
     const dataPort = await freePort()
-    const path = await file('spokes.yaml', [
-      'spokes:',
-      '  - name: orion-aws',
-      '    labels: {cluster: orion-aws}',
-      '    tokens: []',
-      '    ports:',
-      `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`,
-      '',
-    ].join('\n'))
+    const path = await file('spokes.yaml', spokesYaml([{ name: 'orion-aws', labels: { cluster: 'orion-aws' }, tokens: [], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
     return { path, dataPort }
   }
 
@@ -309,10 +301,10 @@ describe('spokelink CLI (child processes)', () => {
 
     const revoke = await runToExit(['token', 'revoke', '--spokes', spokes, created.id])
     expect(revoke.exit, revoke.proc.tail()).toEqual({ code: 0, signal: null })
-    const revokedAt = Date.now()
-    const revokedLog = await server.waitForLog(isMsg('session revoked'), { what: 'the exit-node to revoke the session', timeoutMs: 5000 })
+    // Deadlines, not measurements: the reload and the revocation are events, whenever a loaded machine gets to them.
+    const revokedLog = await server.waitForLog(isMsg('session revoked'), { what: 'the exit-node to revoke the session', timeoutMs: 30_000 })
     expect(revokedLog).toMatchObject({ spoke: 'orion-aws', tokenId: created.id })
-    await agent.waitForLog((e) => e.msg === 'disconnected', { what: 'the agent\'s session to close', timeoutMs: Math.max(0, 5000 - (Date.now() - revokedAt)) })
+    await agent.waitForLog((e) => e.msg === 'disconnected', { what: 'the agent\'s session to close', timeoutMs: 30_000 })
     // Reconnecting is refused before the upgrade with 403, on both sides.
     const refused = await server.waitForLog((e) => e.msg === 'agent refused', { what: 'a refused reconnect', timeoutMs: 15_000 })
     expect(refused).toMatchObject({ status: 403, reason: 'token revoked' })

@@ -32,11 +32,11 @@ export async function startExitNode (spokes: SpokesConfig, logger: Logger, optio
 /** Reconnects fast enough for tests, still with full jitter. */
 export const FAST_BACKOFF = { initialDelayMs: 50, maxDelayMs: 200 }
 
-/** Creates and starts an agent (fast backoff), closed when the test finishes; with `waitConnected`, resolves once connected (10 s deadline). */
+/** Creates and starts an agent (fast backoff), closed when the test finishes; with `waitConnected`, resolves once connected (30 s deadline). */
 export async function startAgent (options: AgentOptions, logger: Logger, waitConnected = true): Promise<Agent> {
   const agent = createAgent({ agentName: 'test-agent', backoff: FAST_BACKOFF, ...options }, { logger, registry: new Registry() })
   onTestFinished(async () => { await agent.close({ graceMs: 0 }) })
-  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
+  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(30_000) })
   agent.start()
   if (waitConnected) await connected
   else connected.catch(() => { /* the caller waits for something else */ })

@@ -107,7 +107,7 @@ async function readAll (socket: net.Socket): Promise<Buffer> {
 async function connectTcp (port: number): Promise<net.Socket> {
   const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true })
   onTestFinished(() => { socket.destroy() })
-  await once(socket, 'connect', { signal: AbortSignal.timeout(5000) })
+  await once(socket, 'connect', { signal: AbortSignal.timeout(30_000) })
   return socket
 }
 
@@ -338,7 +338,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const echoed = await Promise.all(held.map(async (socket, i) => {
       const payload = Buffer.from(`held ${i}\n`)
       socket.write(payload)
-      const [chunk] = await once(socket, 'data', { signal: AbortSignal.timeout(5000) }) as [Buffer]
+      const [chunk] = await once(socket, 'data', { signal: AbortSignal.timeout(30_000) }) as [Buffer]
       return chunk.equals(payload)
     }))
     expect(echoed.every(Boolean)).toBe(true)
@@ -381,12 +381,12 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const before = randomBytes(100_000)
     expect((await roundTrip(dataPort, before)).equals(before)).toBe(true)
 
-    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(10_000) })
+    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(30_000) })
     await first.exitNode.close()
     await disconnected
     expect((await connectError(dataPort)).code).toBe('ECONNREFUSED')
 
-    const reconnected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
+    const reconnected = once(agent, 'connected', { signal: AbortSignal.timeout(30_000) })
     const second = await startExitNode(spokes, testLogger('exit-node'), { port: first.port })
     const [info] = await reconnected as [{ spoke: string, ports: Array<{ port: number }> }]
     expect(info.spoke).toBe(SPOKE)
@@ -519,7 +519,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const payload = randomBytes(10_000)
     expect((await roundTrip(dataPort, payload)).equals(payload)).toBe(true)
 
-    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(5000) })
+    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(30_000) })
     relay.freeze()
     const [err] = await disconnected as [Error & { code?: string } | undefined]
     // The keepalive deadline is what noticed (not TCP, not the handshake timeout): its own code says so.
@@ -537,7 +537,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
 /** GET over a fresh connection; resolves with status and body. */
 async function httpGet (port: number, path: string): Promise<{ status: number, body: string }> {
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false, signal: AbortSignal.timeout(5000) }, resolve).once('error', reject)
+    http.get({ host: '127.0.0.1', port, path, agent: false, signal: AbortSignal.timeout(30_000) }, resolve).once('error', reject)
   })
   let body = ''
   for await (const chunk of res) body += String(chunk)

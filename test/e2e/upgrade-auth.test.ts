@@ -91,7 +91,7 @@ async function startEchoUpstream (): Promise<number> {
 async function echoThroughTunnel (dataPort: number, bytes: number, seed: number): Promise<{ sha256: string, bytes: number }> {
   const socket = net.connect({ host: '127.0.0.1', port: dataPort, allowHalfOpen: true })
   onTestFinished(() => { socket.destroy() })
-  await once(socket, 'connect', { signal: AbortSignal.timeout(5000) })
+  await once(socket, 'connect', { signal: AbortSignal.timeout(30_000) })
   const [, echoed] = await Promise.all([pipeline(deterministicSource(bytes, seed), socket), hashStream(socket)])
   return echoed
 }
@@ -158,7 +158,7 @@ function expectRefusal (res: RawResponse, status: number, reason: string | RegEx
 /** `spokelink_auth_failures_total` by reason, from the exit-node's `/metrics`. */
 async function authFailures (port: number): Promise<Record<string, number>> {
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, signal: AbortSignal.timeout(5000) }, resolve).once('error', reject)
+    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, signal: AbortSignal.timeout(30_000) }, resolve).once('error', reject)
   })
   let text = ''
   for await (const chunk of res) text += String(chunk)
@@ -270,7 +270,7 @@ describe('upgrade authentication', () => {
         control.on('error', () => { /* closed with the session */ })
         control.write(Buffer.from([0, 0, 0, 100, 0x7b]))
       }
-      const [code] = await once(ws, 'close', { signal: AbortSignal.timeout(5000) }) as [number]
+      const [code] = await once(ws, 'close', { signal: AbortSignal.timeout(30_000) }) as [number]
       expect(code).toBe(4400)
       expect(exitNode.sessions.all()).toEqual([])
     }
@@ -440,7 +440,7 @@ describe('upgrade authentication', () => {
     const newcomer = await startAgent({ server: url, token: added.token, upstreams, agentName: 'replica-b' }, testLogger('agent'), false)
     expect(await nextDisconnect(newcomer)).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
 
-    const connected = once(newcomer, 'connected', { signal: AbortSignal.timeout(10_000) })
+    const connected = once(newcomer, 'connected', { signal: AbortSignal.timeout(30_000) })
     exitNode.updateSpokes(spokesConfig([{ token: first }, { token: added }], dataPort))
     await connected
     const sessions = exitNode.sessions.sessionsOf(SPOKE)

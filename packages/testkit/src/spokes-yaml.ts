@@ -16,7 +16,7 @@ export interface SpokesYamlSpoke {
 
 /**
  * The text of a spokes file for `spokes`, as an operator would write it (flow-style token and port
- * lines). Feed it to `parseSpokesConfig(text, 'test')` for an in-process exit-node, or write it to a
+ * lines, `[]` for an empty list, which `spokelink token create` can edit in place). Feed it to `parseSpokesConfig(text, 'test')` for an in-process exit-node, or write it to a
  * file for the CLI.
  */
 export function spokesYaml (spokes: readonly SpokesYamlSpoke[]): string {
@@ -26,13 +26,13 @@ export function spokesYaml (spokes: readonly SpokesYamlSpoke[]): string {
     if (spoke.labels !== undefined) {
       lines.push(`    labels: {${Object.entries(spoke.labels).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join(', ')}}`)
     }
-    lines.push('    tokens:')
+    lines.push(spoke.tokens.length === 0 ? '    tokens: []' : '    tokens:')
     for (const token of spoke.tokens) {
       const expires = token.expires === undefined ? '' : `, expires: "${token.expires.toISOString()}"`
       const revoked = token.revoked === undefined ? '' : `, revoked: ${String(token.revoked)}`
       lines.push(`      - {id: "${token.id}", sha256: "${token.sha256}"${expires}${revoked}}`)
     }
-    lines.push('    ports:')
+    lines.push(spoke.ports.length === 0 ? '    ports: []' : '    ports:')
     for (const port of spoke.ports) lines.push(`      - {upstream: ${port.upstream}, listen: "127.0.0.1:${port.port}"}`)
   }
   return `${lines.join('\n')}\n`

@@ -18,6 +18,7 @@ describe('spokesYaml', () => {
       { id: b.id, expires, revoked: true },
     ])
     expect(orion?.ports.map((p) => ({ upstream: p.upstream, host: p.listen.host, port: p.listen.port }))).toEqual([{ upstream: 'prometheus', host: '127.0.0.1', port: 19090 }])
-    expect(lyra?.name).toBe('lyra')
+    expect(lyra).toMatchObject({ name: 'lyra', tokens: [], ports: [] })
+    expect(text).toContain('  - name: lyra\n    tokens: []\n    ports: []\n')
   })
 })
