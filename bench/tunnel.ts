@@ -256,7 +256,7 @@ async function main (): Promise<void> {
     for (const system of systems) await system.running?.close()
     await measureIdle(context, baseDir, systems, options, results)
   } finally {
-    await Promise.all(systems.map(async (system) => await system.running?.close()))
+    await Promise.all(systems.map(async (system) => system.running?.close()))
     await killAllProcesses()
   }
   process.stdout.write(machineHeader(options, loadAtStart) + '\n\n')

@@ -13,7 +13,7 @@ import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcess
 
 /** The test runner's own SPOKELINK_* variables must not leak into the children. */
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
-  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]),
+  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined])
 )
 
 const TOKEN_PATTERN = /^slk_[a-z0-9]+_[A-Za-z0-9_-]+$/
@@ -199,7 +199,7 @@ describe('spokelink CLI (child processes)', () => {
     const unknownKey = await file('unknown-key.yaml', ['spokes:', ...spoke('orion-aws', port, ['    colour: red']), ''].join('\n'))
     const badName = await file('bad-name.yaml', ['spokes:', ...spoke('Orion_AWS', port), ''].join('\n'))
     const duplicatePort = await file('dup-port.yaml', ['spokes:', ...spoke('orion-aws', port), ...spoke('orion-gcp', port), ''].join('\n'))
-    const results = await Promise.all([badYaml, unknownKey, badName, duplicatePort].map(async (path) => await runToExit(['server', '--listen', '127.0.0.1:0', '--spokes', path])))
+    const results = await Promise.all([badYaml, unknownKey, badName, duplicatePort].map(async (path) => runToExit(['server', '--listen', '127.0.0.1:0', '--spokes', path])))
     const [yaml, key, name, dup] = results as [Finished, Finished, Finished, Finished]
     expect(expectOneLineError(yaml, 2, badYaml)).toMatch(/YAML/i)
     expectOneLineError(key, 2, unknownKey, 'spokes[0].colour')

@@ -181,7 +181,7 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
     // No series crossed over: every reading on the hub belongs to the spoke whose value it carries.
     const allReadings = await hub.query('fed_fixture_reading')
     expect(allReadings.map((s) => [s.metric.cluster, Number(s.value[1])]).sort()).toEqual(
-      SPOKES.map((spoke) => [spoke, FIXTURE_VALUES[spoke].reading]).sort(),
+      SPOKES.map((spoke) => [spoke, FIXTURE_VALUES[spoke].reading]).sort()
     )
 
     // 7. /v1/sd lists both spokes as connected …

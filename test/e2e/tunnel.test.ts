@@ -6,15 +6,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import http from 'node:http'
-import { Registry } from 'prom-client'
 import { WebSocketServer } from 'ws'
-import type { WebSocket } from 'ws'
 import net from 'node:net'
-import type { Duplex } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
 import type { Logger } from 'pino'
-import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import {
@@ -34,7 +30,6 @@ import type { MuxStream } from '@spokelink/protocol'
 import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, sha256Hex, spokesYaml, startEchoServer, waitFor } from '@spokelink/testkit'
 import type { EchoServer } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
-
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -128,9 +123,9 @@ async function connectError (port: number): Promise<NodeJS.ErrnoException> {
   const socket = net.connect({ host: '127.0.0.1', port })
   onTestFinished(() => { socket.destroy() })
   // No timer of our own: a refused loopback connect fails at once, and the test's timeout covers a hang.
-  return await once(socket, 'connect').then(
+  return once(socket, 'connect').then(
     () => Object.assign(new Error(`connected to 127.0.0.1:${port}`), { code: 'CONNECTED' }),
-    (err: unknown) => err as NodeJS.ErrnoException,
+    (err: unknown) => err as NodeJS.ErrnoException
   )
 }
 
@@ -234,7 +229,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
 
     const payloads = Array.from({ length: 100 }, () => randomBytes(64 * 1024))
-    const results = await Promise.all(payloads.map(async (payload) => await roundTrip(dataPort, payload)))
+    const results = await Promise.all(payloads.map(async (payload) => roundTrip(dataPort, payload)))
     results.forEach((result, i) => {
       expect(result.length, `connection ${i}`).toBe(payloads[i]?.length)
       expect(result.equals(payloads[i] ?? Buffer.alloc(0)), `connection ${i} echoed other bytes`).toBe(true)
@@ -334,7 +329,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(sessions.map((s) => s.agent).sort()).toEqual(['replica-a', 'replica-b'])
 
     // 20 connections held open at once: the least busy session gets each new stream.
-    const held = await Promise.all(Array.from({ length: 20 }, async () => await connectTcp(dataPort)))
+    const held = await Promise.all(Array.from({ length: 20 }, async () => connectTcp(dataPort)))
     const echoed = await Promise.all(held.map(async (socket, i) => {
       const payload = Buffer.from(`held ${i}\n`)
       socket.write(payload)

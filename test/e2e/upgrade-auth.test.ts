@@ -20,7 +20,6 @@ import type { MuxStream } from '@spokelink/protocol'
 import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, spokesYaml, startEchoServer, waitFor } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
-
 const SPOKE = 'orion'
 const MB = 1_000_000
 
@@ -372,7 +371,7 @@ describe('upgrade authentication', () => {
     expect(closedErr).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
     expect(closedErr.message).toContain('token revoked')
     expect(exitNode.sessions.all()).toEqual([])
-    await waitFor(async () => await new Promise<boolean>((resolve) => {
+    await waitFor(async () => new Promise<boolean>((resolve) => {
       const probe = net.connect({ host: '127.0.0.1', port: dataPort })
       probe.once('connect', () => { probe.destroy(); resolve(false) })
       probe.once('error', (err: NodeJS.ErrnoException) => { resolve(err.code === 'ECONNREFUSED') })
@@ -393,17 +392,17 @@ describe('upgrade authentication', () => {
     let nowMs = expiresMs - 60_000
     let checksSeen = 0
     let sessionsAfterFirstExpiredCheck: number | undefined
-    let exitNodeRef: ExitNode | undefined
+    const started: { exitNode?: ExitNode } = {}
     const clock = (): Date => {
       checksSeen++
       if (nowMs >= expiresMs && sessionsAfterFirstExpiredCheck === undefined) {
         // Runs right after the check that asked for the time, before any other I/O.
-        process.nextTick(() => { sessionsAfterFirstExpiredCheck = exitNodeRef?.sessions.all().length })
+        process.nextTick(() => { sessionsAfterFirstExpiredCheck = started.exitNode?.sessions.all().length })
       }
       return new Date(nowMs)
     }
     const { exitNode, url } = await startExitNode(spokesConfig([{ token, expires: new Date(expiresMs) }], dataPort), testLogger('exit-node'), { expiryCheckIntervalMs: 50 }, { clock })
-    exitNodeRef = exitNode
+    started.exitNode = exitNode
     const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     expect(exitNode.sessions.isConnected(SPOKE)).toBe(true)
 

@@ -91,7 +91,7 @@ class DelayedDirection {
     private readonly delayMs: number,
     private readonly capBytes: number,
     private readonly stats: DelayLinkStats,
-    private readonly clock: DelayLinkClock,
+    private readonly clock: DelayLinkClock
   ) {
     src.on('data', (chunk: Buffer) => { this.onData(chunk) })
     src.on('end', () => { this.enqueue(null) })
@@ -237,7 +237,7 @@ export async function createDelayLink (options: DelayLinkOptions): Promise<Delay
         server.close(() => { resolve() })
         for (const socket of sockets) socket.destroy()
       })
-      return await closing
+      return closing
     },
   }
 }

@@ -44,7 +44,7 @@ export async function createTlsFixture (options: TlsFixtureOptions = {}): Promis
     // A failed attempt is not cached, so the next caller sees a fresh error instead of a stale one.
     fixture.catch(() => { cache.delete(key) })
   }
-  return await fixture
+  return fixture
 }
 
 async function makeFixture (hosts: string[]): Promise<TlsFixture> {

@@ -54,7 +54,7 @@ async function dial (link: DelayLink): Promise<Socket> {
 
 /** Resolves with the socket's `hadError` once it has closed (events.once would reject on its 'error'). */
 async function closed (socket: Socket, timeoutMs = 10_000): Promise<boolean> {
-  return await new Promise<boolean>((resolve, reject) => {
+  return new Promise<boolean>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`socket not closed within ${timeoutMs} ms`)) }, timeoutMs)
     socket.once('close', (hadError: boolean) => {
       clearTimeout(timer)

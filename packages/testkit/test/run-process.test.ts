@@ -40,7 +40,7 @@ describe('runProcess', () => {
   })
 
   test('fails a wait at once when the process exits first, showing its output', async () => {
-    const child = runProcess(node, script(`console.log('boom'); process.exit(2)`), { name: 'short-lived' })
+    const child = runProcess(node, script('console.log(\'boom\'); process.exit(2)'), { name: 'short-lived' })
     await expect(child.waitForLog(() => false, { what: 'a log that never comes' }))
       .rejects.toThrow(/^short-lived exited with code 2 before a log that never comes\n--- last output of short-lived \(pid \d+\) ---\nboom$/)
   })
