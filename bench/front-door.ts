@@ -16,10 +16,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { runProcess, spokelinkBin } from '@spokelink/testkit'
+import { runProcess, spokelinkBin, writeTlsFixtureFiles } from '@spokelink/testkit'
 import { readRssKiB } from './lib/idle-sessions.js'
 import { pickFreePorts } from './lib/ports.js'
-import { createTlsFiles } from './lib/tls-files.js'
 
 const CONNECT_BATCH = 200
 const SLOWLORIS_BYTE_INTERVAL_MS = 500
@@ -86,7 +85,7 @@ async function main (): Promise<void> {
     await writeFile(spokesFile, JSON.stringify({ spokes: [{ name: 'bench', tokens: [], ports: [{ upstream: 'prometheus', listen: `127.0.0.1:${String(dataPort)}` }] }] }))
     const tlsArgs: string[] = []
     if (values.tls) {
-      const tls = await createTlsFiles(dir)
+      const tls = await writeTlsFixtureFiles(dir)
       tlsArgs.push('--tls-cert', tls.certFile, '--tls-key', tls.keyFile)
     }
     const server = runProcess(process.execPath, [bin, 'server', '--listen', '127.0.0.1:0', '--spokes', spokesFile, ...tlsArgs, ...positionals], { name: 'exit-node' })

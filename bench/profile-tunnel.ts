@@ -9,11 +9,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { killAllProcesses, runProcess } from '@spokelink/testkit'
+import { killAllProcesses, runProcess, writeTlsFixtureFiles } from '@spokelink/testkit'
 import type { RunningProcess } from '@spokelink/testkit'
 import { BULK_MODE } from './peers/bulk-protocol.js'
 import { percentile } from './lib/stats.js'
-import { createTlsFiles } from './lib/tls-files.js'
 import { bulkThroughput, sequentialGets } from './lib/workloads.js'
 import { spokelinkWs, spokelinkWss } from './systems/spokelink.js'
 
@@ -94,7 +93,7 @@ async function main (): Promise<void> {
   const profDir = join(base, 'profiles')
   let pids: Record<string, number> = {}
   try {
-    const tls = await createTlsFiles(base)
+    const tls = await writeTlsFixtureFiles(base)
     const upstreamChild = runProcess(process.execPath, ['--import', 'tsx', UPSTREAM], { name: 'upstream' })
     const line = await upstreamChild.waitForLog((entry) => typeof entry.bulkPort === 'number', { what: 'the upstream' })
     const upstream = { bulkPort: Number(line.bulkPort), httpPort: Number(line.httpPort) }

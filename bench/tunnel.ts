@@ -12,14 +12,13 @@ import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { killAllProcesses, runProcess } from '@spokelink/testkit'
+import { killAllProcesses, runProcess, writeTlsFixtureFiles } from '@spokelink/testkit'
 import type { RunningProcess } from '@spokelink/testkit'
 import { BULK_MODE } from './peers/bulk-protocol.js'
 import { measureIdleSessions } from './lib/idle-sessions.js'
 import { METRICS, Results } from './lib/results.js'
 import { bestPeer, formatRatio, renderTable } from './lib/table.js'
 import type { TableSystem, Target } from './lib/table.js'
-import { createTlsFiles } from './lib/tls-files.js'
 import { bulkThroughput, bulkTransfer, megabytesPerSecond, sequentialGets, timedGet } from './lib/workloads.js'
 import { chisel } from './systems/chisel.js'
 import { frp } from './systems/frp.js'
@@ -249,7 +248,7 @@ async function main (): Promise<void> {
   const results = new Results()
   let systems: SystemState[] = []
   try {
-    const tls = await createTlsFiles(baseDir)
+    const tls = await writeTlsFixtureFiles(baseDir)
     const upstream = await startUpstream()
     const context = { upstream: upstream.ports, tls }
     systems = await startSystems(specs, context, baseDir)
@@ -257,7 +256,7 @@ async function main (): Promise<void> {
     for (const system of systems) await system.running?.close()
     await measureIdle(context, baseDir, systems, options, results)
   } finally {
-    await Promise.all(systems.map(async (system) => await system.running?.close()))
+    await Promise.all(systems.map(async (system) => system.running?.close()))
     await killAllProcesses()
   }
   process.stdout.write(machineHeader(options, loadAtStart) + '\n\n')

@@ -1,5 +1,5 @@
 import type { RunningProcess } from '@spokelink/testkit'
-import type { TlsMaterial } from '../lib/tls-files.js'
+import type { TlsFixtureFiles } from '@spokelink/testkit'
 
 /** Where the upstream child listens (see `peers/upstream.ts`). */
 export interface UpstreamPorts {
@@ -12,7 +12,7 @@ export interface SystemContext {
   /** A private temporary directory for this system's config and keys. */
   dir: string
   upstream: UpstreamPorts
-  tls: TlsMaterial
+  tls: TlsFixtureFiles
   /** Extra `node` flags for the system's Node children (for example `--cpu-prof`, which NODE_OPTIONS refuses). */
   nodeArgs?: string[]
 }

@@ -4,8 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
-import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { freePort, killAllProcesses, runSpokelink, startFixtureExporter } from '@spokelink/testkit'
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
+import { freePort, killAllProcesses, runSpokelink, spokesYaml, startFixtureExporter } from '@spokelink/testkit'
 import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 
 // The `spokelink` CLI as users run it: real child processes of the built bin (run `pnpm build`
@@ -13,7 +13,7 @@ import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcess
 
 /** The test runner's own SPOKELINK_* variables must not leak into the children. */
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
-  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]),
+  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined])
 )
 
 const TOKEN_PATTERN = /^slk_[a-z0-9]+_[A-Za-z0-9_-]+$/
@@ -95,21 +95,29 @@ describe('spokelink CLI (child processes)', () => {
   /** A spokes file with one spoke `orion-aws` (prometheus on a fresh data-plane port). */
   const spokesFile = async (): Promise<{ path: string, dataPort: number }> => {
     const dataPort = await freePort()
-    const path = await file('spokes.yaml', [
-      'spokes:',
-      '  - name: orion-aws',
-      '    labels: {cluster: orion-aws}',
-      '    tokens: []',
-      '    ports:',
-      `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`,
-      '',
-    ].join('\n'))
+    const path = await file('spokes.yaml', spokesYaml([{ name: 'orion-aws', labels: { cluster: 'orion-aws' }, tokens: [], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
     return { path, dataPort }
   }
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'spokelink-cli-'))
     exporter = await startFixtureExporter()
+  })
+
+  // Each test's own processes, checked after it (no test depends on another having run): every one
+  // is stopped first, so its whole output is in; then no token or join token handed out in this file
+  // may appear in any output but token create's stdout.
+  afterEach(async () => {
+    await killAllProcesses()
+    const started = everyProcess.splice(0)
+    expect(started.filter(({ proc }) => proc.exit === undefined).map(({ proc }) => proc.name)).toEqual([])
+    // A test that created tokens must have recorded them, or this check would prove nothing.
+    if (started.some(({ printsSecrets }) => printsSecrets)) expect(secrets.size).toBeGreaterThan(0)
+    const secretParts = [...secrets].flatMap((s) => s.startsWith('slk_') ? [s, s.split('_').slice(2).join('_')] : [s])
+    for (const { proc, printsSecrets } of started) {
+      const text = printsSecrets ? proc.stderrLines.join('\n') : proc.output()
+      for (const secret of secretParts) expect(text.includes(secret), `${proc.name} printed a secret`).toBe(false)
+    }
   })
 
   afterAll(async () => {
@@ -191,7 +199,7 @@ describe('spokelink CLI (child processes)', () => {
     const unknownKey = await file('unknown-key.yaml', ['spokes:', ...spoke('orion-aws', port, ['    colour: red']), ''].join('\n'))
     const badName = await file('bad-name.yaml', ['spokes:', ...spoke('Orion_AWS', port), ''].join('\n'))
     const duplicatePort = await file('dup-port.yaml', ['spokes:', ...spoke('orion-aws', port), ...spoke('orion-gcp', port), ''].join('\n'))
-    const results = await Promise.all([badYaml, unknownKey, badName, duplicatePort].map(async (path) => await runToExit(['server', '--listen', '127.0.0.1:0', '--spokes', path])))
+    const results = await Promise.all([badYaml, unknownKey, badName, duplicatePort].map(async (path) => runToExit(['server', '--listen', '127.0.0.1:0', '--spokes', path])))
     const [yaml, key, name, dup] = results as [Finished, Finished, Finished, Finished]
     expect(expectOneLineError(yaml, 2, badYaml)).toMatch(/YAML/i)
     expectOneLineError(key, 2, unknownKey, 'spokes[0].colour')
@@ -293,10 +301,10 @@ describe('spokelink CLI (child processes)', () => {
 
     const revoke = await runToExit(['token', 'revoke', '--spokes', spokes, created.id])
     expect(revoke.exit, revoke.proc.tail()).toEqual({ code: 0, signal: null })
-    const revokedAt = Date.now()
-    const revokedLog = await server.waitForLog(isMsg('session revoked'), { what: 'the exit-node to revoke the session', timeoutMs: 5000 })
+    // Deadlines, not measurements: the reload and the revocation are events, whenever a loaded machine gets to them.
+    const revokedLog = await server.waitForLog(isMsg('session revoked'), { what: 'the exit-node to revoke the session', timeoutMs: 30_000 })
     expect(revokedLog).toMatchObject({ spoke: 'orion-aws', tokenId: created.id })
-    await agent.waitForLog((e) => e.msg === 'disconnected', { what: 'the agent\'s session to close', timeoutMs: Math.max(0, 5000 - (Date.now() - revokedAt)) })
+    await agent.waitForLog((e) => e.msg === 'disconnected', { what: 'the agent\'s session to close', timeoutMs: 30_000 })
     // Reconnecting is refused before the upgrade with 403, on both sides.
     const refused = await server.waitForLog((e) => e.msg === 'agent refused', { what: 'a refused reconnect', timeoutMs: 15_000 })
     expect(refused).toMatchObject({ status: 403, reason: 'token revoked' })
@@ -378,18 +386,5 @@ describe('spokelink CLI (child processes)', () => {
     expect(demo.exit, demo.proc.tail()).toEqual({ code: 0, signal: null })
     expect(demo.stdout.some((line) => line.startsWith('up{cluster="demo-spoke"'))).toBe(true)
     expect(demo.stderr).toEqual([])
-  })
-
-  test('secrets: no token or join token appears in any output but token create\'s stdout', async () => {
-    // Runs last: it checks every process this file started (each test above registered its own).
-    // Anything an earlier (failed) test left running is stopped first, so its whole output is in.
-    await killAllProcesses()
-    expect(everyProcess.filter(({ proc }) => proc.exit === undefined).map(({ proc }) => proc.name)).toEqual([])
-    expect(secrets.size).toBeGreaterThanOrEqual(4)
-    const secretParts = [...secrets].flatMap((s) => s.startsWith('slk_') ? [s, s.split('_').slice(2).join('_')] : [s])
-    for (const { proc, printsSecrets } of everyProcess) {
-      const text = printsSecrets ? proc.stderrLines.join('\n') : proc.output()
-      for (const secret of secretParts) expect(text.includes(secret), `${proc.name} printed a secret`).toBe(false)
-    }
   })
 })

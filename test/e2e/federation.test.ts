@@ -8,6 +8,7 @@ import {
   killAllProcesses,
   prometheusConfig,
   runSpokelink,
+  spokesYaml,
   startFixtureExporter,
   startPrometheus,
   waitFor,
@@ -95,18 +96,12 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
 
     // 2. Spokes file with one data-plane port per spoke, then a token per spoke via the CLI.
     const spokesFile = join(dir, 'spokes.yaml')
-    await writeFile(spokesFile, [
-      '# exit-node spokes for the federation e2e test',
-      'spokes:',
-      ...SPOKES.flatMap((spoke) => [
-        `  - name: ${spoke}`,
-        `    labels: {cluster: ${spoke}}`,
-        '    tokens: []',
-        '    ports:',
-        `      - {upstream: prometheus, listen: "127.0.0.1:${rig(spoke).dataPort}"}`,
-      ]),
-      '',
-    ].join('\n'))
+    await writeFile(spokesFile, `# exit-node spokes for the federation e2e test\n${spokesYaml(SPOKES.map((spoke) => ({
+      name: spoke,
+      labels: { cluster: spoke },
+      tokens: [],
+      ports: [{ upstream: 'prometheus', port: rig(spoke).dataPort }],
+    })))}`)
     for (const spoke of SPOKES) {
       const create = runSpokelink(['token', 'create', '--spokes', spokesFile, '--spoke', spoke, '--output', 'json'], { name: `token create ${spoke}` })
       tokenCreators.push(create)
@@ -186,7 +181,7 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
     // No series crossed over: every reading on the hub belongs to the spoke whose value it carries.
     const allReadings = await hub.query('fed_fixture_reading')
     expect(allReadings.map((s) => [s.metric.cluster, Number(s.value[1])]).sort()).toEqual(
-      SPOKES.map((spoke) => [spoke, FIXTURE_VALUES[spoke].reading]).sort(),
+      SPOKES.map((spoke) => [spoke, FIXTURE_VALUES[spoke].reading]).sort()
     )
 
     // 7. /v1/sd lists both spokes as connected …

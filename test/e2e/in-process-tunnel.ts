@@ -20,10 +20,10 @@ export interface RunningExitNode {
   url: string
 }
 
-/** Starts an exit-node with both listeners on 127.0.0.1:0 (short shutdown grace) and closes it when the test finishes. */
-export async function startExitNode (spokes: SpokesConfig, logger: Logger, options: ExitNodeOptions = {}): Promise<RunningExitNode> {
+/** Starts an exit-node with both listeners on 127.0.0.1:0 (short shutdown grace) and closes it when the test finishes; `clock` is the exit-node's injected clock. */
+export async function startExitNode (spokes: SpokesConfig, logger: Logger, options: ExitNodeOptions = {}, deps: { clock?: () => Date } = {}): Promise<RunningExitNode> {
   const registry = new Registry()
-  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 500, ...options }, spokes, { logger, registry })
+  const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 500, ...options }, spokes, { logger, registry, ...deps })
   onTestFinished(async () => { await exitNode.close() })
   const { port } = await exitNode.listen()
   return { exitNode, registry, port, adminPort: exitNode.adminAddress().port, url: `ws://127.0.0.1:${port}/connect` }
@@ -32,11 +32,11 @@ export async function startExitNode (spokes: SpokesConfig, logger: Logger, optio
 /** Reconnects fast enough for tests, still with full jitter. */
 export const FAST_BACKOFF = { initialDelayMs: 50, maxDelayMs: 200 }
 
-/** Creates and starts an agent (fast backoff), closed when the test finishes; with `waitConnected`, resolves once connected (10 s deadline). */
+/** Creates and starts an agent (fast backoff), closed when the test finishes; with `waitConnected`, resolves once connected (30 s deadline). */
 export async function startAgent (options: AgentOptions, logger: Logger, waitConnected = true): Promise<Agent> {
   const agent = createAgent({ agentName: 'test-agent', backoff: FAST_BACKOFF, ...options }, { logger, registry: new Registry() })
   onTestFinished(async () => { await agent.close({ graceMs: 0 }) })
-  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
+  const connected = once(agent, 'connected', { signal: AbortSignal.timeout(30_000) })
   agent.start()
   if (waitConnected) await connected
   else connected.catch(() => { /* the caller waits for something else */ })

@@ -3,20 +3,14 @@
  * source), each with its own pino logger (into a buffer, printed when a test fails) and its own
  * prom-client Registry. Upstreams are real TCP servers; every transfer is checked byte-exact (sha256).
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import http from 'node:http'
-import { Registry } from 'prom-client'
 import { WebSocketServer } from 'ws'
-import type { WebSocket } from 'ws'
 import net from 'node:net'
-import { Writable } from 'node:stream'
-import type { Duplex } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
-import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import {
@@ -33,9 +27,9 @@ import {
   writeFramedJson,
 } from '@spokelink/protocol'
 import type { MuxStream } from '@spokelink/protocol'
-import { deterministicSource, expectedSha256, freePort, hashStream, sha256Hex, waitFor } from '@spokelink/testkit'
+import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, sha256Hex, spokesYaml, startEchoServer, waitFor } from '@spokelink/testkit'
+import type { EchoServer } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
-
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -44,24 +38,17 @@ const SPOKE = 'orion'
 // --- helpers ------------------------------------------------------------------------------------
 
 /** Everything the exit-nodes and agents of the current test logged (pino JSON lines). */
-let logLines: string[] = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    logLines.push(chunk.toString('utf8'))
-    callback()
-  },
-})
-
-beforeEach(() => { logLines = [] })
+const logs = createLogCapture()
+beforeEach(() => { logs.clear() })
 
 function testLogger (name: string): Logger {
-  return pino({ level: 'debug', base: { name } }, logSink)
+  return logs.logger(name)
 }
 
 /** Prints the collected logs when the current test fails, so a failure can be read without a rerun. */
 function dumpLogsOnFailure (): void {
   onTestFailed(() => {
-    process.stderr.write(`--- spokelink logs of the failed test ---\n${logLines.join('')}`)
+    process.stderr.write(`--- spokelink logs of the failed test ---\n${logs.text()}`)
   })
 }
 
@@ -71,21 +58,9 @@ interface SpokeSpec {
   ports: Array<{ upstream: string, port: number }>
 }
 
-function spokesYaml (spokes: SpokeSpec[]): string {
-  const lines = ['spokes:']
-  for (const spoke of spokes) {
-    lines.push(`  - name: ${spoke.name ?? SPOKE}`, '    tokens:')
-    for (const token of spoke.tokens) lines.push(`      - {id: "${token.id}", sha256: "${token.sha256}"}`)
-    lines.push('    ports:')
-    for (const port of spoke.ports) lines.push(`      - {upstream: ${port.upstream}, listen: "127.0.0.1:${port.port}"}`)
-  }
-  return `${lines.join('\n')}\n`
-}
-
 function spokesConfig (spokes: SpokeSpec[]): SpokesConfig {
-  return parseSpokesConfig(spokesYaml(spokes), 'test')
+  return parseSpokesConfig(spokesYaml(spokes.map((spoke) => ({ ...spoke, name: spoke.name ?? SPOKE }))), 'test')
 }
-
 
 /** One spoke with one token and one `prometheus` port in front of `upstream`: returns the data-plane port once the agent is connected. */
 async function tunnelTo (upstream: net.Server): Promise<number> {
@@ -109,16 +84,11 @@ function trackSockets (server: net.Server): Set<net.Socket> {
   return sockets
 }
 
-/** An upstream that echoes every byte and half-closes after the client did. */
-async function startEchoUpstream (): Promise<{ port: number, connections: () => number }> {
-  let connections = 0
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    connections++
-    socket.on('error', () => { /* the tunnel may reset a stream when a test ends */ })
-    pipeline(socket, socket).catch(() => { /* as above */ })
-  })
-  trackSockets(server)
-  return { port: await listen(server), connections: () => connections }
+/** An upstream that echoes every byte and half-closes after the client did; closed when the test finishes. */
+async function startEchoUpstream (): Promise<EchoServer> {
+  const echo = await startEchoServer()
+  onTestFinished(async () => { await echo.close() })
+  return echo
 }
 
 /** Everything `socket` sends until its end. */
@@ -132,7 +102,7 @@ async function readAll (socket: net.Socket): Promise<Buffer> {
 async function connectTcp (port: number): Promise<net.Socket> {
   const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true })
   onTestFinished(() => { socket.destroy() })
-  await once(socket, 'connect', { signal: AbortSignal.timeout(5000) })
+  await once(socket, 'connect', { signal: AbortSignal.timeout(30_000) })
   return socket
 }
 
@@ -148,17 +118,15 @@ async function roundTrip (port: number, payload: Buffer): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-/** Resolves with the error a TCP connect to `port` fails with (ECONNREFUSED expected), within 2 s. */
+/** Resolves with the error a TCP connect to `port` fails with (ECONNREFUSED expected); a connect is an error too. */
 async function connectError (port: number): Promise<NodeJS.ErrnoException> {
   const socket = net.connect({ host: '127.0.0.1', port })
   onTestFinished(() => { socket.destroy() })
-  const outcome = await new Promise<NodeJS.ErrnoException>((resolve) => {
-    const timer = setTimeout(() => { resolve(new Error('no answer within 2 s')) }, 2000)
-    socket.once('error', (err) => { clearTimeout(timer); resolve(err) })
-    socket.once('connect', () => { clearTimeout(timer); resolve(new Error('connected')) })
-  })
-  socket.destroy()
-  return outcome
+  // No timer of our own: a refused loopback connect fails at once, and the test's timeout covers a hang.
+  return once(socket, 'connect').then(
+    () => Object.assign(new Error(`connected to 127.0.0.1:${port}`), { code: 'CONNECTED' }),
+    (err: unknown) => err as NodeJS.ErrnoException
+  )
 }
 
 // --- tests --------------------------------------------------------------------------------------
@@ -194,9 +162,11 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(sha256Hex(back.subarray(line.length))).toBe(expectedSha256(MiB, 12))
   })
 
-  test('1 GiB upstream → client is sha256-exact', async () => {
+  // One 1 GiB run (above) is the integrity test at scale; this direction is the same code path and
+  // 256 MiB (many window updates, many WebSocket messages) shows it as well in a quarter of the time.
+  test('256 MiB upstream → client is sha256-exact', async () => {
     dumpLogsOnFailure()
-    const bytes = GiB
+    const bytes = 256 * MiB
     const seed = 21
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => { /* asserted by the client's hash */ })
@@ -259,12 +229,12 @@ describe('tunnel (in-process exit-node and agent)', () => {
     await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
 
     const payloads = Array.from({ length: 100 }, () => randomBytes(64 * 1024))
-    const results = await Promise.all(payloads.map(async (payload) => await roundTrip(dataPort, payload)))
+    const results = await Promise.all(payloads.map(async (payload) => roundTrip(dataPort, payload)))
     results.forEach((result, i) => {
       expect(result.length, `connection ${i}`).toBe(payloads[i]?.length)
       expect(result.equals(payloads[i] ?? Buffer.alloc(0)), `connection ${i} echoed other bytes`).toBe(true)
     })
-    expect(echo.connections()).toBe(100)
+    expect(echo.connections).toBe(100)
     const [session] = exitNode.sessions.sessionsOf(SPOKE)
     expect(session?.mux.stats.streamsOpenedTotal).toBe(100)
   })
@@ -273,18 +243,22 @@ describe('tunnel (in-process exit-node and agent)', () => {
     dumpLogsOnFailure()
     const bytes = 200 * 1000 * 1000
     const seed = 41
-    const producer = { handed: 0, writeReturnedFalse: 0, waitingSince: undefined as number | undefined, done: false }
+    // `clientRead` is what the client has consumed; `handed - clientRead` is everything in flight
+    // (sockets, WebSockets, both muxes), measured at each write of the producer, not on a timer.
+    const producer = { handed: 0, writeReturnedFalse: 0, waiting: false, done: false, maxInFlight: 0 }
+    let clientRead = 0
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => { /* asserted by the client's hash */ })
       void (async () => {
         for await (const chunk of deterministicSource(bytes, seed)) {
           const buf = chunk as Buffer
           producer.handed += buf.length
+          producer.maxInFlight = Math.max(producer.maxInFlight, producer.handed - clientRead)
           if (!socket.write(buf)) {
             producer.writeReturnedFalse++
-            producer.waitingSince = performance.now()
+            producer.waiting = true
             await once(socket, 'drain')
-            producer.waitingSince = undefined
+            producer.waiting = false
           }
         }
         socket.end()
@@ -312,24 +286,30 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const sampler = setInterval(sample, 5)
     onTestFinished(() => { clearInterval(sampler) })
 
-    // The producer must end up waiting for 'drain' and stay blocked (nothing moves while the client is paused).
-    await waitFor(() => producer.waitingSince !== undefined && performance.now() - producer.waitingSince > 500 && producer.handed > 0, { timeoutMs: 30_000, what: 'the upstream producer to be blocked for 500 ms' })
-    const handedWhenBlocked = producer.handed
+    // The whole path fills up: the client holds bytes it does not read, the exit-node holds stream
+    // data it cannot pass on, and the producer waits for 'drain'. From here nothing can move without
+    // the client reading (no credit, no drain); the in-flight bound below holds for the whole run.
+    await waitFor(() => producer.waiting && client.readableLength > 0 && session.mux.stats.bufferedBytes > 0, { timeoutMs: 60_000, what: 'the upstream producer to wait for drain with the tunnel full' })
     sample()
     // The exit-node never holds more than one stream window (the stream's receive window can at most
     // grow to maxStreamWindowBytes); everything else sits in bounded socket and WebSocket buffers.
     const exitNodeBound = MUX_SESSION_DEFAULTS.maxStreamWindowBytes
     expect(maxBuffered).toBeLessThanOrEqual(exitNodeBound)
     expect(producer.writeReturnedFalse).toBeGreaterThan(0)
+    expect(producer.done).toBe(false)
+
+    const hash = createHash('sha256')
+    for await (const chunk of client) {
+      hash.update(chunk as Buffer)
+      clientRead += (chunk as Buffer).length
+      sample()
+    }
+    expect({ sha256: hash.digest('hex'), bytes: clientRead }).toEqual({ sha256: expectedSha256(bytes, seed), bytes })
+    clearInterval(sampler)
     // Everything in flight: ≤ 1 window + the two WebSocket duplex buffers of each side + kernel socket
     // buffers of three loopback connections (a few MiB each at most) — far below the 200 MB pushed.
     const inFlightBound = MUX_SESSION_DEFAULTS.maxStreamWindowBytes + 4 * WEBSOCKET_DUPLEX_DEFAULTS.maxBufferedBytes + 3 * 16 * MiB
-    expect(handedWhenBlocked, `the producer was blocked after ${handedWhenBlocked} bytes`).toBeLessThan(inFlightBound)
-    expect(producer.done).toBe(false)
-
-    expect(await hashStream(client)).toEqual({ sha256: expectedSha256(bytes, seed), bytes })
-    sample()
-    clearInterval(sampler)
+    expect(producer.maxInFlight, `at most ${producer.maxInFlight} bytes were in flight`).toBeLessThan(inFlightBound)
     expect(maxBuffered, `exit-node mux buffered at most ${maxBuffered} bytes`).toBeLessThanOrEqual(exitNodeBound)
     expect(maxClientBuffered, 'a paused socket reads at most one high-water mark').toBeLessThanOrEqual(4 * 64 * 1024)
     expect(producer.done).toBe(true)
@@ -349,11 +329,11 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(sessions.map((s) => s.agent).sort()).toEqual(['replica-a', 'replica-b'])
 
     // 20 connections held open at once: the least busy session gets each new stream.
-    const held = await Promise.all(Array.from({ length: 20 }, async () => await connectTcp(dataPort)))
+    const held = await Promise.all(Array.from({ length: 20 }, async () => connectTcp(dataPort)))
     const echoed = await Promise.all(held.map(async (socket, i) => {
       const payload = Buffer.from(`held ${i}\n`)
       socket.write(payload)
-      const [chunk] = await once(socket, 'data', { signal: AbortSignal.timeout(5000) }) as [Buffer]
+      const [chunk] = await once(socket, 'data', { signal: AbortSignal.timeout(30_000) }) as [Buffer]
       return chunk.equals(payload)
     }))
     expect(echoed.every(Boolean)).toBe(true)
@@ -381,10 +361,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
 
     await agentB.close({ graceMs: 0 })
     await waitFor(() => !exitNode.sessions.isConnected(SPOKE), { what: 'the exit-node to drop replica-b' })
-    const started = performance.now()
-    const err = await connectError(dataPort)
-    expect(err.code).toBe('ECONNREFUSED')
-    expect(performance.now() - started).toBeLessThan(1000)
+    // At once: the data-plane port is closed by the time the spoke has no session (no retry, no wait).
+    expect((await connectError(dataPort)).code).toBe('ECONNREFUSED')
   })
 
   test('reconnect: the agent comes back by itself to a new exit-node on the same port and traffic flows again', async () => {
@@ -398,12 +376,12 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const before = randomBytes(100_000)
     expect((await roundTrip(dataPort, before)).equals(before)).toBe(true)
 
-    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(10_000) })
+    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(30_000) })
     await first.exitNode.close()
     await disconnected
     expect((await connectError(dataPort)).code).toBe('ECONNREFUSED')
 
-    const reconnected = once(agent, 'connected', { signal: AbortSignal.timeout(10_000) })
+    const reconnected = once(agent, 'connected', { signal: AbortSignal.timeout(30_000) })
     const second = await startExitNode(spokes, testLogger('exit-node'), { port: first.port })
     const [info] = await reconnected as [{ spoke: string, ports: Array<{ port: number }> }]
     expect(info.spoke).toBe(SPOKE)
@@ -433,9 +411,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
     // A fake exit-node that, after the hello, asks the agent for upstreams it does not have.
     const httpServer = http.createServer()
     const wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => protocols.has(PROTOCOL_NAME) ? PROTOCOL_NAME : false })
-    const asked: Array<Promise<unknown>> = []
-    let resolveAsked: (() => void) | undefined
-    const allAsked = new Promise<void>((resolve) => { resolveAsked = resolve })
+    // The fake side's work is one promise the test awaits: its findings are asserted here, not inside it.
+    let resolveFake: ((side: { helloUpstreams: string[], asked: Array<Promise<unknown>> }) => void) | undefined
+    let rejectFake: ((err: unknown) => void) | undefined
+    const fakeSide = new Promise<{ helloUpstreams: string[], asked: Array<Promise<unknown>> }>((resolve, reject) => { resolveFake = resolve; rejectFake = reject })
     httpServer.on('upgrade', (req, socket, head) => {
       wss.handleUpgrade(req, socket, head, (ws) => {
         const mux = createMuxSession(createWebSocketDuplex(ws), 'server', { keepaliveIntervalMs: 0 })
@@ -444,20 +423,21 @@ describe('tunnel (in-process exit-node and agent)', () => {
           control.on('error', () => { /* aborted when the test ends */ })
           void (async () => {
             const hello = parseHello(await readFramedJson(control))
-            expect(hello.upstreams).toEqual(['prometheus'])
             control.write(encodeFramedJson({ ok: true, spoke: SPOKE, ports: [] }))
+            const asked: Array<Promise<unknown>> = []
             for (const upstream of ['alertmanager', '127.0.0.1:22']) {
               const stream = mux.openStream()
               stream.on('error', () => { /* a reset is one of the expected outcomes */ })
               writeFramedJson(stream, { upstream })
-              asked.push(readStreamStatus(stream, { signal: AbortSignal.timeout(5000) }))
+              asked.push(readStreamStatus(stream, { signal: AbortSignal.timeout(30_000) }))
             }
             // A stream that never names its upstream: the agent resets it after its helloTimeoutMs.
             const silent = mux.openStream()
             silent.on('error', () => { /* the reset is the expected outcome */ })
-            asked.push(readStreamStatus(silent, { signal: AbortSignal.timeout(5000) }))
-            resolveAsked?.()
-          })()
+            asked.push(readStreamStatus(silent, { signal: AbortSignal.timeout(30_000) }))
+            for (const answer of asked) answer.catch(() => { /* settled below */ })
+            return { helloUpstreams: hello.upstreams, asked }
+          })().then(resolveFake, rejectFake)
         })
       })
     })
@@ -465,7 +445,8 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const fakePort = await listen(httpServer)
     const fakeAgent = await startAgent({ server: `ws://127.0.0.1:${fakePort}/connect`, token: token.token, helloTimeoutMs: 300, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echo.port }] }, testLogger('agent'))
     expect(fakeAgent.state).toBe('connected')
-    await allAsked
+    const { helloUpstreams, asked } = await fakeSide
+    expect(helloUpstreams).toEqual(['prometheus'])
     const [unknown, hostPort, silent] = await Promise.allSettled(asked)
     expect(unknown?.status).toBe('rejected')
     const reason = unknown?.status === 'rejected' ? unknown.reason as unknown : undefined
@@ -473,14 +454,18 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(reason).toMatchObject({ code: 'SLK_ERR_PROTO_UPSTREAM_REFUSED' })
     expect(String((reason as Error).message)).toContain('alertmanager')
     // An address instead of a name is not a valid header: refused (reset) without dialing anything.
-    expect(hostPort?.status).toBe('rejected')
-    expect(silent?.status === 'rejected' ? silent.reason : undefined).toMatchObject({ code: 'SLK_ERR_PROTO_CLOSED', cause: { code: 'SLK_ERR_MUX_STREAM_RESET' } })
-    expect(echo.connections()).toBe(1)
+    // Both are reset by the agent; its log tells why: a header it could not accept vs. none in time.
+    const resetCause = { code: 'SLK_ERR_PROTO_CLOSED', cause: { code: 'SLK_ERR_MUX_STREAM_RESET' } }
+    expect(hostPort?.status === 'rejected' ? hostPort.reason : hostPort).toMatchObject(resetCause)
+    const badHeaders = logs.entries().filter((e) => e.msg === 'bad stream header').map((e) => ({ streamId: e.streamId, code: (e.err as { code?: string } | undefined)?.code }))
+    expect(badHeaders).toContainEqual({ streamId: 4, code: 'SLK_ERR_PROTO_HEADER_INVALID' })
+    expect(silent?.status === 'rejected' ? silent.reason : silent).toMatchObject(resetCause)
+    expect(echo.connections).toBe(1)
   })
 
   test('graceful close: an in-flight transfer finishes sha256-exact while /readyz answers 503', async () => {
     dumpLogsOnFailure()
-    const bytes = 256 * MiB
+    const bytes = 64 * MiB
     const seed = 51
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => { /* asserted by the client's hash */ })
@@ -496,22 +481,22 @@ describe('tunnel (in-process exit-node and agent)', () => {
 
     const client = await connectTcp(dataPort)
     client.end()
-    // Read slowly at first so the transfer is surely in flight when the shutdown starts.
+    // The client reads nothing until /readyz has answered: the transfer cannot finish before (the
+    // tunnel holds far less than 64 MiB), so the close is surely waiting for it.
     client.pause()
     await waitFor(() => client.readableLength > 0, { what: 'the first bytes of the transfer' })
-    const result = hashStream(client)
     const closing = exitNode.close()
     let closed = false
     void closing.then(() => { closed = true })
     const readyz = await httpGet(port, '/readyz')
     expect(readyz).toMatchObject({ status: 503 })
     expect(closed).toBe(false)
-    expect(await result).toEqual({ sha256: expectedSha256(bytes, seed), bytes })
+    expect(await hashStream(client)).toEqual({ sha256: expectedSha256(bytes, seed), bytes })
     await closing
     expect((await connectError(dataPort)).code).toBe('ECONNREFUSED')
   })
 
-  test('keepalive: a frozen link is detected within the deadline and the agent reconnects after it thaws', async () => {
+  test('keepalive: a frozen link is detected by the keepalive deadline and the agent reconnects after it thaws', async () => {
     dumpLogsOnFailure()
     const echo = await startEchoUpstream()
     const token = createSpokeToken()
@@ -529,12 +514,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
     const payload = randomBytes(10_000)
     expect((await roundTrip(dataPort, payload)).equals(payload)).toBe(true)
 
-    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(5000) })
-    const frozenAt = performance.now()
+    const disconnected = once(agent, 'disconnected', { signal: AbortSignal.timeout(30_000) })
     relay.freeze()
     const [err] = await disconnected as [Error & { code?: string } | undefined]
-    const detectedAfterMs = performance.now() - frozenAt
-    expect(detectedAfterMs).toBeLessThan(3000)
+    // The keepalive deadline is what noticed (not TCP, not the handshake timeout): its own code says so.
     expect(err).toMatchObject({ code: 'SLK_ERR_AGENT_CONNECT', cause: { code: 'SLK_ERR_MUX_KEEPALIVE_TIMEOUT' } })
 
     const reconnected = once(agent, 'connected', { signal: AbortSignal.timeout(15_000) })
@@ -549,7 +532,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
 /** GET over a fresh connection; resolves with status and body. */
 async function httpGet (port: number, path: string): Promise<{ status: number, body: string }> {
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false, signal: AbortSignal.timeout(5000) }, resolve).once('error', reject)
+    http.get({ host: '127.0.0.1', port, path, agent: false, signal: AbortSignal.timeout(30_000) }, resolve).once('error', reject)
   })
   let body = ''
   for await (const chunk of res) body += String(chunk)

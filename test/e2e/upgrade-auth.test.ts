@@ -7,20 +7,18 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
-import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { afterEach, beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import { connectExitNode } from '@spokelink/agent'
 import type { Agent } from '@spokelink/agent'
+import type { ExitNode } from '@spokelink/exit-node'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import { PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, createMuxSession, readFramedJson, writeFramedJson } from '@spokelink/protocol'
 import type { MuxStream } from '@spokelink/protocol'
-import { deterministicSource, expectedSha256, freePort, hashStream, waitFor } from '@spokelink/testkit'
+import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, spokesYaml, startEchoServer, waitFor } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
-
 
 const SPOKE = 'orion'
 const MB = 1_000_000
@@ -28,32 +26,26 @@ const MB = 1_000_000
 // --- log capture and secret bookkeeping ---------------------------------------------------------
 
 /** Every line the exit-nodes and agents of the current test logged, at trace level. */
-let logLines: string[] = []
+const logs = createLogCapture()
 /** Token strings and secret parts used by the current test; none may appear in a log line. */
 let secrets: string[] = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    logLines.push(chunk.toString('utf8'))
-    callback()
-  },
-})
 
 beforeEach(() => {
-  logLines = []
+  logs.clear()
   secrets = []
-  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test ---\n${logLines.join('')}`) })
+  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test ---\n${logs.text()}`) })
 })
 
 afterEach(() => {
-  expect(logLines.length, 'the test captured no log line, so the secret check proves nothing').toBeGreaterThan(0)
-  const text = logLines.join('')
+  expect(logs.lines.length, 'the test captured no log line, so the secret check proves nothing').toBeGreaterThan(0)
+  const text = logs.text()
   for (const secret of secrets) {
     expect(text.includes(secret), `a token or secret used by the test (${secret.slice(0, 12)}…) appears in the logs`).toBe(false)
   }
 })
 
 function testLogger (name: string): Logger {
-  return pino({ level: 'trace', base: { name } }, logSink)
+  return logs.logger(name, 'trace')
 }
 
 /** A fresh spoke token whose full string and secret part are checked against the logs. */
@@ -78,33 +70,27 @@ interface TokenSpec {
 }
 
 function spokesConfig (tokens: TokenSpec[], dataPort: number): SpokesConfig {
-  const lines = ['spokes:', `  - name: ${SPOKE}`, '    labels: {env: test}', '    tokens:']
-  for (const { token, expires, revoked } of tokens) {
-    const extra = `${expires === undefined ? '' : `, expires: "${expires.toISOString()}"`}${revoked === undefined ? '' : `, revoked: ${String(revoked)}`}`
-    lines.push(`      - {id: "${token.id}", sha256: "${token.sha256}"${extra}}`)
+  const spoke = {
+    name: SPOKE,
+    labels: { env: 'test' },
+    tokens: tokens.map(({ token, expires, revoked }) => ({ id: token.id, sha256: token.sha256, expires, revoked })),
+    ports: [{ upstream: 'prometheus', port: dataPort }],
   }
-  lines.push('    ports:', `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`)
-  return parseSpokesConfig(`${lines.join('\n')}\n`, 'test')
+  return parseSpokesConfig(spokesYaml([spoke]), 'test')
 }
 
-
+/** An echo upstream, closed when the test finishes; resolves with its port. */
 async function startEchoUpstream (): Promise<number> {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-    socket.on('error', () => { /* a reset stream when a test ends */ })
-    pipeline(socket, socket).catch(() => { /* as above */ })
-  })
-  onTestFinished(() => { for (const socket of sockets) socket.destroy() })
-  return await listen(server)
+  const echo = await startEchoServer()
+  onTestFinished(async () => { await echo.close() })
+  return echo.port
 }
 
 /** Sends `bytes` deterministic bytes through the data-plane port to the echo upstream; resolves with the hash of the echo. */
 async function echoThroughTunnel (dataPort: number, bytes: number, seed: number): Promise<{ sha256: string, bytes: number }> {
   const socket = net.connect({ host: '127.0.0.1', port: dataPort, allowHalfOpen: true })
   onTestFinished(() => { socket.destroy() })
-  await once(socket, 'connect', { signal: AbortSignal.timeout(5000) })
+  await once(socket, 'connect', { signal: AbortSignal.timeout(30_000) })
   const [, echoed] = await Promise.all([pipeline(deterministicSource(bytes, seed), socket), hashStream(socket)])
   return echoed
 }
@@ -116,7 +102,7 @@ interface RawResponse {
   body: string
 }
 
-/** Writes `request` on a fresh TCP connection and reads until the server closes it (5 s at most). */
+/** Writes `request` on a fresh TCP connection and reads until the server closes it (fails after 30 s). */
 async function rawExchange (port: number, request: string | Buffer): Promise<RawResponse> {
   const socket = net.connect({ host: '127.0.0.1', port })
   onTestFinished(() => { socket.destroy() })
@@ -125,7 +111,7 @@ async function rawExchange (port: number, request: string | Buffer): Promise<Raw
   // A reset (the server cutting off a request it will not read) counts as a close here; once() would reject.
   socket.on('error', () => {})
   const closed = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error('the exit-node did not close the connection within 5 s')) }, 5000)
+    const timer = setTimeout(() => { reject(new Error('the exit-node did not close the connection within 30 s')) }, 30_000)
     socket.once('close', () => { clearTimeout(timer); resolve() })
   })
   socket.write(request)
@@ -171,7 +157,7 @@ function expectRefusal (res: RawResponse, status: number, reason: string | RegEx
 /** `spokelink_auth_failures_total` by reason, from the exit-node's `/metrics`. */
 async function authFailures (port: number): Promise<Record<string, number>> {
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, signal: AbortSignal.timeout(5000) }, resolve).once('error', reject)
+    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false, signal: AbortSignal.timeout(30_000) }, resolve).once('error', reject)
   })
   let text = ''
   for await (const chunk of res) text += String(chunk)
@@ -182,7 +168,7 @@ async function authFailures (port: number): Promise<Record<string, number>> {
   return counts
 }
 
-async function nextDisconnect (agent: Agent, timeoutMs = 5000): Promise<Error & { code?: string }> {
+async function nextDisconnect (agent: Agent, timeoutMs = 30_000): Promise<Error & { code?: string }> {
   const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(timeoutMs) }) as [Error & { code?: string } | undefined]
   if (err === undefined) throw new Error('the agent disconnected without an error')
   return err
@@ -283,7 +269,7 @@ describe('upgrade authentication', () => {
         control.on('error', () => { /* closed with the session */ })
         control.write(Buffer.from([0, 0, 0, 100, 0x7b]))
       }
-      const [code] = await once(ws, 'close', { signal: AbortSignal.timeout(5000) }) as [number]
+      const [code] = await once(ws, 'close', { signal: AbortSignal.timeout(30_000) }) as [number]
       expect(code).toBe(4400)
       expect(exitNode.sessions.all()).toEqual([])
     }
@@ -298,7 +284,11 @@ describe('upgrade authentication', () => {
     duplex.on('error', () => { /* closed when the test ends */ })
     const session = createMuxSession(duplex, 'client', { keepaliveIntervalMs: 0 })
     onTestFinished(() => { session.abort() })
-    session.on('stream', (stream: MuxStream) => { stream.on('error', () => { /* the exit-node's reset */ }); stream.resume() })
+    let received = ''
+    session.on('stream', (stream: MuxStream) => {
+      stream.on('error', () => { /* the exit-node's reset */ })
+      stream.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+    })
     const control = session.openStream()
     control.on('error', () => { /* closed with the session */ })
     writeFramedJson(control, { version: PROTOCOL_VERSION, agent: 'mute', upstreams: ['prometheus'], labels: {} })
@@ -307,12 +297,15 @@ describe('upgrade authentication', () => {
 
     const client = net.connect({ host: '127.0.0.1', port: dataPort })
     client.on('error', () => { /* a reset is an accepted way to close */ })
-    const started = performance.now()
     client.write('GET /federate HTTP/1.1\r\n\r\n')
-    await once(client, 'close', { signal: AbortSignal.timeout(5000) })
-    expect(performance.now() - started).toBeGreaterThanOrEqual(250)
+    // The stream was open and carried the request to the agent; then the exit-node's open deadline,
+    // and nothing else, closed it: the failure it logs is the timeout's own code.
+    await waitFor(() => received.includes('GET /federate HTTP/1.1'), { what: 'the request at the mute agent' })
+    await once(client, 'close', { signal: AbortSignal.timeout(30_000) })
     const refused = `spokelink_streams_total{spoke="${SPOKE}",upstream="prometheus",result="refused"} 1`
     await waitFor(async () => (await registry.getSingleMetricAsString('spokelink_streams_total')).includes(refused), { what: 'the stream counted as refused' })
+    const failure = logs.entries().find((e) => e.msg === 'stream refused')
+    expect(JSON.stringify(failure?.err)).toContain('SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT')
   })
 
   test('junk bytes, oversized headers and 500 bad upgrades leave a good session working', async () => {
@@ -334,8 +327,8 @@ describe('upgrade authentication', () => {
     half.on('error', () => { /* destroyed at the end of the test */ })
     half.write('GET /connect HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nAuthoriz')
     const huge = await rawExchange(port, upgradeRequest(port, { 'X-Padding': 'a'.repeat(100 * 1024), Authorization: `Bearer ${good.token}` }))
-    expect(huge.raw.startsWith('HTTP/1.1 101')).toBe(false)
-    expect(huge.status === 0 || huge.status === 431 || huge.status === 400).toBe(true)
+    // Over Node's header limit: the exit-node drops the connection without a byte of answer.
+    expect(huge.raw).toBe('')
 
     // 500 bad upgrade attempts, 50 at a time, four kinds of failure.
     const kinds: Array<{ reason: string, status: number, headers: Record<string, string | null> }> = [
@@ -364,7 +357,7 @@ describe('upgrade authentication', () => {
     half.destroy()
   })
 
-  test('revoking a token closes its live session within 5 s and the agent is then refused with 403', async () => {
+  test('revoking a token closes its live session and the agent is then refused with 403', async () => {
     const token = newToken()
     const other = newToken()
     const echoPort = await startEchoUpstream()
@@ -379,7 +372,7 @@ describe('upgrade authentication', () => {
     expect(closedErr).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
     expect(closedErr.message).toContain('token revoked')
     expect(exitNode.sessions.all()).toEqual([])
-    await waitFor(async () => await new Promise<boolean>((resolve) => {
+    await waitFor(async () => new Promise<boolean>((resolve) => {
       const probe = net.connect({ host: '127.0.0.1', port: dataPort })
       probe.once('connect', () => { probe.destroy(); resolve(false) })
       probe.once('error', (err: NodeJS.ErrnoException) => { resolve(err.code === 'ECONNREFUSED') })
@@ -388,22 +381,44 @@ describe('upgrade authentication', () => {
     const retry = await nextDisconnect(agent)
     expect(retry).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
     expect(retry.message).toContain('(403): token revoked')
-    expect(logLines.some((line) => line.includes('"msg":"session revoked"') && line.includes(`"tokenId":"${token.id}"`))).toBe(true)
+    expect(logs.lines.some((line) => line.includes('"msg":"session revoked"') && line.includes(`"tokenId":"${token.id}"`))).toBe(true)
   })
 
-  test('a token that expires during its session is cut off within the expiry check interval', async () => {
+  test('a token that expires during its session is cut off by the first expiry check that sees it expired', async () => {
     const token = newToken()
     const echoPort = await startEchoUpstream()
     const dataPort = await freePort()
-    const expires = new Date(Date.now() + 1500)
-    const { exitNode, url } = await startExitNode(spokesConfig([{ token, expires }], dataPort), testLogger('exit-node'), { expiryCheckIntervalMs: 200 })
+    // The exit-node's injected clock: the test moves it; the expiry check still runs on its real interval.
+    const expiresMs = Date.parse('2031-01-01T00:00:00Z')
+    let nowMs = expiresMs - 60_000
+    let checksSeen = 0
+    let sessionsAfterFirstExpiredCheck: number | undefined
+    const started: { exitNode?: ExitNode } = {}
+    const clock = (): Date => {
+      checksSeen++
+      if (nowMs >= expiresMs && sessionsAfterFirstExpiredCheck === undefined) {
+        // Runs right after the check that asked for the time, before any other I/O.
+        process.nextTick(() => { sessionsAfterFirstExpiredCheck = started.exitNode?.sessions.all().length })
+      }
+      return new Date(nowMs)
+    }
+    const { exitNode, url } = await startExitNode(spokesConfig([{ token, expires: new Date(expiresMs) }], dataPort), testLogger('exit-node'), { expiryCheckIntervalMs: 50 }, { clock })
+    started.exitNode = exitNode
     const agent = await startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: echoPort }] }, testLogger('agent'))
     expect(exitNode.sessions.isConnected(SPOKE)).toBe(true)
 
-    const err = await nextDisconnect(agent, 5000)
-    const lateMs = Date.now() - expires.getTime()
-    expect(lateMs).toBeGreaterThanOrEqual(0)
-    expect(lateMs).toBeLessThan(200 + 800)
+    // One millisecond before expiry, two checks go by and the session stays.
+    nowMs = expiresMs - 1
+    const before = checksSeen
+    await waitFor(() => checksSeen >= before + 2, { what: 'two expiry checks just before the expiry' })
+    expect(exitNode.sessions.isConnected(SPOKE)).toBe(true)
+    expect(await echoThroughTunnel(dataPort, MB, 4)).toEqual({ sha256: expectedSha256(MB, 4), bytes: MB })
+
+    // At the expiry instant, the very next check ends it.
+    const disconnected = nextDisconnect(agent)
+    nowMs = expiresMs
+    const err = await disconnected
+    expect(sessionsAfterFirstExpiredCheck).toBe(0)
     expect(err).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN' })
     expect(err.message).toContain('token expired')
     expect(exitNode.sessions.all()).toEqual([])
@@ -425,7 +440,7 @@ describe('upgrade authentication', () => {
     const newcomer = await startAgent({ server: url, token: added.token, upstreams, agentName: 'replica-b' }, testLogger('agent'), false)
     expect(await nextDisconnect(newcomer)).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
 
-    const connected = once(newcomer, 'connected', { signal: AbortSignal.timeout(10_000) })
+    const connected = once(newcomer, 'connected', { signal: AbortSignal.timeout(30_000) })
     exitNode.updateSpokes(spokesConfig([{ token: first }, { token: added }], dataPort))
     await connected
     const sessions = exitNode.sessions.sessionsOf(SPOKE)

@@ -1,7 +1,19 @@
 import { once } from 'node:events'
 import { createConnection, createServer } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
-import { performance } from 'node:perf_hooks'
+import type { ManualClock } from './manual-clock.js'
+
+/** The time source of a delay link: a ms clock and one-shot timers (a {@link ManualClock} fits). */
+export type DelayLinkClock = Pick<ManualClock, 'now' | 'setTimeout'>
+
+/** The real clock: `performance.now()` and `setTimeout`. */
+const REAL_CLOCK: DelayLinkClock = {
+  now: () => performance.now(),
+  setTimeout: (callback, ms) => {
+    const timer = setTimeout(callback, ms)
+    return () => { clearTimeout(timer) }
+  },
+}
 
 /** Options of {@link createDelayLink}. */
 export interface DelayLinkOptions {
@@ -18,6 +30,11 @@ export interface DelayLinkOptions {
    * @default 125_000_000 (1 Gbit/s)
    */
   bandwidthBytesPerSec?: number
+  /**
+   * The clock chunks are held by; a test passes `createManualClock()` to release them with `advance()`.
+   * @default the real clock (`performance.now()` and `setTimeout`)
+   */
+  clock?: DelayLinkClock
 }
 
 /** Counters of a {@link DelayLink}, summed over its connections and both directions. */
@@ -48,7 +65,7 @@ export interface DelayLink {
 export const DELAY_LINK_DEFAULTS = {
   oneWayDelayMs: 25,
   bandwidthBytesPerSec: 125_000_000,
-} as const satisfies Required<Omit<DelayLinkOptions, 'target'>>
+} as const satisfies Required<Omit<DelayLinkOptions, 'target' | 'clock'>>
 
 interface Held {
   chunk: Buffer | null // null = the source's FIN, delayed like data
@@ -64,7 +81,7 @@ class DelayedDirection {
   private readonly queue: Held[] = []
   private head = 0
   private held = 0
-  private timer: NodeJS.Timeout | undefined
+  private cancelTimer: (() => void) | undefined
   private waitingDrain = false
   private done = false
 
@@ -74,6 +91,7 @@ class DelayedDirection {
     private readonly delayMs: number,
     private readonly capBytes: number,
     private readonly stats: DelayLinkStats,
+    private readonly clock: DelayLinkClock
   ) {
     src.on('data', (chunk: Buffer) => { this.onData(chunk) })
     src.on('end', () => { this.enqueue(null) })
@@ -95,26 +113,26 @@ class DelayedDirection {
   }
 
   private enqueue (chunk: Buffer | null): void {
-    this.queue.push({ chunk, dueAt: performance.now() + this.delayMs })
+    this.queue.push({ chunk, dueAt: this.clock.now() + this.delayMs })
     if (this.queue.length - this.head === 1) this.schedule()
   }
 
   private schedule (): void {
-    if (this.timer !== undefined || this.waitingDrain || this.done) return
+    if (this.cancelTimer !== undefined || this.waitingDrain || this.done) return
     const next = this.queue[this.head]
     if (next === undefined) return
     // Timers fire on libuv's millisecond clock, which may run slightly behind
     // performance.now(): round up and re-check, so a chunk is never early.
-    const waitMs = Math.max(1, Math.ceil(next.dueAt - performance.now()))
-    this.timer = setTimeout(() => {
-      this.timer = undefined
+    const waitMs = Math.max(1, Math.ceil(next.dueAt - this.clock.now()))
+    this.cancelTimer = this.clock.setTimeout(() => {
+      this.cancelTimer = undefined
       this.release()
     }, waitMs)
   }
 
   private release (): void {
     if (this.done || this.waitingDrain) return
-    const now = performance.now()
+    const now = this.clock.now()
     let next = this.queue[this.head]
     while (next !== undefined && next.dueAt <= now) {
       this.head++
@@ -142,8 +160,8 @@ class DelayedDirection {
 
   /** Drops whatever is held (the connection was destroyed). */
   discard (): void {
-    clearTimeout(this.timer)
-    this.timer = undefined
+    this.cancelTimer?.()
+    this.cancelTimer = undefined
     this.done = true
     this.stats.inFlightBytes -= this.held
     this.held = 0
@@ -161,6 +179,7 @@ class DelayedDirection {
 export async function createDelayLink (options: DelayLinkOptions): Promise<DelayLink> {
   const oneWayDelayMs = options.oneWayDelayMs ?? DELAY_LINK_DEFAULTS.oneWayDelayMs
   const bandwidthBytesPerSec = options.bandwidthBytesPerSec ?? DELAY_LINK_DEFAULTS.bandwidthBytesPerSec
+  const clock = options.clock ?? REAL_CLOCK
   if (!(oneWayDelayMs >= 0) || !(bandwidthBytesPerSec > 0)) {
     throw new RangeError(`createDelayLink: oneWayDelayMs must be >= 0 and bandwidthBytesPerSec > 0, got ${oneWayDelayMs} and ${bandwidthBytesPerSec}`)
   }
@@ -185,8 +204,8 @@ export async function createDelayLink (options: DelayLinkOptions): Promise<Delay
     client.setNoDelay(true)
     track(client)
     track(upstream)
-    const forward = new DelayedDirection(client, upstream, oneWayDelayMs, capBytes, stats)
-    const backward = new DelayedDirection(upstream, client, oneWayDelayMs, capBytes, stats)
+    const forward = new DelayedDirection(client, upstream, oneWayDelayMs, capBytes, stats, clock)
+    const backward = new DelayedDirection(upstream, client, oneWayDelayMs, capBytes, stats, clock)
     // A socket that closes without a clean FIN both ways (error, destroy, RST)
     // takes its partner down at once: the emulated link was cut.
     const propagate = (from: Socket, to: Socket) => (hadError: boolean): void => {
@@ -218,7 +237,31 @@ export async function createDelayLink (options: DelayLinkOptions): Promise<Delay
         server.close(() => { resolve() })
         for (const socket of sockets) socket.destroy()
       })
-      return await closing
+      return closing
     },
   }
+}
+
+/** Two ends of one TCP connection through a {@link createDelayLink}, and the link (its stats, its close). */
+export interface DelayedSocketPair {
+  /** `[dialed, accepted]`: the dialed end connects to the link, the accepted end is the link's target. */
+  sockets: [Socket, Socket]
+  link: DelayLink
+  /** Closes the link, which destroys both ends. */
+  close: () => Promise<void>
+}
+
+/** Like `socketPair()`, with a {@link createDelayLink} (same options, minus the target) in between. */
+export async function delayedSocketPair (options: Omit<DelayLinkOptions, 'target'> = {}): Promise<DelayedSocketPair> {
+  const target = createServer()
+  target.listen(0, '127.0.0.1')
+  await once(target, 'listening')
+  const { port } = target.address() as AddressInfo
+  const link = await createDelayLink({ ...options, target: { host: '127.0.0.1', port } })
+  const accepted = once(target, 'connection')
+  const dialed = createConnection({ host: '127.0.0.1', port: link.port })
+  await once(dialed, 'connect')
+  const [theirs] = await accepted as [Socket]
+  target.close()
+  return { sockets: [dialed, theirs], link, close: async () => { dialed.destroy(); await link.close() } }
 }

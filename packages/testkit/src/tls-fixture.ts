@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { certificateSha256, createCertificateAuthority, createServerCertificate } from '@spokelink/auth'
 
 /** Options for {@link createTlsFixture}. */
@@ -42,7 +44,7 @@ export async function createTlsFixture (options: TlsFixtureOptions = {}): Promis
     // A failed attempt is not cached, so the next caller sees a fresh error instead of a stale one.
     fixture.catch(() => { cache.delete(key) })
   }
-  return await fixture
+  return fixture
 }
 
 async function makeFixture (hosts: string[]): Promise<TlsFixture> {
@@ -55,4 +57,27 @@ async function makeFixture (hosts: string[]): Promise<TlsFixture> {
     keyPem: server.keyPem,
     caSha256: certificateSha256(ca.certPem),
   })
+}
+
+/** A {@link TlsFixture} written to files, for processes that take paths (`--tls-cert`, `--ca-file`). */
+export interface TlsFixtureFiles {
+  /** The CA certificate, PEM text, as in the fixture. */
+  readonly caPem: string
+  readonly caFile: string
+  readonly certFile: string
+  /** Written with mode 0600, as a real key would be. */
+  readonly keyFile: string
+}
+
+/**
+ * Writes the CA certificate, the server certificate and its key of `createTlsFixture(options)` under
+ * `dir` (`ca.pem`, `server.pem`, `server-key.pem`).
+ */
+export async function writeTlsFixtureFiles (dir: string, options: TlsFixtureOptions = {}): Promise<TlsFixtureFiles> {
+  const fixture = await createTlsFixture(options)
+  const files = { caFile: join(dir, 'ca.pem'), certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server-key.pem') }
+  await writeFile(files.caFile, fixture.caPem)
+  await writeFile(files.certFile, fixture.certPem)
+  await writeFile(files.keyFile, fixture.keyPem, { mode: 0o600 })
+  return { caPem: fixture.caPem, ...files }
 }

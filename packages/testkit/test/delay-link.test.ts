@@ -2,9 +2,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createConnection, createServer } from 'node:net'
 import type { AddressInfo, Server, Socket } from 'node:net'
-import { performance } from 'node:perf_hooks'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { createDelayLink } from '../src/delay-link.js'
+import { createManualClock } from '../src/manual-clock.js'
+import { waitFor as waitUntil } from '../src/wait-for.js'
 import type { DelayLink, DelayLinkOptions } from '../src/delay-link.js'
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
@@ -53,7 +54,7 @@ async function dial (link: DelayLink): Promise<Socket> {
 
 /** Resolves with the socket's `hadError` once it has closed (events.once would reject on its 'error'). */
 async function closed (socket: Socket, timeoutMs = 10_000): Promise<boolean> {
-  return await new Promise<boolean>((resolve, reject) => {
+  return new Promise<boolean>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`socket not closed within ${timeoutMs} ms`)) }, timeoutMs)
     socket.once('close', (hadError: boolean) => {
       clearTimeout(timer)
@@ -62,12 +63,8 @@ async function closed (socket: Socket, timeoutMs = 10_000): Promise<boolean> {
   })
 }
 
-async function waitFor (check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise<void>((resolve) => setImmediate(resolve))
-  }
+async function waitFor (check: () => boolean, what: string): Promise<void> {
+  await waitUntil(check, { what, timeoutMs: 20_000, intervalMs: 1 })
 }
 
 describe('createDelayLink', () => {
@@ -96,21 +93,34 @@ describe('createDelayLink', () => {
     expect(link.stats.inFlightBytes).toBe(0)
   })
 
-  test('holds each chunk for the one-way delay in each direction', async () => {
+  test('holds each chunk for the one-way delay in each direction, on its clock', async () => {
     const oneWayDelayMs = 20
+    const clock = createManualClock()
     const target = await startTarget((socket) => { socket.pipe(socket) })
-    const link = await startLink(target, { oneWayDelayMs })
+    const link = await startLink(target, { oneWayDelayMs, clock })
     const client = await dial(link)
-    const rtts: number[] = []
-    for (let i = 0; i < 5; i++) {
-      const start = performance.now()
+    const received: Buffer[] = []
+    client.on('data', (chunk: Buffer) => received.push(chunk))
+    for (let i = 0; i < 3; i++) {
+      const forwarded = link.stats.bytesForwarded
       client.write(Buffer.from([i]))
-      const [echo] = await once(client, 'data', { signal: AbortSignal.timeout(10_000) }) as [Buffer]
-      rtts.push(performance.now() - start)
-      expect(echo).toEqual(Buffer.from([i]))
+      // Client → target: held until the clock has moved the full delay, released the moment it has.
+      await waitFor(() => link.stats.inFlightBytes === 1, 'the byte to reach the link')
+      clock.advance(oneWayDelayMs - 1)
+      expect(link.stats.bytesForwarded).toBe(forwarded)
+      clock.advance(1)
+      expect(link.stats.bytesForwarded).toBe(forwarded + 1)
+      // Target → client: the echo is held the same way; the client cannot have it before the release.
+      await waitFor(() => link.stats.inFlightBytes === 1, 'the echo to reach the link')
+      clock.advance(oneWayDelayMs - 1)
+      expect(link.stats.bytesForwarded).toBe(forwarded + 1)
+      expect(Buffer.concat(received)).toEqual(Buffer.from(Array.from({ length: i }, (_, j) => j)))
+      clock.advance(1)
+      expect(link.stats.bytesForwarded).toBe(forwarded + 2)
+      await waitFor(() => Buffer.concat(received).length === i + 1, 'the echo at the client')
+      expect(Buffer.concat(received)).toEqual(Buffer.from(Array.from({ length: i + 1 }, (_, j) => j)))
     }
-    // A lower bound only (the delay is a floor); 1 ms of slack for clock rounding.
-    for (const rtt of rtts) expect(rtt).toBeGreaterThanOrEqual(2 * oneWayDelayMs - 1)
+    expect(clock.pendingTimers).toBe(0)
   })
 
   test('caps the bytes held per direction and pushes backpressure to the sender', async () => {

@@ -40,15 +40,17 @@ describe('runProcess', () => {
   })
 
   test('fails a wait at once when the process exits first, showing its output', async () => {
-    const child = runProcess(node, script(`console.log('boom'); process.exit(2)`), { name: 'short-lived' })
+    const child = runProcess(node, script('console.log(\'boom\'); process.exit(2)'), { name: 'short-lived' })
     await expect(child.waitForLog(() => false, { what: 'a log that never comes' }))
       .rejects.toThrow(/^short-lived exited with code 2 before a log that never comes\n--- last output of short-lived \(pid \d+\) ---\nboom$/)
   })
 
   test('times out naming what never happened', async () => {
     const child = runProcess(node, script('setInterval(() => {}, 1000); console.log("alive")'), { name: 'idle' })
+    // First its output, so the message's tail does not depend on how fast a loaded machine starts node.
+    await child.waitForLine(/^alive$/, { what: 'the alive line' })
     await expect(child.waitForLine(/never/, { timeoutMs: 200, what: 'the word never' }))
-      .rejects.toThrow(/^timed out after 200ms waiting for the word never\n--- last output of idle/)
+      .rejects.toThrow(/^timed out after 200ms waiting for the word never\n--- last output of idle \(pid \d+\) ---\nalive$/)
   })
 
   test('kill sends SIGTERM, is idempotent, and escalates to SIGKILL', async () => {

@@ -3,7 +3,10 @@ import { X509Certificate } from 'node:crypto'
 import { createServer } from 'node:https'
 import { request } from 'node:https'
 import { beforeAll, describe, expect, onTestFinished, test } from 'vitest'
-import { createTlsFixture, listenLoopback } from '@spokelink/testkit'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createTlsFixture, listenLoopback, writeTlsFixtureFiles } from '@spokelink/testkit'
 import type { TlsFixture } from '@spokelink/testkit'
 
 describe('createTlsFixture', () => {
@@ -34,5 +37,19 @@ describe('createTlsFixture', () => {
     for await (const chunk of res) body += String(chunk)
     expect(res.statusCode).toBe(200)
     expect(body).toBe('ok')
+  })
+})
+
+describe('writeTlsFixtureFiles', () => {
+  test('writes the fixture\'s CA, certificate and key (0600) for processes that take paths', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'testkit-tls-'))
+    onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
+    const files = await writeTlsFixtureFiles(dir)
+    const fixture = await createTlsFixture()
+    expect(files).toEqual({ caPem: fixture.caPem, caFile: join(dir, 'ca.pem'), certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server-key.pem') })
+    expect(await readFile(files.caFile, 'utf8')).toBe(fixture.caPem)
+    expect(await readFile(files.certFile, 'utf8')).toBe(fixture.certPem)
+    expect(await readFile(files.keyFile, 'utf8')).toBe(fixture.keyPem)
+    expect((await stat(files.keyFile)).mode & 0o777).toBe(0o600)
   })
 })
