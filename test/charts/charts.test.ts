@@ -75,6 +75,24 @@ function spokesFileOf (rendered: Rendered, fixtures: Map<string, Record<string, 
   return parseSpokesConfig(text, `Secret ${name}`)
 }
 
+/** Dotted paths of a values.yaml's settings; maps that are Kubernetes objects or free-form count as one. */
+function valueKeys (values: Record<string, unknown>, prefix = ''): string[] {
+  const opaque = new Set(['podSecurityContext', 'securityContext', 'resources', 'hubSelector', 'upstreams'])
+  return Object.entries(values).flatMap(([key, value]) => {
+    const path = prefix + key
+    const isMap = value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length > 0
+    return isMap && !opaque.has(key) ? valueKeys(value as Record<string, unknown>, `${path}.`) : [path]
+  })
+}
+
+test.each([EXIT_NODE, AGENT])('the README of %s lists every value', async (chart) => {
+  const values = parseYaml(await readFile(join(CHARTS_DIR, chart, 'values.yaml'), 'utf8')) as Record<string, unknown>
+  const readme = await readFile(join(CHARTS_DIR, chart, 'README.md'), 'utf8')
+  const keys = valueKeys(values)
+  expect(keys.length).toBeGreaterThan(20)
+  expect(keys.filter((key) => !readme.includes(`| \`${key}\` |`))).toEqual([])
+})
+
 describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
   let tmp: string
   /** Stand-ins for Secrets a value set names but does not render (existingSecret): name → file name → content. */
