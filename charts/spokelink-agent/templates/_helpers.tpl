@@ -22,13 +22,24 @@ app.kubernetes.io/name: {{ include "spokelink-agent.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "spokelink-agent.labels" -}}
+{{/* What the Deployment, its Services, PDB and NetworkPolicy select: the pods, never the helm test pod. */}}
+{{- define "spokelink-agent.podSelectorLabels" -}}
+{{ include "spokelink-agent.selectorLabels" . }}
+app.kubernetes.io/component: agent
+{{- end }}
+
+{{/* Labels of every object but the component; objects add their own app.kubernetes.io/component. */}}
+{{- define "spokelink-agent.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "spokelink-agent.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: agent
 app.kubernetes.io/part-of: spokelink
+{{- end }}
+
+{{- define "spokelink-agent.labels" -}}
+{{ include "spokelink-agent.commonLabels" . }}
+app.kubernetes.io/component: agent
 {{- end }}
 
 {{- define "spokelink-agent.serviceAccountName" -}}

@@ -26,13 +26,24 @@ app.kubernetes.io/name: {{ include "spokelink-exit-node.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "spokelink-exit-node.labels" -}}
+{{/* What the Deployment, its Services, PDB and NetworkPolicy select: the pods, never the helm test pod. */}}
+{{- define "spokelink-exit-node.podSelectorLabels" -}}
+{{ include "spokelink-exit-node.selectorLabels" . }}
+app.kubernetes.io/component: exit-node
+{{- end }}
+
+{{/* Labels of every object but the component; objects add their own app.kubernetes.io/component. */}}
+{{- define "spokelink-exit-node.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "spokelink-exit-node.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/component: exit-node
 app.kubernetes.io/part-of: spokelink
+{{- end }}
+
+{{- define "spokelink-exit-node.labels" -}}
+{{ include "spokelink-exit-node.commonLabels" . }}
+app.kubernetes.io/component: exit-node
 {{- end }}
 
 {{- define "spokelink-exit-node.serviceAccountName" -}}
