@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
+import { cp, readFile, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -107,4 +108,22 @@ export async function kubeconform (manifests: string): Promise<{ result: Command
 /** The objects of one kind. */
 export function ofKind<T extends K8sObject = K8sObject> (objects: readonly K8sObject[], kind: string): T[] {
   return objects.filter((o) => o.kind === kind) as T[]
+}
+
+/**
+ * What `helm install` would print as NOTES, without a cluster: `helm template` cannot show NOTES.txt, so a copy of
+ * the chart in `workDir` gets one more template that carries the NOTES text as a YAML string.
+ */
+export async function renderNotes (chart: string, workDir: string, valuesFiles: readonly string[] = []): Promise<string> {
+  const copy = join(workDir, chart)
+  await cp(join(CHARTS_DIR, chart), copy, { recursive: true })
+  const notes = await readFile(join(copy, 'templates', 'NOTES.txt'), 'utf8')
+  await writeFile(join(copy, 'templates', '_notes-under-test.tpl'), `{{- define "notes-under-test" -}}\n${notes}\n{{- end }}\n`)
+  await writeFile(join(copy, 'templates', 'notes-under-test.yaml'), 'kind: NotesUnderTest\ntext: {{ include "notes-under-test" . | toJson }}\n')
+  const args = ['template', RELEASE, copy, '--namespace', NAMESPACE, '--kube-version', KUBE_VERSION, '--show-only', 'templates/notes-under-test.yaml']
+  for (const file of valuesFiles) args.push('--values', file)
+  const result = await run(HELM, args)
+  if (result.code !== 0) throw new Error(`rendering NOTES.txt of ${chart} failed:\n${result.stderr}`)
+  const [doc] = parseAllDocuments(result.stdout).map((d) => d.toJS() as unknown)
+  return (doc as { text: string }).text
 }

@@ -8,7 +8,7 @@ import type { SpokesConfig } from '@spokelink/auth'
 import { runSpokelink } from '@spokelink/testkit'
 import {
   CHARTS_DIR, HELM, KUBE_VERSION, NAMESPACE, RELEASE,
-  helmTemplate, kubeconform, missingChartTools, ofKind, renderChart, run, valueSets,
+  helmTemplate, kubeconform, missingChartTools, ofKind, renderChart, renderNotes, run, valueSets,
 } from './chart-tools.js'
 import type { K8sObject, Rendered } from './chart-tools.js'
 
@@ -273,6 +273,40 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       const bad = await helmTemplate(EXIT_NODE, [text])
       expect(bad.code).not.toBe(0)
       expect(bad.stderr).toMatch(/spokes\[0\]\.ports\[0\]\.listen: expected "host:port", got "nowhere"/)
+    })
+
+    test('NOTES print a valid Prometheus config: a /federate job per spoke Service and the http_sd job; and the ScrapeConfig the release renders', async () => {
+      const values = join(CHARTS_DIR, EXIT_NODE, 'ci', 'three-spokes-values.yaml')
+      const notes = await renderNotes(EXIT_NODE, join(tmp, 'notes'), [values])
+      const rendered = await renderChart(EXIT_NODE, [values])
+      // The jobs: every "  - job_name:" block, handed to promtool as one scrape_configs list.
+      const lines = notes.split('\n')
+      const jobs: string[] = []
+      lines.forEach((line, i) => {
+        if (!line.startsWith('  - job_name:')) return
+        const block = [line]
+        for (const next of lines.slice(i + 1)) {
+          if (!next.startsWith('    ')) break
+          block.push(next)
+        }
+        jobs.push(block.join('\n'))
+      })
+      const config = `scrape_configs:\n${jobs.join('\n')}\n`
+      const parsed = parseYaml(config) as { scrape_configs: Array<{ job_name: string, static_configs?: Array<{ targets: string[] }>, http_sd_configs?: Array<{ url: string }> }> }
+      const spokes = spokesFileOf(rendered, fixtures).spokes
+      expect(parsed.scrape_configs.flatMap((job) => job.static_configs?.flatMap((c) => c.targets) ?? [])).toEqual(spokes.map((s) => `spoke-${s.name}.${NAMESPACE}.svc:9090`))
+      expect(parsed.scrape_configs.flatMap((job) => job.http_sd_configs?.map((c) => c.url) ?? [])).toEqual([`http://${RELEASE}-spokelink-exit-node-admin.${NAMESPACE}.svc:9464/v1/sd`])
+      const file = join(tmp, 'notes-prometheus.yml')
+      await writeFile(file, config)
+      const check = await run('promtool', ['check', 'config', file])
+      expect(check.code, check.stdout + check.stderr).toBe(0)
+      // The ScrapeConfig printed is the one rendered (scrapeConfig.enabled in this value set).
+      const start = lines.findIndex((line) => line === '  apiVersion: monitoring.coreos.com/v1alpha1')
+      const end = lines.findIndex((line, i) => i > start && line.trim() === '')
+      const printed = parseYaml(lines.slice(start, end).map((line) => line.slice(2)).join('\n')) as K8sObject & { spec: unknown }
+      const [scrapeConfig] = ofKind<K8sObject & { spec: unknown }>(rendered.objects, 'ScrapeConfig')
+      expect(printed.spec).toEqual(scrapeConfig?.spec)
+      expect(printed.metadata.name).toBe(scrapeConfig?.metadata.name)
     })
 
     test('selectorless mode (for replicas > 1): Services without a selector and RBAC for EndpointSlices only', async () => {

@@ -219,6 +219,9 @@ params:
     - {{ . | quote }}
     {{- end }}
 relabelings:
+  - sourceLabels: [__meta_spokelink_upstream]
+    regex: {{ .Values.scrapeConfig.upstream }}
+    action: keep
   - sourceLabels: [__meta_spokelink_spoke]
     targetLabel: spoke
   - sourceLabels: [__meta_spokelink_upstream]
