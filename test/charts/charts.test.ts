@@ -348,6 +348,14 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       expect(mainContainer(deployment).args).toContain('--join-file=/etc/spokelink/join/join-token')
     })
 
+    test('a join token file with a trailing newline (helm --set-file) is stored trimmed', async () => {
+      const file = join(tmp, 'join-with-newline.yaml')
+      await writeFile(file, toYaml({ joinToken: `${fixtureJoinToken}\n` }))
+      const rendered = await renderChart(AGENT, [file])
+      const [secret] = ofKind<Secret>(rendered.objects, 'Secret')
+      expect(secret === undefined ? undefined : secretData(secret, 'join-token')).toBe(fixtureJoinToken)
+    })
+
     test('a bad upstream or join token in values fails helm template', async () => {
       for (const set of ['upstreams.Bad_Name=prom:9090', 'upstreams.prometheus=no-port', 'joinToken=slk_abcd_notajointoken']) {
         const result = await helmTemplate(AGENT, [], [set])
