@@ -73,7 +73,7 @@ export async function helmTemplate (chart: string, valuesFiles: readonly string[
   const args = ['template', RELEASE, join(CHARTS_DIR, chart), '--namespace', NAMESPACE, '--kube-version', KUBE_VERSION]
   for (const file of valuesFiles) args.push('--values', file)
   for (const set of sets) args.push('--set', set)
-  return await run(HELM, args)
+  return run(HELM, args)
 }
 
 /** Every value set of a chart: the defaults and each `ci/*.yaml`, as [label, values files]. */

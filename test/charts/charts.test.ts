@@ -21,7 +21,7 @@ const AGENT = 'spokelink-agent'
 const missing = missingChartTools()
 const inCi = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false'
 if (missing.length > 0 && !inCi) {
-  console.warn(`skipping the chart tests: ${missing.join(', ')} not found; run scripts/test-charts (it builds them)`)
+  process.stderr.write(`skipping the chart tests: ${missing.join(', ')} not found; run scripts/test-charts (it builds them)\n`)
 }
 
 interface Container {
@@ -376,7 +376,7 @@ async function withMountedFiles (
   deployment: Deployment,
   container: Container,
   dir: string,
-  fixture: (name: string, keys: string[]) => Record<string, string>,
+  fixture: (name: string, keys: string[]) => Record<string, string>
 ): Promise<string[]> {
   const volumes = deployment.spec.template.spec.volumes ?? []
   const replacements: Array<[string, string]> = []

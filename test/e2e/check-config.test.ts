@@ -13,7 +13,7 @@ import type { TlsFixture } from '@spokelink/testkit'
 // settings printed as one JSON document with secrets redacted, exit 0 or 2, and nothing bound, dialed or written.
 
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
-  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]),
+  Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined])
 )
 
 interface Checked {
