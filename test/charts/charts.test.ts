@@ -261,6 +261,7 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
         [['existingSecret.name=x', 'spokes[0].name=a'], /spokes and existingSecret.name exclude each other/],
         [['replicas=2'], /replicas > 1 needs spokeServices.selectorless=true/],
         [['tls.existingSecret=t'], /tls.existingSecret and autoTLS.enabled exclude each other/],
+        [['networkPolicy.enabled=true', 'networkPolicy.hubSelector.podSelector=null'], /networkPolicy.hubSelector needs a podSelector or a namespaceSelector/],
       ]
       for (const [sets, message] of cases) {
         const result = await helmTemplate(EXIT_NODE, [], sets)

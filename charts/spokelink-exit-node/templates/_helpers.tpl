@@ -185,6 +185,9 @@ Fails with one line when a spoke cannot be served through a Service.
 {{- if and (gt (int .Values.replicas) 1) .Values.autoTLS.enabled }}
 {{- fail "replicas > 1 cannot use autoTLS: each replica would make its own CA; use tls.existingSecret" }}
 {{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.hubSelector.podSelector) (not .Values.networkPolicy.hubSelector.namespaceSelector) }}
+{{- fail "networkPolicy.hubSelector needs a podSelector or a namespaceSelector: it names the hub Prometheus" }}
+{{- end }}
 {{- $names := dict }}
 {{- range (include "spokelink-exit-node.spokeList" . | fromJsonArray) }}
 {{- $svc := include "spokelink-exit-node.spokeServiceName" (dict "root" $ "name" .name) }}
