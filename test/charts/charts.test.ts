@@ -334,6 +334,17 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       expect(printed.metadata.name).toBe(scrapeConfig?.metadata.name)
     })
 
+    test('the NetworkPolicy opens /connect to connectFrom and only the admin and listen ports to the hub selector', async () => {
+      const rendered = await renderChart(EXIT_NODE, [join(CHARTS_DIR, EXIT_NODE, 'ci', 'three-spokes-values.yaml')])
+      interface Rule { from?: unknown[], ports: Array<{ port: number }> }
+      const [policy] = ofKind<K8sObject & { spec: { ingress: Rule[] } }>(rendered.objects, 'NetworkPolicy')
+      const [connect, hub] = policy?.spec.ingress ?? []
+      expect(connect).toEqual({ ports: [{ port: 8123, protocol: 'TCP' }], from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }] })
+      const listenPorts = spokesFileOf(rendered, fixtures).spokes.flatMap((s) => s.ports.map((p) => p.listen.port))
+      expect(hub?.ports.map((p) => p.port)).toEqual([9464, ...listenPorts])
+      expect(hub?.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }])
+    })
+
     test('selectorless mode (for replicas > 1): Services without a selector and RBAC for EndpointSlices only', async () => {
       const rendered = await renderChart(EXIT_NODE, [join(CHARTS_DIR, EXIT_NODE, 'ci', 'three-spokes-values.yaml')], [
         'replicas=2', 'spokeServices.selectorless=true', 'autoTLS.enabled=false', 'tls.existingSecret=hub-tls',
