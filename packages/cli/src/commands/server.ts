@@ -131,12 +131,8 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   const loadTls = async (): Promise<{ certPem: string, keyPem: string } | undefined> => {
     const source = prepared.tls
     if (source === undefined) return undefined
-    if (source.kind === 'files') {
-      // Read again on every call (SIGHUP after cert-manager renewed the Secret), and checked as at start.
-      const pems = await readCertificateAndKey(source.certPath, source.keyPath)
-      checkCertificateAndKey({ cert: source.certPath, key: source.keyPath }, pems)
-      return pems
-    }
+    // Read again on every call (SIGHUP after cert-manager renewed the Secret); exitNode.setTls checks the pair.
+    if (source.kind === 'files') return readCertificateAndKey(source.certPath, source.keyPath)
     const material = await ensureAutoTls(source.dir, { hosts: source.hosts })
     logger.info({ dir: source.dir, caSha256: material.caSha256 }, 'auto-tls ready')
     // Serve the CA after the leaf: an agent pinning caSha256 (join token) must find the CA in the chain it is sent.
