@@ -393,6 +393,8 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
     })
 
     test('a bad upstream or join token in values fails helm template', async () => {
+      const unknown = await helmTemplate(AGENT, [], ['readOnly={thanos}'])
+      expect(unknown.stderr).toContain('readOnly: "thanos" is not one of the upstreams (prometheus)')
       for (const set of ['upstreams.Bad_Name=prom:9090', 'upstreams.prometheus=no-port', 'joinToken=slk_abcd_notajointoken']) {
         const result = await helmTemplate(AGENT, [], [set])
         expect(result.code, set).not.toBe(0)

@@ -90,6 +90,11 @@ app.kubernetes.io/component: agent
 {{- if and .Values.ca.pem .Values.ca.existingConfigMap }}
 {{- fail "ca.pem and ca.existingConfigMap exclude each other" }}
 {{- end }}
+{{- range .Values.readOnly }}
+{{- if not (hasKey $.Values.upstreams .) }}
+{{- fail (printf "readOnly: %q is not one of the upstreams (%s)" . (keys $.Values.upstreams | sortAlpha | join ", ")) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metricsService.enabled) }}
 {{- fail "serviceMonitor.enabled needs metricsService.enabled" }}
 {{- end }}
