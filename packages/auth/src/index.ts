@@ -35,6 +35,7 @@ export {
   AUTO_TLS_FILES,
   TLS_DEFAULTS,
   certificateSha256,
+  checkCertificateHosts,
   createCertificateAuthority,
   createServerCertificate,
   ensureAutoTls,

@@ -201,6 +201,15 @@ export async function ensureAutoTls (dir: string, options: AutoTlsOptions): Prom
 }
 
 /**
+ * Checks that every entry of `hosts` can be a subjectAltName of the server certificate (what {@link ensureAutoTls}
+ * checks before it touches the disk), so a configuration can be validated without writing anything.
+ * @throws {AuthError} `SLK_ERR_AUTH_TLS` when `hosts` is empty or holds something that is neither an IP nor a DNS name
+ */
+export function checkCertificateHosts (hosts: string[]): void {
+  toAltNames(hosts)
+}
+
+/**
  * Lowercase hex sha256 of a certificate's DER encoding (the first certificate of a PEM bundle). This is what join
  * tokens pin as `caSha256`, and it equals Node's `X509Certificate.fingerprint256` without colons, lowercased.
  * @throws {AuthError} `SLK_ERR_AUTH_TLS` when `pem` holds no certificate

@@ -22,6 +22,15 @@ export function addOptions (command: Command, specs: readonly OptionSpec[]): Com
   return command
 }
 
+/**
+ * Adds `--check-config`: validate every flag, env var and file exactly as a start would, print the effective
+ * settings (secrets redacted) and exit 0, or exit 2 with one line; nothing is bound, dialed or written. It is an
+ * action, not a setting, so it has no env var and no config-file key.
+ */
+export function addCheckConfigOption (command: Command): Command {
+  return command.addOption(new Option('--check-config', 'validate the settings and the files they name as a start would, print the effective settings (secrets redacted) and exit; binds, dials and writes nothing'))
+}
+
 /** Resolves a command's settings from its parsed flags, the environment and `--config`. */
 export async function resolveCommandConfig (command: Command, specs: readonly OptionSpec[], env: Readonly<Record<string, string | undefined>>): Promise<ResolvedConfig> {
   const values = command.opts<Record<string, unknown>>()

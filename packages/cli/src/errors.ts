@@ -5,6 +5,7 @@ export type CliErrorCode =
   | 'SLK_ERR_USAGE_CONFLICT'
   | 'SLK_ERR_CONFIG_FILE'
   | 'SLK_ERR_CONFIG_READ'
+  | 'SLK_ERR_CONFIG_TLS'
 
 /** A usage or configuration error; the message names the flag, its source and what was expected. */
 export class CliError extends Error {

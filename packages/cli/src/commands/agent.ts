@@ -1,15 +1,18 @@
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
-import { decodeJoinToken, quoteValue } from '@spokelink/auth'
-import { createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer } from '@spokelink/agent'
-import { addOptions, resolveCommandConfig } from '../command-options.js'
+import { decodeJoinToken, parseSpokeToken, quoteValue } from '@spokelink/auth'
+import { checkServerUrl, createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer, validateAgentOptions } from '@spokelink/agent'
+import type { AgentOptions } from '@spokelink/agent'
+import { addCheckConfigOption, addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
 import type { CommandContext } from '../command-context.js'
 import { describeConfig, listSetting, numberSetting, splitHostPort, stringSetting } from '../config.js'
-import type { OptionSpec } from '../config.js'
+import type { OptionSpec, ResolvedConfig } from '../config.js'
 import { CliError } from '../errors.js'
 import { createRootLogger, isLogLevel } from '../logger.js'
+import { printLine } from '../output.js'
 import { readTextFile } from '../read-text-file.js'
+import { readCertificate } from '../tls-files.js'
 import { LOG_LEVELS } from './server.js'
 
 /** Settings of `spokelink agent`. */
@@ -18,6 +21,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'token', kind: 'string', arg: 'token', secret: true, help: 'spoke token slk_<id>_<secret> (prefer --token-file or the env var)' },
   { name: 'token-file', kind: 'string', arg: 'file', help: 'file holding the spoke token' },
   { name: 'join', kind: 'string', arg: 'join-token', secret: true, help: 'join token slkj1.… (server, token and CA pin in one string)' },
+  { name: 'join-file', kind: 'string', arg: 'file', help: 'file holding the join token (e.g. a mounted Secret)' },
   { name: 'upstream', kind: 'list', arg: 'name=host:port', help: 'an upstream this agent may dial (repeatable); nothing else is ever dialed' },
   { name: 'read-only', kind: 'list', arg: 'name', help: 'only let the hub read this Prometheus upstream: GET/HEAD of /federate, /metrics, the query API, /-/healthy, /-/ready (repeatable); anything else gets 403' },
   { name: 'allow', kind: 'list', arg: "name='GET /path,…'", help: 'only these requests reach this HTTP upstream (GET implies HEAD; a trailing /* matches the rest; repeatable); anything else gets 403' },
@@ -40,64 +44,125 @@ function parseLabels (items: string[]): Record<string, string> {
   return labels
 }
 
-async function resolveCredentials (config: Readonly<Record<string, unknown>>): Promise<{ server: string, token: string, caSha256: string | undefined }> {
-  const settings = config as Parameters<typeof stringSetting>[0]
-  const join = stringSetting(settings, 'join')
-  const tokenFlag = stringSetting(settings, 'token')
-  const tokenFile = stringSetting(settings, 'token-file')
-  if ([join, tokenFlag, tokenFile].filter((value) => value !== undefined).length > 1) {
-    throw new CliError('SLK_ERR_USAGE_CONFLICT', 'give one of --join, --token or --token-file')
-  }
-  if (join !== undefined) {
-    const decoded = decodeJoinToken(join)
-    return { server: stringSetting(settings, 'server') ?? decoded.server, token: decoded.token, caSha256: decoded.caSha256 }
-  }
-  const token = tokenFile !== undefined ? (await readTextFile('token-file', tokenFile)).trim() : tokenFlag
-  if (token === undefined) throw new CliError('SLK_ERR_USAGE_MISSING', 'a token is required: --token, --token-file or --join (or SPOKELINK_TOKEN)')
-  return { server: stringSetting(settings, 'server', true), token, caSha256: undefined }
+interface Credentials {
+  server: string
+  token: string
+  caSha256: string | undefined
+  /** Which setting the token came from, for `--check-config`. */
+  from: 'join' | 'join-file' | 'token' | 'token-file'
 }
 
-async function runAgent (command: Command, context: CommandContext): Promise<void> {
+async function resolveCredentials (config: ResolvedConfig['config']): Promise<Credentials> {
+  const join = stringSetting(config, 'join')
+  const joinFile = stringSetting(config, 'join-file')
+  const tokenFlag = stringSetting(config, 'token')
+  const tokenFile = stringSetting(config, 'token-file')
+  if ([join, joinFile, tokenFlag, tokenFile].filter((value) => value !== undefined).length > 1) {
+    throw new CliError('SLK_ERR_USAGE_CONFLICT', 'give one of --join, --join-file, --token or --token-file')
+  }
+  if (join !== undefined || joinFile !== undefined) {
+    const text = joinFile !== undefined ? (await readTextFile('join-file', joinFile)).trim() : join ?? ''
+    const decoded = decodeJoinToken(text)
+    return { server: stringSetting(config, 'server') ?? decoded.server, token: decoded.token, caSha256: decoded.caSha256, from: joinFile !== undefined ? 'join-file' : 'join' }
+  }
+  const token = tokenFile !== undefined ? (await readTextFile('token-file', tokenFile)).trim() : tokenFlag
+  if (token === undefined) throw new CliError('SLK_ERR_USAGE_MISSING', 'a token is required: --token, --token-file, --join or --join-file (or SPOKELINK_TOKEN)')
+  return { server: stringSetting(config, 'server', true), token, caSha256: undefined, from: tokenFile !== undefined ? 'token-file' : 'token' }
+}
+
+/** The agent settings a start uses, resolved and validated; nothing is dialed yet. */
+interface PreparedAgent {
+  resolved: ResolvedConfig
+  level: string
+  credentials: Credentials
+  caPath: string | undefined
+  health: { host: string, port: number } | undefined
+  options: AgentOptions
+}
+
+/**
+ * Everything a start checks before it dials: flags, env and `--config`, the token or join token (and the file
+ * holding it), the upstreams, `--ca-file`, labels, and the agent options (URL, `--insecure`, CA pin).
+ * @throws CliError (exit 2), AgentError SLK_ERR_AGENT_INVALID_OPTION / SLK_ERR_AGENT_INSECURE, AuthError SLK_ERR_AUTH_JOIN_TOKEN_MALFORMED
+ */
+async function prepareAgent (command: Command, context: CommandContext): Promise<PreparedAgent> {
   const resolved = await resolveCommandConfig(command, AGENT_OPTIONS, context.env)
   const { config } = resolved
-  const { server, token, caSha256 } = await resolveCredentials(config)
+  const credentials = await resolveCredentials(config)
   const upstreams = listSetting(config, 'upstream').map(parseUpstreamSpec)
   const policies = parseHttpPolicies(listSetting(config, 'read-only'), listSetting(config, 'allow'))
   const caPath = stringSetting(config, 'ca-file')
   const caPem = caPath === undefined ? undefined : await readTextFile('ca-file', caPath)
+  if (caPath !== undefined && caPem !== undefined) readCertificate('ca-file', caPath, caPem)
   const healthText = stringSetting(config, 'health-listen')
   const health = healthText === undefined ? undefined : splitHostPort(healthText)
-  const level = stringSetting(config, 'log-level', true)
-  const logger = createRootLogger(isLogLevel(level) ? level : 'info')
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
   const keepaliveIntervalMs = numberSetting(config, 'keepalive')
-  const agent = createAgent({
-    server,
-    token,
+  const agentName = stringSetting(config, 'name')
+  const options: AgentOptions = {
+    server: credentials.server,
+    token: credentials.token,
     upstreams,
     policies,
     caPem,
-    caSha256,
+    caSha256: credentials.caSha256,
     insecure: config.insecure === true,
     keepaliveIntervalMs,
     keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
     labels: parseLabels(listSetting(config, 'label')),
-    ...(stringSetting(config, 'name') === undefined ? {} : { agentName: stringSetting(config, 'name') }),
-  }, { logger, registry })
-  logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(server).host, caPinned: caSha256 !== undefined }, 'starting')
+    ...(agentName === undefined ? {} : { agentName }),
+  }
+  validateAgentOptions(options)
+  return { resolved, level: stringSetting(config, 'log-level', true), credentials, caPath, health, options }
+}
+
+/** `--check-config`: what a start would use, secrets redacted, as one JSON document on stdout. */
+function printAgentCheck (prepared: PreparedAgent): void {
+  const { credentials, options } = prepared
+  // The shape of a token is checked here too: a start would only learn it from the exit-node's 401.
+  const { id } = parseSpokeToken(credentials.token)
+  printLine(JSON.stringify({
+    ok: true,
+    command: 'agent',
+    settings: describeConfig(prepared.resolved, AGENT_OPTIONS),
+    server: checkServerUrl(options.server, options.insecure === true).href,
+    credentials: { from: credentials.from, tokenId: id, caPinned: credentials.caSha256 !== undefined, caSha256: credentials.caSha256, caFile: prepared.caPath },
+    upstreams: options.upstreams.map((upstream) => `${upstream.name}=${upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host}:${upstream.port}`),
+    labels: options.labels,
+    healthListen: prepared.health === undefined ? undefined : `${prepared.health.host}:${prepared.health.port}`,
+  }, null, 2))
+}
+
+async function runAgent (command: Command, context: CommandContext): Promise<void> {
+  const prepared = await prepareAgent(command, context)
+  if (command.opts<{ checkConfig?: boolean }>().checkConfig === true) {
+    printAgentCheck(prepared)
+    return
+  }
+  const { resolved, credentials, health, options } = prepared
+  const logger = createRootLogger(isLogLevel(prepared.level) ? prepared.level : 'info')
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
+  const agent = createAgent(options, { logger, registry })
+  logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(options.server).host, caPinned: credentials.caSha256 !== undefined }, 'starting')
   const healthServer = health === undefined ? undefined : await startAgentHealthServer(health, agent, { registry, logger })
   agent.start()
-  const tokenFile = stringSetting(config, 'token-file')
-  // SIGHUP: re-read --token-file (a rotated Secret) for the next connection; the live session keeps its token.
+  const tokenFile = stringSetting(resolved.config, 'token-file')
+  const joinFile = stringSetting(resolved.config, 'join-file')
+  // Only the token is swapped from a re-read join token: a new server URL or CA pin needs a restart.
+  const rereadToken = async (): Promise<string | undefined> => {
+    if (tokenFile !== undefined) return (await readTextFile('token-file', tokenFile)).trim()
+    if (joinFile !== undefined) return decodeJoinToken((await readTextFile('join-file', joinFile)).trim()).token
+    return undefined
+  }
+  // SIGHUP: re-read --token-file or --join-file (a rotated Secret) for the next connection; the live session keeps its token.
   const unsubscribe = context.reload?.subscribe(() => {
     logger.info({ signal: 'SIGHUP' }, 'reload requested')
-    if (tokenFile === undefined) {
+    if (tokenFile === undefined && joinFile === undefined) {
       logger.info({ tokenFile: false }, 'reload done')
       return
     }
-    readTextFile('token-file', tokenFile).then((text) => {
-      agent.setToken(text.trim())
+    rereadToken().then((token) => {
+      if (token !== undefined) agent.setToken(token)
       logger.info({ tokenFile: 'reloaded' }, 'reload done')
     }).catch((err: unknown) => {
       logger.error({ err }, 'token file reload failed; keeping the current token')
@@ -114,6 +179,7 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
 export function agentCommand (context: CommandContext): Command {
   const command = new Command('agent').description('run an agent: dial out to the exit-node and serve the named upstreams')
   addOptions(command, AGENT_OPTIONS)
+  addCheckConfigOption(command)
   command.action(async () => { await runAgent(command, context) })
   return command
 }

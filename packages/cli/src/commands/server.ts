@@ -2,15 +2,20 @@ import os from 'node:os'
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { ensureAutoTls, loadSpokesFile, watchSpokesFile } from '@spokelink/auth'
-import { createExitNode } from '@spokelink/exit-node'
-import { addOptions, resolveCommandConfig } from '../command-options.js'
+import type { SpokesConfig } from '@spokelink/auth'
+import { createExitNode, validateExitNodeOptions } from '@spokelink/exit-node'
+import type { ExitNodeOptions } from '@spokelink/exit-node'
+import { addCheckConfigOption, addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
 import type { CommandContext } from '../command-context.js'
 import { describeConfig, listSetting, numberSetting, splitHostPort, stringSetting } from '../config.js'
-import type { OptionSpec } from '../config.js'
+import type { OptionSpec, ResolvedConfig } from '../config.js'
 import { CliError } from '../errors.js'
 import { createRootLogger, isLogLevel } from '../logger.js'
+import { printLine } from '../output.js'
 import { readTextFile } from '../read-text-file.js'
+import { checkCertificateAndKey, inspectAutoTlsDir } from '../tls-files.js'
+import type { CertificateSummary } from '../tls-files.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -41,7 +46,23 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'log-sample-interval', kind: 'duration', arg: 'duration', default: 10_000, help: 'repeated refusals log one line per reason per interval, then a count' },
 ]
 
-async function runServer (command: Command, context: CommandContext): Promise<void> {
+/** The exit-node settings a start uses, resolved and validated; nothing is bound or written yet. */
+interface PreparedServer {
+  resolved: ResolvedConfig
+  level: string
+  spokesPath: string
+  spokes: SpokesConfig
+  options: ExitNodeOptions
+  tls: { kind: 'files', certPath: string, keyPath: string, certPem: string, keyPem: string, summary: CertificateSummary } |
+    { kind: 'auto', dir: string, hosts: string[] } | undefined
+}
+
+/**
+ * Everything a start checks before it binds: flags, env and `--config`, the spokes file, the TLS files (read and
+ * matched), the `--auto-tls` hosts, and the exit-node options. `--check-config` and a real start share it.
+ * @throws CliError (exit 2), ConfigError SLK_ERR_CONFIG_SPOKES_*, ExitNodeError SLK_ERR_EXIT_INVALID_OPTION
+ */
+async function prepareServer (command: Command, context: CommandContext): Promise<PreparedServer> {
   const resolved = await resolveCommandConfig(command, SERVER_OPTIONS, context.env)
   const { config } = resolved
   const spokesPath = stringSetting(config, 'spokes', true)
@@ -54,31 +75,19 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   const autoTlsDir = stringSetting(config, 'auto-tls')
   if ((certPath === undefined) !== (keyPath === undefined)) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--tls-cert and --tls-key go together')
   if (certPath !== undefined && autoTlsDir !== undefined) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--auto-tls cannot be combined with --tls-cert/--tls-key')
-  const level = stringSetting(config, 'log-level', true)
-  const logger = createRootLogger(isLogLevel(level) ? level : 'info')
-  logger.info({ command: 'server', settings: describeConfig(resolved, SERVER_OPTIONS) }, 'starting')
-
   const spokes = await loadSpokesFile(spokesPath)
-  const hosts = listSetting(config, 'auto-tls-hosts')
-  const loadTls = async (): Promise<{ certPem: string, keyPem: string } | undefined> => {
-    if (certPath !== undefined && keyPath !== undefined) {
-      return { certPem: await readTextFile('tls-cert', certPath), keyPem: await readTextFile('tls-key', keyPath) }
-    }
-    if (autoTlsDir === undefined) return undefined
-    const material = await ensureAutoTls(autoTlsDir, { hosts: hosts.length > 0 ? hosts : [os.hostname(), 'localhost', '127.0.0.1'] })
-    logger.info({ dir: autoTlsDir, caSha256: material.caSha256 }, 'auto-tls ready')
-    // Serve the CA after the leaf: an agent pinning caSha256 (join token) must find the CA in the chain it is sent.
-    return { certPem: `${material.certPem.trimEnd()}\n${material.caPem.trimEnd()}\n`, keyPem: material.keyPem }
+  let tls: PreparedServer['tls']
+  if (certPath !== undefined && keyPath !== undefined) {
+    const pems = await readCertificateAndKey(certPath, keyPath)
+    tls = { kind: 'files', certPath, keyPath, ...pems, summary: checkCertificateAndKey({ cert: certPath, key: keyPath }, pems) }
+  } else if (autoTlsDir !== undefined) {
+    const hosts = listSetting(config, 'auto-tls-hosts')
+    tls = { kind: 'auto', dir: autoTlsDir, hosts: hosts.length > 0 ? hosts : [os.hostname(), 'localhost', '127.0.0.1'] }
   }
-  const tls = await loadTls()
-
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
   const keepaliveIntervalMs = numberSetting(config, 'keepalive')
-  const exitNode = createExitNode({
+  const options: ExitNodeOptions = {
     host: listen.host,
     port: listen.port,
-    tls,
     keepaliveIntervalMs,
     keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
     shutdownGraceMs: numberSetting(config, 'shutdown-grace'),
@@ -97,7 +106,61 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
     maxFailedAuthSources: numberSetting(config, 'max-failed-auth-sources'),
     maxSessionsPerSpoke: numberSetting(config, 'max-sessions-per-spoke'),
     logSampleIntervalMs: numberSetting(config, 'log-sample-interval'),
-  }, spokes, { logger, registry })
+  }
+  validateExitNodeOptions(options)
+  return { resolved, level: stringSetting(config, 'log-level', true), spokesPath, spokes, options, tls }
+}
+
+async function readCertificateAndKey (certPath: string, keyPath: string): Promise<{ certPem: string, keyPem: string }> {
+  return { certPem: await readTextFile('tls-cert', certPath), keyPem: await readTextFile('tls-key', keyPath) }
+}
+
+/** `--check-config`: what a start would use, secrets redacted, as one JSON document on stdout. */
+async function printServerCheck (prepared: PreparedServer): Promise<void> {
+  const { tls } = prepared
+  const tlsReport = tls === undefined
+    ? { mode: 'none (plain ws: TLS must end at a proxy in front)' }
+    : tls.kind === 'files'
+      ? { mode: 'files', cert: tls.certPath, key: tls.keyPath, certificate: tls.summary }
+      : { mode: 'auto', ...await inspectAutoTlsDir(tls.dir, tls.hosts) }
+  printLine(JSON.stringify({
+    ok: true,
+    command: 'server',
+    settings: describeConfig(prepared.resolved, SERVER_OPTIONS),
+    spokes: prepared.spokes.spokes.map((spoke) => ({
+      name: spoke.name,
+      tokens: spoke.tokens.length,
+      ports: spoke.ports.map((port) => ({ upstream: port.upstream, listen: `${port.listen.host.includes(':') ? `[${port.listen.host}]` : port.listen.host}:${port.listen.port}` })),
+    })),
+    tls: tlsReport,
+  }, null, 2))
+}
+
+async function runServer (command: Command, context: CommandContext): Promise<void> {
+  const prepared = await prepareServer(command, context)
+  if (command.opts<{ checkConfig?: boolean }>().checkConfig === true) {
+    await printServerCheck(prepared)
+    return
+  }
+  const { resolved, spokes, spokesPath } = prepared
+  const logger = createRootLogger(isLogLevel(prepared.level) ? prepared.level : 'info')
+  logger.info({ command: 'server', settings: describeConfig(resolved, SERVER_OPTIONS) }, 'starting')
+
+  const loadTls = async (): Promise<{ certPem: string, keyPem: string } | undefined> => {
+    const source = prepared.tls
+    if (source === undefined) return undefined
+    // Read again on every call (SIGHUP after cert-manager renewed the Secret); exitNode.setTls checks the pair.
+    if (source.kind === 'files') return readCertificateAndKey(source.certPath, source.keyPath)
+    const material = await ensureAutoTls(source.dir, { hosts: source.hosts })
+    logger.info({ dir: source.dir, caSha256: material.caSha256 }, 'auto-tls ready')
+    // Serve the CA after the leaf: an agent pinning caSha256 (join token) must find the CA in the chain it is sent.
+    return { certPem: `${material.certPem.trimEnd()}\n${material.caPem.trimEnd()}\n`, keyPem: material.keyPem }
+  }
+  const tls = prepared.tls?.kind === 'files' ? { certPem: prepared.tls.certPem, keyPem: prepared.tls.keyPem } : await loadTls()
+
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
+  const exitNode = createExitNode({ ...prepared.options, tls }, spokes, { logger, registry })
   await exitNode.listen()
   const watcher = watchSpokesFile(spokesPath, {
     initial: spokes,
@@ -141,6 +204,7 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
 export function serverCommand (context: CommandContext): Command {
   const command = new Command('server').description('run the exit-node: accept agents, expose each spoke on its data-plane ports')
   addOptions(command, SERVER_OPTIONS)
+  addCheckConfigOption(command)
   command.action(async () => { await runServer(command, context) })
   return command
 }
