@@ -142,7 +142,7 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     const keyPath = join(sub, 'tls.key')
     await writeFile(certPath, first.certPem)
     await writeFile(keyPath, first.keyPem)
-    const server = spokelink(['server', '--listen', '127.0.0.1:0', '--spokes', spokes, '--tls-cert', certPath, '--tls-key', keyPath])
+    const server = spokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokes, '--tls-cert', certPath, '--tls-key', keyPath])
     const port = Number((await server.waitForLog(isMsg('listening'), { what: 'the server\'s listening line', timeoutMs: 30_000 })).port)
     expect(await servedFingerprint(port)).toBe(new X509Certificate(first.certPem).fingerprint256)
 
@@ -171,7 +171,7 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     await writeFile(spokes, spokesText([good], await freePort()))
     const tokenFile = join(sub, 'token')
     await writeFile(tokenFile, `${createSpokeToken().token}\n`) // not in the spokes file: 401
-    const server = spokelink(['server', '--listen', '127.0.0.1:0', '--spokes', spokes])
+    const server = spokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokes])
     const port = Number((await server.waitForLog(isMsg('listening'), { what: 'the server\'s listening line', timeoutMs: 30_000 })).port)
     const agent = spokelink(['agent', '--server', `ws://127.0.0.1:${port}/connect`, '--token-file', tokenFile, '--upstream', `prometheus=${exporter.target}`])
     expect(await agent.waitForLog(isMsg('disconnected'), { what: 'the agent to be refused', timeoutMs: 15_000 })).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })

@@ -82,7 +82,7 @@ describe('hub Prometheus federates a spoke whose agent runs --read-only promethe
     expect(await create.waitForExit()).toEqual({ code: 0, signal: null })
     const token = String((JSON.parse(create.stdoutLines.find((line) => line !== '') ?? '{}') as { token?: unknown }).token)
 
-    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', spokesFile, '--shutdown-grace', '2s'])
+    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--shutdown-grace', '2s'])
     const listening = await server.waitForLog((e) => e.msg === 'listening', { what: 'the server\'s listening line', timeoutMs: 30_000 })
     const agent = runSpokelink([
       'agent',
