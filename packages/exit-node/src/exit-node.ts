@@ -242,7 +242,13 @@ export class ExitNode {
     this.#clock = deps.clock ?? (() => new Date())
     this.#promRegistry = deps.registry
     this.#metrics = createExitNodeMetrics(deps.registry)
-    this.#frontDoor = new FrontDoor({ ...this.#options, refusalCloseTimeoutMs: this.#options.headersTimeoutMs }, {
+    const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
+    this.#frontDoor = new FrontDoor({
+      ...this.#options,
+      refusalCloseTimeoutMs: this.#options.headersTimeoutMs,
+      unauthenticatedDeadlineMs: this.#options.headersTimeoutMs + connectionsCheckingInterval +
+        (this.#options.tls === undefined ? 0 : this.#options.tlsHandshakeTimeoutMs),
+    }, {
       logger: this.#log,
       registry: deps.registry,
       nowMs: () => this.#clock().getTime(),
@@ -258,7 +264,6 @@ export class ExitNode {
     }, { metrics: this.#metrics, logger: deps.logger })
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { answerControlRequest(req, res, this.#readiness()) }
     const tls = this.#options.tls
-    const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
     this.#server = tls === undefined
       ? http.createServer({ connectionsCheckingInterval }, onRequest)
       : https.createServer({

@@ -25,6 +25,19 @@ export interface FrontDoorOptions {
   logSampleIntervalMs: number
   /** How long a refused upgrade's socket may linger if the peer does not read the answer. */
   refusalCloseTimeoutMs: number
+  /**
+   * Longest life of a connection whose upgrade is not accepted: the TLS handshake and headers timeouts plus one
+   * check interval. Node enforces those two itself, but only on a periodic check that a loaded event loop can
+   * postpone; this per-connection deadline makes the bound hold whatever Node's check does.
+   */
+  unauthenticatedDeadlineMs: number
+}
+
+/** An unauthenticated connection's slot, its deadline and whether its TLS handshake finished. */
+interface HeldConnection {
+  slot: ConnectionSlot
+  deadline: NodeJS.Timeout
+  secured: boolean
 }
 
 /** What {@link FrontDoor} needs from the exit-node. */
@@ -70,8 +83,8 @@ export class FrontDoor {
   readonly #readOpenFileLimit: () => OpenFileLimit | undefined
   readonly #metrics: FrontDoorMetrics
   readonly #unauthenticated: ConnectionBudget
-  /** The slot each unauthenticated connection holds, by `address|port` (the same for the TCP and the TLS socket). */
-  readonly #slots = new Map<string, ConnectionSlot>()
+  /** Each unauthenticated connection, by `address|port` (the same for the TCP and the TLS socket). */
+  readonly #held = new Map<string, HeldConnection>()
   readonly #failedAuth: FailedAuthLimiter
   /** Sampled log lines of refusals; the exit-node's other refusals use it too. */
   readonly sampler: LogSampler
@@ -90,24 +103,30 @@ export class FrontDoor {
   /** Counts connections and timeouts of `server` (http or https). */
   attach (server: Server): void {
     // Counted on the raw TCP socket, so a wss client holds its slot from accept through the TLS handshake.
-    server.on('connection', (socket: Socket) => { this.#admit(socket) })
+    server.on('connection', (socket: Socket) => { this.#admit(socket, 'secureConnection' in server ? 'tls' : 'headers') })
+    server.on('secureConnection', (socket: Socket) => {
+      const held = this.#held.get(`${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`)
+      if (held !== undefined) held.secured = true
+    })
     // Garbage before the upgrade, TLS errors and half-sent requests cost one socket, nothing more.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const phase = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'headers' : err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'tls' : undefined
-      if (phase !== undefined) {
-        this.#metrics.timeoutsTotal.inc({ phase })
-        const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_HANDSHAKE_TIMEOUT'
-        this.sampler.log(this.#log, 'warn', `timeout_${phase}`, { code, phase, remoteAddress: 'remoteAddress' in socket ? socket.remoteAddress : undefined }, 'connection timed out')
-      }
+      if (phase !== undefined) this.#timedOut(phase, (socket as Partial<Socket>).remoteAddress)
       socket.destroy()
     })
+  }
+
+  #timedOut (phase: 'headers' | 'tls', remoteAddress: string | undefined): void {
+    this.#metrics.timeoutsTotal.inc({ phase })
+    const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_HANDSHAKE_TIMEOUT'
+    this.sampler.log(this.#log, 'warn', `timeout_${phase}`, { code, phase, remoteAddress }, 'connection timed out')
   }
 
   /** The upgrade of the connection from `remoteAddress:remotePort` was accepted: it no longer counts as unauthenticated. */
   upgradeAccepted (remoteAddress: string | undefined, remotePort: number | undefined): void {
     const key = `${remoteAddress ?? ''}|${remotePort ?? ''}`
-    const slot = this.#slots.get(key)
-    if (slot !== undefined) this.#release(key, slot)
+    const held = this.#held.get(key)
+    if (held !== undefined) this.#release(key, held)
   }
 
   /** Answers a refused upgrade and closes the socket; the refusal spends the source's failed-auth budget (429 when none is left). */
@@ -156,7 +175,7 @@ export class FrontDoor {
     this.sampler.close()
   }
 
-  #admit (socket: Socket): void {
+  #admit (socket: Socket, firstPhase: 'headers' | 'tls'): void {
     const { remoteAddress, remotePort } = socket
     if (remoteAddress === undefined || remotePort === undefined) {
       // Already reset by the peer: nothing to serve, nothing to count.
@@ -172,14 +191,22 @@ export class FrontDoor {
       return
     }
     const key = `${remoteAddress}|${remotePort}`
-    this.#slots.set(key, slot)
+    const deadline = setTimeout(() => {
+      if (this.#held.get(key) !== held) return
+      this.#timedOut(held.secured ? 'headers' : firstPhase, remoteAddress)
+      socket.destroy()
+    }, this.#options.unauthenticatedDeadlineMs).unref()
+    const held: HeldConnection = { slot, deadline, secured: false }
+    this.#held.set(key, held)
     this.#metrics.unauthenticated.set(this.#unauthenticated.size)
-    socket.once('close', () => { this.#release(key, slot) })
+    socket.once('close', () => { this.#release(key, held) })
   }
 
-  #release (key: string, slot: ConnectionSlot): void {
-    this.#unauthenticated.release(slot)
-    if (this.#slots.get(key) === slot) this.#slots.delete(key)
+  #release (key: string, held: HeldConnection): void {
+    if (this.#held.get(key) !== held) return
+    clearTimeout(held.deadline)
+    this.#unauthenticated.release(held.slot)
+    this.#held.delete(key)
     this.#metrics.unauthenticated.set(this.#unauthenticated.size)
   }
 }
