@@ -40,14 +40,17 @@ phase() {
 
 # Run a command inside the cluster's network namespace (network only: same mounts and cgroups).
 in_netns() { nsenter --net="/run/netns/$KUBE_NETNS" -- "$@"; }
+# GET an apiserver path with the admin token (curl: no kubectl needed).
+# (The header comes from a file so the token is not on a command line.)
+api_get() { in_netns curl -sf --cacert "$KUBE_STATE/pki/ca.crt" -H "@$KUBE_STATE/pki/admin.header" "https://$KUBE_NODE_IP:6443$1"; }
 kubectl() { in_netns "$KUBE_TOOLS/bin/kubectl" "$@"; }
 ctr() { command ctr --address "$CONTAINERD_ADDRESS" --namespace k8s.io "$@"; }
 
 # wait_for WHAT TIMEOUT_S CHECK...: poll CHECK until it succeeds; fails (printing WHAT) after TIMEOUT_S.
 wait_for() {
-  local what="$1" deadline=$((SECONDS + $2)); shift 2
+  local what="$1" timeout="$2" deadline=$((SECONDS + $2)); shift 2
   until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then echo "timed out after $2 s waiting for $what" >&2; return 1; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then echo "timed out after $timeout s waiting for $what" >&2; return 1; fi
     sleep 0.5
   done
 }

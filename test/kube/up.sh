@@ -50,6 +50,7 @@ declare -A tokens
   echo "${tokens[scheduler]},system:kube-scheduler,uid-scheduler"
 } >"$pki/tokens.csv"
 chmod 0600 "$pki/tokens.csv"
+(umask 077; echo "Authorization: Bearer ${tokens[admin]}" >"$pki/admin.header")
 kubeconfig() { # kubeconfig WHO FILE
   cat >"$2" <<KC
 apiVersion: v1
@@ -184,8 +185,8 @@ start kube-apiserver "$bin/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 
   --enable-admission-plugins=NodeRestriction,PodSecurity \
   --kubelet-preferred-address-types=InternalIP --profiling=false \
   --cert-dir="$KUBE_STATE/apiserver-certs"
-wait_for "kube-apiserver /readyz" 120 kubectl get --raw /readyz
-kubectl version 2>/dev/null | sed -n 's/^Server Version: /apiserver /p'
+wait_for "kube-apiserver /readyz" 120 api_get /readyz
+echo "apiserver $(api_get /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')"
 
 phase "kube-controller-manager, kube-scheduler"
 start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$KUBE_STATE/controller-manager.kubeconfig" \
