@@ -25,6 +25,7 @@ cluster_pids() {
 }
 
 # 1. kubelet first, so it does not restart what we stop; then every daemon by its pid file, politely.
+step_started=$SECONDS
 for name in kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd; do
   pidfile="$KUBE_RUN/$name.pid"
   [ -f "$pidfile" ] || continue
@@ -36,6 +37,8 @@ for name in kubelet kube-proxy kube-scheduler kube-controller-manager kube-apise
   fi
 done
 
+echo "down: daemons stopped in $((SECONDS - step_started)) s"
+step_started=$SECONDS
 # 2. Whatever is left of the cluster (containers, shims, anything the daemons started): SIGKILL, by pid.
 for _ in 1 2 3 4 5; do
   pids="$(cluster_pids | grep -vx "$$" | sort -u)"
@@ -45,6 +48,8 @@ for _ in 1 2 3 4 5; do
   sleep 0.5
 done
 
+echo "down: containers and shims killed in $((SECONDS - step_started)) s"
+step_started=$SECONDS
 # 3. Mounts under the state and run directories (container root file systems, shm, pod volumes, pods'
 #    network namespaces), deepest first.
 for _ in 1 2 3; do
@@ -53,6 +58,7 @@ for _ in 1 2 3; do
   while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done <<<"$mounts"
 done
 
+echo "down: mounts removed in $((SECONDS - step_started)) s"
 # 4. The cluster's network namespace: its bridge, veths and iptables chains go with it.
 if [ -e "/run/netns/$KUBE_NETNS" ]; then ip netns delete "$KUBE_NETNS" 2>/dev/null || true; fi
 

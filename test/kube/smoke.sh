@@ -44,13 +44,14 @@ pod_ip="$(kubectl -n kube-smoke get pod exit-node -o jsonpath='{.status.podIP}')
 by_pod_ip="$(in_netns curl -s --max-time 5 "http://$pod_ip:8123/readyz" 2>&1 || true)"
 check "GET pod IP $pod_ip:8123/readyz → ready" "$(ok_if test "$by_pod_ip" = ready)" "got: $by_pod_ip"
 service_ip="$(kubectl -n kube-smoke get service exit-node -o jsonpath='{.spec.clusterIP}')"
-wait_for "kube-proxy to route Service $service_ip" 90 in_netns curl -sf --max-time 2 "http://$service_ip:8123/readyz" || true
+wait_for "kube-proxy to route Service $service_ip" 60 in_netns curl -sf --max-time 2 "http://$service_ip:8123/readyz" || true
 by_service="$(in_netns curl -s --max-time 5 "http://$service_ip:8123/readyz" 2>&1 || true)"
 check "GET Service IP $service_ip:8123/readyz → ready (kube-proxy)" "$(ok_if test "$by_service" = ready)" "got: $by_service"
 
 phase "DNS from a pod"
 fill dns-probe.yaml | kubectl apply -f - >/dev/null
-if wait_for "dns-probe to finish" 120 sh -c "kubectl -n kube-smoke get pod dns-probe -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'"; then :; fi
+probe_done() { kubectl -n kube-smoke get pod dns-probe -o jsonpath='{.status.phase}' | grep -qE '^(Succeeded|Failed)$'; }
+wait_for "dns-probe to finish" 120 probe_done || true
 probe="$(kubectl -n kube-smoke logs dns-probe 2>&1 | tail -n 1)"
 echo "  dns-probe: $probe"
 expected="{\"apiserver\":[\"$KUBE_SERVICE_IP\"],\"exitNode\":\"$service_ip\",\"readyz\":\"200 ready\"}"

@@ -19,6 +19,9 @@ phase "network namespace $KUBE_NETNS, certificates, configuration"
 ip netns add "$KUBE_NETNS"
 in_netns ip link set lo up
 in_netns ip addr add "$KUBE_NODE_IP/32" dev lo
+# The namespace has no default route; Service IPs need a route for the node's own connections (kubectl-free
+# checks, kube-proxy's OUTPUT DNAT) to get as far as iptables, which then sends them to a pod.
+in_netns ip route add "$KUBE_SERVICE_CIDR" dev lo src "$KUBE_NODE_IP"
 # Pod → Service → pod on the same bridge is routed through the namespace: it must forward.
 in_netns sysctl -qw net.ipv4.ip_forward=1
 mkdir -p "$KUBE_STATE"/{pki,logs,etcd,kubelet,pod-logs,cni/net.d,cni/ipam,containerd} "$KUBE_RUN"
