@@ -26,17 +26,26 @@ cluster_pids() {
 
 # 1. kubelet first, so it does not restart what we stop; then every daemon by its pid file, politely.
 step_started=$SECONDS
-for name in kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd; do
-  pidfile="$KUBE_RUN/$name.pid"
-  [ -f "$pidfile" ] || continue
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-done
-
+# stop_daemons NAME...: SIGTERM to each by its pid file, up to 5 s for all of them together, then SIGKILL.
+stop_daemons() {
+  local name pid pids=()
+  for name in "$@"; do
+    [ -f "$KUBE_RUN/$name.pid" ] || continue
+    pid="$(cat "$KUBE_RUN/$name.pid")"
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  local alive
+  for _ in $(seq 1 20); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 1 ] || break
+    sleep 0.25
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+stop_daemons kubelet
+stop_daemons kube-proxy kube-scheduler kube-controller-manager kube-apiserver containerd etcd
 echo "down: daemons stopped in $((SECONDS - step_started)) s"
 step_started=$SECONDS
 # 2. Whatever is left of the cluster (containers, shims, anything the daemons started): SIGKILL, by pid.
@@ -59,6 +68,7 @@ for _ in 1 2 3; do
 done
 
 echo "down: mounts removed in $((SECONDS - step_started)) s"
+step_started=$SECONDS
 # 4. The cluster's network namespace: its bridge, veths and iptables chains go with it.
 if [ -e "/run/netns/$KUBE_NETNS" ]; then ip netns delete "$KUBE_NETNS" 2>/dev/null || true; fi
 
@@ -71,6 +81,7 @@ done
 
 # 6. State.
 rm -rf "$KUBE_STATE" "$KUBE_RUN"
+echo "down: namespace, cgroups and state removed in $((SECONDS - step_started)) s"
 
 # Verify.
 left=0
