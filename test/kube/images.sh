@@ -38,7 +38,9 @@ case "${1:-}" in
   import)
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
-    for image in "$KUBE_IMAGES_PAUSE" "$KUBE_IMAGES_COREDNS" "$SPOKELINK_IMAGE"; do
+    # The spokelink image also under the cli's version, the charts' default tag (scripts/build-image tags it).
+    version="$(node -p "require('$repo/packages/cli/package.json').version")"
+    for image in "$KUBE_IMAGES_PAUSE" "$KUBE_IMAGES_COREDNS" "$SPOKELINK_IMAGE" "${SPOKELINK_IMAGE%:*}:$version"; do
       # docker-archive keeps the full name (localhost/…:tag) that pods refer to.
       podman save --quiet --format docker-archive -o "$tmp/image.tar" "$image"
       ctr images import "$tmp/image.tar" >/dev/null
