@@ -111,7 +111,10 @@ export class FrontDoor {
     // Garbage before the upgrade, TLS errors and half-sent requests cost one socket, nothing more.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const phase = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'headers' : err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'tls' : undefined
-      if (phase !== undefined) this.#timedOut(phase, (socket as Partial<Socket>).remoteAddress)
+      const { remoteAddress, remotePort } = socket as Partial<Socket>
+      // Released now, not on 'close' (a tick later), so the deadline below cannot count this connection again.
+      this.upgradeAccepted(remoteAddress, remotePort)
+      if (phase !== undefined) this.#timedOut(phase, remoteAddress)
       socket.destroy()
     })
   }
@@ -122,7 +125,7 @@ export class FrontDoor {
     this.sampler.log(this.#log, 'warn', `timeout_${phase}`, { code, phase, remoteAddress }, 'connection timed out')
   }
 
-  /** The upgrade of the connection from `remoteAddress:remotePort` was accepted: it no longer counts as unauthenticated. */
+  /** The connection from `remoteAddress:remotePort` was upgraded (or is being closed): it no longer counts as unauthenticated. */
   upgradeAccepted (remoteAddress: string | undefined, remotePort: number | undefined): void {
     const key = `${remoteAddress ?? ''}|${remotePort ?? ''}`
     const held = this.#held.get(key)
@@ -193,6 +196,7 @@ export class FrontDoor {
     const key = `${remoteAddress}|${remotePort}`
     const deadline = setTimeout(() => {
       if (this.#held.get(key) !== held) return
+      this.#release(key, held)
       this.#timedOut(held.secured ? 'headers' : firstPhase, remoteAddress)
       socket.destroy()
     }, this.#options.unauthenticatedDeadlineMs).unref()
