@@ -120,6 +120,8 @@ export class EndpointSlicePublisher {
   readonly #onOffline = (spoke: string): void => { this.#markDirty(spoke) }
   #reconcileTimer: NodeJS.Timeout | undefined
   #reconciling: Promise<void> | undefined
+  /** A reconcile asked for while one runs: it runs after, so it sees what happened meanwhile. */
+  #reconcileQueued: Promise<void> | undefined
   #reconcileFailed = false
   #sweepForbidden = false
   #closing: Promise<void> | undefined
@@ -150,8 +152,8 @@ export class EndpointSlicePublisher {
 
   /** Resolves once no API call is queued or in flight (tests and shutdown). */
   async settled (): Promise<void> {
-    while (this.#operations.size > 0 || this.#reconciling !== undefined) {
-      await Promise.allSettled([...this.#operations, this.#reconciling])
+    while (this.#operations.size > 0 || this.#reconciling !== undefined || this.#reconcileQueued !== undefined) {
+      await Promise.allSettled([...this.#operations, this.#reconciling, this.#reconcileQueued])
     }
   }
 
@@ -161,8 +163,14 @@ export class EndpointSlicePublisher {
    */
   async reconcile (): Promise<void> {
     if (this.#closing !== undefined) return
-    this.#reconciling ??= this.#reconcile().finally(() => { this.#reconciling = undefined })
-    await this.#reconciling
+    this.#reconcileQueued ??= (async () => {
+      await this.#reconciling
+      this.#reconcileQueued = undefined
+      if (this.#closing !== undefined) return
+      this.#reconciling = this.#reconcile().finally(() => { this.#reconciling = undefined })
+      await this.#reconciling
+    })()
+    await this.#reconcileQueued
   }
 
   /** Withdraws own slices (bounded by `withdrawTimeoutMs`) and stops; call before draining. Idempotent. */
