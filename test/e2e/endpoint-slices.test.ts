@@ -29,7 +29,7 @@ const ROLE_FILE = new URL('../../docs/kubernetes/exit-node-role.yaml', import.me
 const SLICES = `/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices`
 
 const missing = apiServerMissing()
-if (missing !== undefined) console.log(`skipping endpoint-slices tests: ${missing}`)
+if (missing !== undefined) process.stdout.write(`skipping endpoint-slices tests: ${missing}\n`)
 
 let logLines: string[] = []
 const logSink = new Writable({ write (chunk: Buffer, _encoding, callback) { logLines.push(chunk.toString('utf8')); callback() } })
@@ -92,7 +92,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
   async function startPublishingExitNode (spokesText: string, pod: PodIdentity, name: string): Promise<{ exitNode: ExitNode, url: string, registry: Registry }> {
     const registry = new Registry()
     const apiClient = createKubeEndpointSliceApi(loadKubeConfig({ KUBECONFIG: exitNodeKubeconfig }), NAMESPACE)
-    const exitNode = createExitNode({ host: '127.0.0.1', port: 0, shutdownGraceMs: 500 }, parseSpokesConfig(spokesText, 'test'), {
+    const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0, shutdownGraceMs: 500 }, parseSpokesConfig(spokesText, 'test'), {
       logger: testLogger(name),
       registry,
       endpointSlices: { namespace: NAMESPACE, pod, api: apiClient, retryInitialDelayMs: 50, retryMaxDelayMs: 500 },
@@ -156,7 +156,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect(await getSlice(sliceName)).toBeUndefined()
 
     const first = await startAgent({ server: node.url, token: token.token, upstreams }, testLogger('agent-1'))
-    const slice = await waitFor(async () => await getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 15_000 })
+    const slice = await waitFor(async () => getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 15_000 })
     expect(slice.metadata.labels).toEqual({
       'kubernetes.io/service-name': spoke,
       'endpointslice.kubernetes.io/managed-by': 'spokelink',
@@ -232,7 +232,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     const node = await startPublishingExitNode(spokesYaml(spoke, token, await freePort()), pods.a, 'exit-node-a')
     await startAgent({ server: node.url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startUpstream() }] }, testLogger('agent'))
     const own = endpointSliceName(spoke, pods.a.name)
-    await waitFor(async () => await getSlice(own), { what: `slice ${own}`, timeoutMs: 15_000 })
+    await waitFor(async () => getSlice(own), { what: `slice ${own}`, timeoutMs: 15_000 })
     // Someone deletes the live spoke's slice by hand: the reconcile puts it back.
     expect(await admin.deleteSlice(own)).toBe('deleted')
 
@@ -255,12 +255,12 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
     const spokesFile = join(dir, 'spokes.yaml')
     await writeFile(spokesFile, spokesYaml(spoke, token, dataPort))
-    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', spokesFile, '--endpoint-slices', '--shutdown-grace', '60s'], {
+    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--endpoint-slices', '--shutdown-grace', '60s'], {
       env: { KUBECONFIG: exitNodeKubeconfig, POD_NAME: pods.a.name, POD_IP: pods.a.ip, POD_NAMESPACE: NAMESPACE, POD_UID: pods.a.uid, SPOKELINK_LOG_LEVEL: 'debug' },
     })
     onTestFinished(async () => { await server.kill('SIGKILL') })
     onTestFailed(() => { process.stderr.write(`--- spokelink server output ---\n${server.output()}\n`) })
-    const listening = await server.waitForLog((entry) => entry.msg === 'listening', { what: 'server listening', timeoutMs: 15_000 })
+    const listening = await server.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'server listening', timeoutMs: 15_000 })
     // An upstream that accepts and never answers: the scrape in flight keeps the exit-node draining.
     const accepted: net.Socket[] = []
     const upstream = net.createServer((socket) => { accepted.push(socket); socket.on('error', () => {}) })
@@ -269,7 +269,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     onTestFinished(() => { for (const socket of accepted) socket.destroy() })
     const agent = await startAgent({ server: `ws://127.0.0.1:${String(listening.port)}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
     const sliceName = endpointSliceName(spoke, pods.a.name)
-    await waitFor(async () => await getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 15_000 })
+    await waitFor(async () => getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 15_000 })
 
     const scrape = net.connect({ host: '127.0.0.1', port: dataPort })
     onTestFinished(() => { scrape.destroy() })

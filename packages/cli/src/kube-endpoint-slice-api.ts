@@ -98,28 +98,28 @@ export function createKubeEndpointSliceApi (kubeConfig: KubeConfig, namespace: s
   const where = (name: string): string => `endpointslice ${namespace}/${name}`
   return {
     listSlices: async (labelSelector) => {
-      const list = await call(`list endpointslices in ${namespace}`, async () => await discovery.listNamespacedEndpointSlice({ namespace, labelSelector }), {})
+      const list = await call(`list endpointslices in ${namespace}`, async () => discovery.listNamespacedEndpointSlice({ namespace, labelSelector }), {})
       return list.items.map(fromBody)
     },
     getSlice: async (name) => {
-      const body = await call(`get ${where(name)}`, async () => await discovery.readNamespacedEndpointSlice({ name, namespace }), { 404: undefined })
+      const body = await call(`get ${where(name)}`, async () => discovery.readNamespacedEndpointSlice({ name, namespace }), { 404: undefined })
       return body === undefined ? undefined : fromBody(body)
     },
     createSlice: async (slice) => {
-      const body = await call(`create ${where(slice.name)}`, async () => await discovery.createNamespacedEndpointSlice({ namespace, body: toBody(slice, namespace) }), { 409: 'exists' as const })
+      const body = await call(`create ${where(slice.name)}`, async () => discovery.createNamespacedEndpointSlice({ namespace, body: toBody(slice, namespace) }), { 409: 'exists' as const })
       return body === 'exists' ? body : fromBody(body)
     },
     replaceSlice: async (slice, resourceVersion) => {
-      const body = await call(`replace ${where(slice.name)}`, async () => await discovery.replaceNamespacedEndpointSlice({ name: slice.name, namespace, body: toBody(slice, namespace, resourceVersion) }), { 404: 'gone' as const, 409: 'conflict' as const })
+      const body = await call(`replace ${where(slice.name)}`, async () => discovery.replaceNamespacedEndpointSlice({ name: slice.name, namespace, body: toBody(slice, namespace, resourceVersion) }), { 404: 'gone' as const, 409: 'conflict' as const })
       return typeof body === 'string' ? body : fromBody(body)
     },
     deleteSlice: async (name, resourceVersion) => {
       const body = resourceVersion === undefined ? undefined : { preconditions: { resourceVersion } }
-      const result = await call(`delete ${where(name)}`, async () => await discovery.deleteNamespacedEndpointSlice({ name, namespace, body }), { 404: 'gone' as const, 409: 'conflict' as const })
+      const result = await call(`delete ${where(name)}`, async () => discovery.deleteNamespacedEndpointSlice({ name, namespace, body }), { 404: 'gone' as const, 409: 'conflict' as const })
       return typeof result === 'string' ? result : 'deleted'
     },
     getPodUid: async (name) => {
-      const pod = await call(`get pod ${namespace}/${name}`, async () => await core.readNamespacedPod({ name, namespace }), { 404: undefined })
+      const pod = await call(`get pod ${namespace}/${name}`, async () => core.readNamespacedPod({ name, namespace }), { 404: undefined })
       return pod?.metadata?.uid
     },
   }

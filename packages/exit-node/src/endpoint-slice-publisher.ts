@@ -352,7 +352,7 @@ export class EndpointSlicePublisher {
       // A create still in flight would land after the delete and outlive this pod: let it finish first.
       await this.settled()
       const names = new Set([...this.#published, ...this.#sessions.all().map((session) => session.spoke)].map((spoke) => endpointSliceName(this.serviceOf(spoke), this.#options.pod.name)))
-      const results = await Promise.allSettled([...names].map(async (name) => await this.#api.deleteSlice(name)))
+      const results = await Promise.allSettled([...names].map(async (name) => this.#api.deleteSlice(name)))
       const failed = results.filter((result) => result.status === 'rejected')
       if (failed.length > 0) this.#metrics.errorsTotal.inc({ operation: 'withdraw' }, failed.length)
       this.#published.clear()

@@ -81,7 +81,7 @@ export function apiServerMissing (): string | undefined {
 
 async function requestJson (url: string, caPem: string, method: string, path: string, token: string, body?: unknown): Promise<ApiResponse> {
   const payload = body === undefined ? undefined : JSON.stringify(body)
-  return await new Promise<ApiResponse>((resolve, reject) => {
+  return new Promise<ApiResponse>((resolve, reject) => {
     const req = https.request(`${url}${path}`, {
       method,
       ca: caPem,
@@ -179,7 +179,7 @@ export async function startApiServer (options: StartApiServerOptions = {}): Prom
       caPem: tls.caPem,
       adminToken,
       dir,
-      request: async (method, path, body, token) => await requestJson(url, tls.caPem, method, path, token ?? adminToken, body),
+      request: async (method, path, body, token) => requestJson(url, tls.caPem, method, path, token ?? adminToken, body),
       writeKubeconfig: async (token, name) => {
         const file = join(dir, `${name}.kubeconfig`)
         await writeFile(file, JSON.stringify({
