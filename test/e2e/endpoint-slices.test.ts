@@ -307,6 +307,33 @@ describe('spokelink server --endpoint-slices configuration', () => {
     expect(server.stderrLines).toContain('error: --endpoint-slices needs the downward-API variables POD_IP, POD_NAMESPACE, POD_UID (fieldRef metadata.name, status.podIP, metadata.namespace, metadata.uid)')
   })
 
+  test('--check-config reports the pod and API server it would use and contacts nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spokelink-slices-check-'))
+    onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
+    const spokesFile = join(dir, 'spokes.yaml')
+    await writeFile(spokesFile, spokesYaml('orion-aws', createSpokeToken(), 19090))
+    const kubeconfig = join(dir, 'kubeconfig')
+    // Port 9 (discard) on loopback: nothing is contacted by --check-config, so nothing listens there.
+    await writeFile(kubeconfig, JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      'current-context': 'c',
+      clusters: [{ name: 'k', cluster: { server: 'https://127.0.0.1:9' } }],
+      users: [{ name: 'u', user: { token: 'never-printed-token-value' } }],
+      contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }],
+    }))
+    const env = { KUBECONFIG: kubeconfig, POD_NAME: 'hub-exit-node-0', POD_IP: '10.244.0.9', POD_NAMESPACE: 'monitoring', POD_UID: 'uid-1' }
+    const check = runSpokelink(['server', '--check-config', '--spokes', spokesFile, '--endpoint-slices', '--service-prefix', 'spoke-'], { env })
+    expect(await check.waitForExit({ timeoutMs: 15_000 })).toEqual({ code: 0, signal: null })
+    const report = JSON.parse(check.stdoutLines.join('\n')) as { endpointSlices: unknown }
+    expect(report.endpointSlices).toEqual({ namespace: 'monitoring', pod: 'hub-exit-node-0', podIp: '10.244.0.9', podUid: 'uid-1', servicePrefix: 'spoke-', apiServer: 'https://127.0.0.1:9' })
+    expect(check.output()).not.toContain('never-printed-token-value')
+
+    const bad = runSpokelink(['server', '--check-config', '--spokes', spokesFile, '--endpoint-slices'], { env: { ...env, POD_IP: 'not-an-ip' } })
+    expect((await bad.waitForExit({ timeoutMs: 15_000 })).code).toBe(2)
+    expect(bad.stderrLines).toContain('error: endpoint slices option pod.ip (POD_IP): expected an IPv4 or IPv6 address, got "not-an-ip"')
+  })
+
   test('--service-prefix without --endpoint-slices is a usage error', async () => {
     const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', '/nonexistent.yaml', '--service-prefix', 'spoke-'])
     const exit = await server.waitForExit({ timeoutMs: 15_000 })
