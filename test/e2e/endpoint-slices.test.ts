@@ -247,6 +247,43 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect(await admin.deleteSlice(endpointSliceName('orion-live', pods.b.name))).toBe('deleted')
   }, 60_000)
 
+  test('with a Role on endpointslices only, publishing works and the sweep turns itself off after one 403', async () => {
+    await create(`/api/v1/namespaces/${NAMESPACE}/serviceaccounts`, { metadata: { name: 'slices-only' } })
+    const role = parseYaml(await readFile(ROLE_FILE, 'utf8')) as { rules: Array<{ resources: string[] }> }
+    await create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${NAMESPACE}/roles`, { metadata: { name: 'slices-only' }, rules: role.rules.filter((rule) => !rule.resources.includes('pods')) })
+    await create(`/apis/rbac.authorization.k8s.io/v1/namespaces/${NAMESPACE}/rolebindings`, {
+      metadata: { name: 'slices-only' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'slices-only' },
+      subjects: [{ kind: 'ServiceAccount', name: 'slices-only', namespace: NAMESPACE }],
+    })
+    const tokenRequest = await create(`/api/v1/namespaces/${NAMESPACE}/serviceaccounts/slices-only/token`, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } })
+    const kubeconfig = await api.writeKubeconfig((tokenRequest.status as { token: string }).token, 'slices-only')
+    // Another live replica's slice gives the sweep a pod to read.
+    const other = buildEndpointSlice('orion-other', 'orion-other', pods.b, [{ upstream: 'prometheus', host: '0.0.0.0', port: 19090 }])
+    const admin = createKubeEndpointSliceApi(loadKubeConfig({ KUBECONFIG: adminKubeconfig }), NAMESPACE)
+    expect(await admin.createSlice(other)).not.toBe('exists')
+    onTestFinished(async () => { await admin.deleteSlice(other.name) })
+
+    const spoke = 'orion-rbac'
+    const token = createSpokeToken()
+    const registry = new Registry()
+    const exitNode = createExitNode({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0, shutdownGraceMs: 500 }, parseSpokesConfig(spokesYaml(spoke, token, await freePort()), 'test'), {
+      logger: testLogger('exit-node-a'),
+      registry,
+      endpointSlices: { namespace: NAMESPACE, pod: pods.a, api: createKubeEndpointSliceApi(loadKubeConfig({ KUBECONFIG: kubeconfig }), NAMESPACE) },
+    })
+    onTestFinished(async () => { await exitNode.close() })
+    const { port } = await exitNode.listen()
+    await startAgent({ server: `ws://127.0.0.1:${port}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startUpstream() }] }, testLogger('agent'))
+    await waitFor(async () => getSlice(endpointSliceName(spoke, pods.a.name)), { what: 'slice published without pod rights', timeoutMs: 15_000 })
+    await exitNode.endpointSlices?.reconcile()
+    await exitNode.endpointSlices?.reconcile()
+    expect(await metric(registry, 'spokelink_endpoint_slice_errors_total', { operation: 'sweep' })).toBe(1)
+    expect(logLines.filter((line) => line.includes('the sweep of dead replicas')).length).toBe(1)
+    expect(logLines.join('')).toContain('HTTP 403')
+    expect(await getSlice(other.name)).toBeDefined()
+  }, 60_000)
+
   test('spokelink server --endpoint-slices withdraws its slices on SIGTERM before it drains', async () => {
     const spoke = 'orion-onprem'
     const token = createSpokeToken()

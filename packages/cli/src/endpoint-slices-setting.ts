@@ -4,7 +4,6 @@ import type { EndpointSlicePublisherOptions } from '@spokelink/exit-node'
 import type { ResolvedConfig } from './config.js'
 import { stringSetting } from './config.js'
 import { CliError } from './errors.js'
-import { loadKubeConfig } from './kube-endpoint-slice-api.js'
 
 /** The downward-API variables `--endpoint-slices` reads (the exit-node chart sets them). */
 export const POD_ENV = ['POD_NAME', 'POD_IP', 'POD_NAMESPACE', 'POD_UID'] as const
@@ -22,7 +21,7 @@ export interface EndpointSlicesSetting {
  * @throws CliError SLK_ERR_CONFIG_KUBERNETES naming the missing variable; SLK_ERR_USAGE_CONFLICT for --service-prefix
  *   alone; ExitNodeError SLK_ERR_EXIT_INVALID_OPTION for a malformed POD_IP, namespace or prefix
  */
-export function endpointSlicesSetting (config: ResolvedConfig['config'], env: Readonly<Record<string, string | undefined>>): EndpointSlicesSetting | undefined {
+export async function endpointSlicesSetting (config: ResolvedConfig['config'], env: Readonly<Record<string, string | undefined>>): Promise<EndpointSlicesSetting | undefined> {
   const servicePrefix = stringSetting(config, 'service-prefix') ?? ''
   if (config['endpoint-slices'] !== true) {
     if (servicePrefix !== '') throw new CliError('SLK_ERR_USAGE_CONFLICT', '--service-prefix only applies with --endpoint-slices')
@@ -38,6 +37,8 @@ export function endpointSlicesSetting (config: ResolvedConfig['config'], env: Re
     servicePrefix,
   }
   validateEndpointSlicePublisherOptions(options)
+  // Loaded only here: @kubernetes/client-node takes seconds to import, which every other command would pay.
+  const { loadKubeConfig } = await import('./kube-endpoint-slice-api.js')
   return { options, kubeConfig: loadKubeConfig(env) }
 }
 

@@ -15,7 +15,6 @@ import { createRootLogger, isLogLevel } from '../logger.js'
 import { printLine } from '../output.js'
 import { describeEndpointSlices, endpointSlicesSetting } from '../endpoint-slices-setting.js'
 import type { EndpointSlicesSetting } from '../endpoint-slices-setting.js'
-import { createKubeEndpointSliceApi } from '../kube-endpoint-slice-api.js'
 import { readTextFile } from '../read-text-file.js'
 import { checkCertificateAndKey, inspectAutoTlsDir } from '../tls-files.js'
 import type { CertificateSummary } from '../tls-files.js'
@@ -81,7 +80,7 @@ async function prepareServer (command: Command, context: CommandContext): Promis
   const autoTlsDir = stringSetting(config, 'auto-tls')
   if ((certPath === undefined) !== (keyPath === undefined)) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--tls-cert and --tls-key go together')
   if (certPath !== undefined && autoTlsDir !== undefined) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--auto-tls cannot be combined with --tls-cert/--tls-key')
-  const endpointSlices = endpointSlicesSetting(config, context.env)
+  const endpointSlices = await endpointSlicesSetting(config, context.env)
   const spokes = await loadSpokesFile(spokesPath)
   let tls: PreparedServer['tls']
   if (certPath !== undefined && keyPath !== undefined) {
@@ -169,7 +168,9 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
   const slices = prepared.endpointSlices
-  const endpointSlices = slices === undefined ? undefined : { ...slices.options, api: createKubeEndpointSliceApi(slices.kubeConfig, slices.options.namespace) }
+  const endpointSlices = slices === undefined
+    ? undefined
+    : { ...slices.options, api: (await import('../kube-endpoint-slice-api.js')).createKubeEndpointSliceApi(slices.kubeConfig, slices.options.namespace) }
   const exitNode = createExitNode({ ...prepared.options, tls }, spokes, { logger, registry, endpointSlices })
   await exitNode.listen()
   const watcher = watchSpokesFile(spokesPath, {
