@@ -352,8 +352,15 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       for (const service of spokeServices(rendered)) expect(service.spec.selector).toBeUndefined()
       expect(ofKind(rendered.objects, 'PodDisruptionBudget')).toHaveLength(1)
       const [role] = ofKind<K8sObject & { rules: unknown[] }>(rendered.objects, 'Role')
-      expect(role?.rules).toEqual([{ apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] }])
+      // The same rules as docs/kubernetes/exit-node-role.yaml, which the EndpointSlice e2e test binds on a real apiserver.
+      const documented = parseYaml(await readFile(new URL('../../docs/kubernetes/exit-node-role.yaml', import.meta.url), 'utf8')) as { rules: unknown[] }
+      expect(role?.rules).toEqual(documented.rules)
       expect(deploymentOf(rendered).spec.template.spec.automountServiceAccountToken).toBe(true)
+      const container = mainContainer(deploymentOf(rendered))
+      expect(container.args).toContain('--endpoint-slices')
+      for (const [name, fieldPath] of [['POD_NAME', 'metadata.name'], ['POD_NAMESPACE', 'metadata.namespace'], ['POD_UID', 'metadata.uid'], ['POD_IP', 'status.podIP']]) {
+        expect(container.env).toContainEqual({ name, valueFrom: { fieldRef: { fieldPath } } })
+      }
       const { summary } = await kubeconform(rendered.text)
       expect(summary).toEqual({ valid: rendered.objects.length, invalid: 0, errors: 0, skipped: 0 })
     })

@@ -7,7 +7,11 @@
 # Output: $KUBE_TOOLS/bin. Each output has a stamp of its inputs (go version, go.sum, flags) next to it and is
 # rebuilt only when they change; the Go build cache (~5 GB) makes a rebuild after a change cheap.
 # Builds run under `nice -n 10`: the machine's 2 cores are shared.
+# `--apiserver-only` builds kube-apiserver alone (scripts/test: the EndpointSlice tests need no cluster); a later full
+# run reuses it (same stamp).
 set -euo pipefail
+apiserver_only=0
+if [ "${1:-}" = "--apiserver-only" ]; then apiserver_only=1; fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -28,6 +32,7 @@ version_pkg=k8s.io/component-base/version
 k8s_ldflags="-s -w -X $version_pkg.gitVersion=$k8s_version -X $version_pkg.gitMajor=1 -X $version_pkg.gitMinor=$k8s_minor -X $version_pkg.gitTreeState=clean -X $version_pkg.buildDate=1970-01-01T00:00:00Z"
 k8s_sum="$(sha256sum "$here/tools/go.mod" "$here/tools/go.sum" | sha256sum | cut -c1-16)"
 k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+if [ "$apiserver_only" -eq 1 ]; then k8s_cmds=(kube-apiserver); fi
 
 phase "kubernetes $k8s_version binaries (${k8s_cmds[*]})"
 todo=()
@@ -48,6 +53,7 @@ else
   for cmd in "${todo[@]}"; do mark_built "$cmd" "$go_version" "$k8s_sum" "$k8s_ldflags"; done
 fi
 "$KUBE_TOOLS/bin/kube-apiserver" --version
+if [ "$apiserver_only" -eq 1 ]; then phase; exit 0; fi
 
 coredns_version=v1.12.4
 phase "coredns $coredns_version"

@@ -6,6 +6,7 @@ export type CliErrorCode =
   | 'SLK_ERR_CONFIG_FILE'
   | 'SLK_ERR_CONFIG_READ'
   | 'SLK_ERR_CONFIG_TLS'
+  | 'SLK_ERR_CONFIG_KUBERNETES'
 
 /** A usage or configuration error; the message names the flag, its source and what was expected. */
 export class CliError extends Error {

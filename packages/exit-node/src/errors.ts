@@ -12,13 +12,17 @@ export type ExitNodeErrorCode =
   | 'SLK_ERR_EXIT_HANDSHAKE_TIMEOUT'
   | 'SLK_ERR_EXIT_AUTH_THROTTLED'
   | 'SLK_ERR_EXIT_SESSION_LIMIT'
+  | 'SLK_ERR_EXIT_KUBE_API'
 
 /** An exit-node error; messages name the address, spoke or option at fault and never a secret. */
 export class ExitNodeError extends Error {
   override name = 'ExitNodeError'
   readonly code: ExitNodeErrorCode
-  constructor (code: ExitNodeErrorCode, message: string, options?: ErrorOptions) {
+  /** The Kubernetes API's HTTP status, on SLK_ERR_EXIT_KUBE_API errors that got an answer. */
+  readonly httpStatus: number | undefined
+  constructor (code: ExitNodeErrorCode, message: string, options?: ErrorOptions & { httpStatus?: number }) {
     super(message, options)
     this.code = code
+    this.httpStatus = options?.httpStatus
   }
 }

@@ -26,6 +26,9 @@ import {
 import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokelink/protocol'
 import type { SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
+import { createEndpointSlicePublisher } from './endpoint-slice-publisher.js'
+import type { EndpointSlicePublisher, EndpointSlicePublisherOptions } from './endpoint-slice-publisher.js'
+import type { EndpointSliceApi } from './endpoint-slice-api.js'
 import { ExitNodeError } from './errors.js'
 import type { ExitNodeErrorCode } from './errors.js'
 import { FrontDoor } from './front-door.js'
@@ -151,6 +154,8 @@ export interface ExitNodeDeps {
   registry: Registry
   /** @default () => new Date() */
   clock?: () => Date
+  /** Keep an EndpointSlice per connected spoke through this API (several replicas behind selector-less Services). */
+  endpointSlices?: (EndpointSlicePublisherOptions & { api: EndpointSliceApi }) | undefined
 }
 
 /**
@@ -226,6 +231,7 @@ export class ExitNode {
   readonly #wss: WebSocketServer
   readonly #sessions = new SessionRegistry()
   readonly #dataPlane: DataPlane
+  readonly #endpointSlices: EndpointSlicePublisher | undefined
   /** Mux sessions past the upgrade, including those still in their hello. */
   readonly #muxes = new Set<MuxSession>()
   readonly #frontDoor: FrontDoor
@@ -294,6 +300,8 @@ export class ExitNode {
       maxPayload: this.#options.maxMessageBytes,
       handleProtocols: (protocols) => protocols.has(PROTOCOL_NAME) ? PROTOCOL_NAME : false,
     })
+    const slices = deps.endpointSlices
+    this.#endpointSlices = slices === undefined ? undefined : createEndpointSlicePublisher(slices, { api: slices.api, sessions: this.#sessions, logger: deps.logger, registry: deps.registry })
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#handleUpgrade(req, socket, head) })
     this.#sessions.on('spoke-online', (spoke) => {
       this.#metrics.spokeConnected.set({ spoke }, 1)
@@ -324,6 +332,7 @@ export class ExitNode {
     this.#listening = true
     this.#expiryTimer = setInterval(() => { this.#revalidateSessions() }, this.#options.expiryCheckIntervalMs).unref()
     this.#frontDoor.logOpenFileLimit()
+    this.#endpointSlices?.start()
     const address = this.address()
     this.#log.info({ listener: 'control', address: address.address, port: address.port, tls: this.#options.tls !== undefined }, 'listening')
     const admin = this.adminAddress()
@@ -390,6 +399,11 @@ export class ExitNode {
     this.#log.info('tls material reloaded')
   }
 
+  /** The EndpointSlice publisher, when `deps.endpointSlices` was given. */
+  get endpointSlices (): EndpointSlicePublisher | undefined {
+    return this.#endpointSlices
+  }
+
   /** The registry of live spoke sessions (read-only use). */
   get sessions (): SessionRegistry {
     return this.#sessions
@@ -407,6 +421,8 @@ export class ExitNode {
   async #shutdown (): Promise<void> {
     this.#log.info({ sessions: this.#muxes.size }, 'shutting down')
     clearInterval(this.#expiryTimer)
+    // Withdraw the spokes' EndpointSlices first, so kube-proxy stops sending scrapes here before anything drains.
+    await this.#endpointSlices?.close()
     for (const mux of this.#muxes) mux.goAway('normal')
     // The control server keeps answering while streams drain: /readyz says 503 and new agents get 503.
     await this.#dataPlane.drain(this.#options.shutdownGraceMs)

@@ -13,6 +13,8 @@ import type { OptionSpec, ResolvedConfig } from '../config.js'
 import { CliError } from '../errors.js'
 import { createRootLogger, isLogLevel } from '../logger.js'
 import { printLine } from '../output.js'
+import { describeEndpointSlices, endpointSlicesSetting } from '../endpoint-slices-setting.js'
+import type { EndpointSlicesSetting } from '../endpoint-slices-setting.js'
 import { readTextFile } from '../read-text-file.js'
 import { checkCertificateAndKey, inspectAutoTlsDir } from '../tls-files.js'
 import type { CertificateSummary } from '../tls-files.js'
@@ -34,6 +36,8 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'sd-host', kind: 'string', arg: 'host', help: '{host} in /v1/sd for a port bound to 0.0.0.0 (default: the --admin-listen host, or the hostname when that is 0.0.0.0)' },
   { name: 'data-idle-timeout', kind: 'duration', arg: 'duration', default: 300_000, help: 'close a data-plane connection after this long without bytes either way (a port\'s idleTimeout overrides it)' },
   { name: 'max-connections-per-port', kind: 'count', arg: 'n', default: 256, help: 'concurrent connections per data-plane port; more are reset at once (a port\'s maxConnections overrides it)' },
+  { name: 'endpoint-slices', kind: 'boolean', default: false, help: 'keep an EndpointSlice per connected spoke (several replicas; needs POD_NAME, POD_IP, POD_NAMESPACE, POD_UID and a Role on endpointslices)' },
+  { name: 'service-prefix', kind: 'string', arg: 'prefix', help: 'a spoke\'s Service is <prefix><spoke> (with --endpoint-slices)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
   { name: 'tls-handshake-timeout', kind: 'duration', arg: 'duration', default: 10_000, help: 'a wss client that has not finished TLS this long after connecting is closed' },
   { name: 'headers-timeout', kind: 'duration', arg: 'duration', default: 10_000, help: 'a client that has not sent its whole request (upgrade headers) this long after connecting is closed' },
@@ -55,6 +59,7 @@ interface PreparedServer {
   options: ExitNodeOptions
   tls: { kind: 'files', certPath: string, keyPath: string, certPem: string, keyPem: string, summary: CertificateSummary } |
     { kind: 'auto', dir: string, hosts: string[] } | undefined
+  endpointSlices: EndpointSlicesSetting | undefined
 }
 
 /**
@@ -75,6 +80,7 @@ async function prepareServer (command: Command, context: CommandContext): Promis
   const autoTlsDir = stringSetting(config, 'auto-tls')
   if ((certPath === undefined) !== (keyPath === undefined)) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--tls-cert and --tls-key go together')
   if (certPath !== undefined && autoTlsDir !== undefined) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--auto-tls cannot be combined with --tls-cert/--tls-key')
+  const endpointSlices = await endpointSlicesSetting(config, context.env)
   const spokes = await loadSpokesFile(spokesPath)
   let tls: PreparedServer['tls']
   if (certPath !== undefined && keyPath !== undefined) {
@@ -108,7 +114,7 @@ async function prepareServer (command: Command, context: CommandContext): Promis
     logSampleIntervalMs: numberSetting(config, 'log-sample-interval'),
   }
   validateExitNodeOptions(options)
-  return { resolved, level: stringSetting(config, 'log-level', true), spokesPath, spokes, options, tls }
+  return { resolved, level: stringSetting(config, 'log-level', true), spokesPath, spokes, options, tls, endpointSlices }
 }
 
 async function readCertificateAndKey (certPath: string, keyPath: string): Promise<{ certPem: string, keyPem: string }> {
@@ -133,6 +139,7 @@ async function printServerCheck (prepared: PreparedServer): Promise<void> {
       ports: spoke.ports.map((port) => ({ upstream: port.upstream, listen: `${port.listen.host.includes(':') ? `[${port.listen.host}]` : port.listen.host}:${port.listen.port}` })),
     })),
     tls: tlsReport,
+    endpointSlices: describeEndpointSlices(prepared.endpointSlices),
   }, null, 2))
 }
 
@@ -160,7 +167,11 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
 
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
-  const exitNode = createExitNode({ ...prepared.options, tls }, spokes, { logger, registry })
+  const slices = prepared.endpointSlices
+  const endpointSlices = slices === undefined
+    ? undefined
+    : { ...slices.options, api: (await import('../kube-endpoint-slice-api.js')).createKubeEndpointSliceApi(slices.kubeConfig, slices.options.namespace) }
+  const exitNode = createExitNode({ ...prepared.options, tls }, spokes, { logger, registry, endpointSlices })
   await exitNode.listen()
   const watcher = watchSpokesFile(spokesPath, {
     initial: spokes,
