@@ -27,6 +27,7 @@ export type ConfigErrorCode =
   | 'SLK_ERR_CONFIG_UNKNOWN_TOKEN'
   | 'SLK_ERR_CONFIG_DUPLICATE'
   | 'SLK_ERR_CONFIG_INVALID_OPTION'
+  | 'SLK_ERR_CONFIG_FILE_WATCH'
 
 /**
  * A spokes-file error. The message is one line naming the file, the field path and what was expected.

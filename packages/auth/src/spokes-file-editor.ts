@@ -45,6 +45,7 @@ export function addSpokeToken (text: string, spokeName: string, entry: TokenEntr
   }
   const normalized = normalizeEntry(entry)
   const expected: SpokesConfig = {
+    ...config,
     spokes: config.spokes.map((s) => s.name === spokeName ? { ...s, tokens: [...s.tokens, normalized] } : s),
   }
   const doc = parseDocument(text)
@@ -80,6 +81,7 @@ export function revokeSpokeToken (text: string, tokenId: string, source: string 
   }
   if (owner.tokens.some((t) => t.id === tokenId && t.revoked === true)) return text
   const expected: SpokesConfig = {
+    ...config,
     spokes: config.spokes.map((s) => s !== owner
       ? s
       : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? { ...t, revoked: true } : t) }),
@@ -88,6 +90,33 @@ export function revokeSpokeToken (text: string, tokenId: string, source: string 
   const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
   return finish(source, expected, spliceRevoke(text, tokenMap), () => {
     tokenMap.set('revoked', true)
+    return doc
+  })
+}
+
+/**
+ * Returns the spokes file text with token `tokenId`'s `expires` set to `expires` (added when absent). Used by
+ * rotation to end an old token after its overlap; the caller decides whether the new date is earlier. Edits are
+ * splices, as in {@link addSpokeToken}.
+ * @throws {ConfigError} `SLK_ERR_CONFIG_SPOKES_FILE`, `SLK_ERR_CONFIG_UNKNOWN_TOKEN`
+ */
+export function setSpokeTokenExpiry (text: string, tokenId: string, expires: Date, source: string = DEFAULT_SOURCE): string {
+  const config = parseSpokesConfig(text, source)
+  const owner = config.spokes.find((s) => s.tokens.some((t) => t.id === tokenId))
+  if (owner === undefined) {
+    throw new ConfigError('SLK_ERR_CONFIG_UNKNOWN_TOKEN', `${source}: no token with id ${JSON.stringify(tokenId.slice(0, 40))}; see "spokelink token list"`)
+  }
+  if (Number.isNaN(expires.getTime())) throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: token ${tokenId}: expires: expected a valid Date`)
+  const expected: SpokesConfig = {
+    ...config,
+    spokes: config.spokes.map((s) => s !== owner
+      ? s
+      : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? normalizeEntry({ ...t, expires }) : t) }),
+  }
+  const doc = parseDocument(text)
+  const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
+  return finish(source, expected, spliceSetField(text, tokenMap, 'expires', JSON.stringify(isoString(expires))), () => {
+    tokenMap.set('expires', isoString(expires))
     return doc
   })
 }
@@ -150,17 +179,22 @@ function spliceAddToken (text: string, spokeMap: YAMLMap, flowEntry: string): st
 }
 
 function spliceRevoke (text: string, tokenMap: YAMLMap): string | undefined {
-  const revokedPair = tokenMap.items.find((p) => isScalar(p.key) && p.key.value === 'revoked')
-  if (revokedPair !== undefined) {
-    const value = revokedPair.value
+  return spliceSetField(text, tokenMap, 'revoked', 'true')
+}
+
+/** Replaces the scalar value of `key` in `tokenMap` with `valueText`, or appends `key: valueText` when absent. */
+function spliceSetField (text: string, tokenMap: YAMLMap, key: string, valueText: string): string | undefined {
+  const pair = tokenMap.items.find((p) => isScalar(p.key) && p.key.value === key)
+  if (pair !== undefined) {
+    const value = pair.value
     if (!isScalar(value) || value.range == null) return undefined
-    return text.slice(0, value.range[0]) + 'true' + text.slice(value.range[1])
+    return text.slice(0, value.range[0]) + valueText + text.slice(value.range[1])
   }
   const end = lastValueEnd(tokenMap.items.at(-1))
   if (end === undefined) return undefined
-  if (tokenMap.flow === true) return insert(text, end, ', revoked: true')
+  if (tokenMap.flow === true) return insert(text, end, `, ${key}: ${valueText}`)
   const indent = blockIndent(text, tokenMap.items[0]?.key)
-  return indent === undefined ? undefined : insert(text, lineEnd(text, end), `\n${indent}revoked: true`)
+  return indent === undefined ? undefined : insert(text, lineEnd(text, end), `\n${indent}${key}: ${valueText}`)
 }
 
 /** Offset just after the last value of `node`, excluding trailing comments and line breaks. */
