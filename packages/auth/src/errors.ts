@@ -6,6 +6,9 @@ export type AuthErrorCode =
   | 'SLK_ERR_AUTH_TOKEN_REVOKED'
   | 'SLK_ERR_AUTH_JOIN_TOKEN_MALFORMED'
   | 'SLK_ERR_AUTH_TLS'
+  | 'SLK_ERR_AUTH_CSR_INVALID'
+  | 'SLK_ERR_AUTH_CERT_INVALID'
+  | 'SLK_ERR_AUTH_CERT_BOOTSTRAPPED'
 
 /**
  * An authentication or TLS error. Messages are one line and never contain a secret or a token; a token id may appear.

@@ -1,6 +1,6 @@
 import { isCollection, isMap, isPair, isScalar, isSeq, parse as parseYaml, parseDocument } from 'yaml'
 import type { Document, Node as YamlNode, YAMLMap } from 'yaml'
-import { ConfigError } from './errors.js'
+import { AuthError, ConfigError } from './errors.js'
 import { SPOKE_TOKEN_ID_PATTERN } from './spoke-token.js'
 import { parseSpokesConfig, spokesConfigFingerprint } from './spokes-config.js'
 import type { SpokesConfig, TokenEntry } from './spokes-config.js'
@@ -117,6 +117,62 @@ export function setSpokeTokenExpiry (text: string, tokenId: string, expires: Dat
   const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
   return finish(source, expected, spliceSetField(text, tokenMap, 'expires', JSON.stringify(isoString(expires))), () => {
     tokenMap.set('expires', isoString(expires))
+    return doc
+  })
+}
+
+/**
+ * Records the client certificate just issued to token `tokenId` (`certSerial: <serial>`), as a compare-and-swap on the
+ * text read under the spokes-file lock: the token's current `certSerial` must be `expectedSerial` (undefined for the
+ * bootstrap, the serial the session presented for a renewal). That is what makes the bootstrap single-use: of two
+ * agents bootstrapping with one token at once, the second edit finds a serial and fails.
+ * @throws {AuthError} `SLK_ERR_AUTH_CERT_BOOTSTRAPPED` when the token's serial is not `expectedSerial`
+ * @throws {ConfigError} `SLK_ERR_CONFIG_SPOKES_FILE`, `SLK_ERR_CONFIG_UNKNOWN_TOKEN`
+ */
+export function recordClientCertificate (text: string, tokenId: string, serial: string, expectedSerial: string | undefined, source: string = DEFAULT_SOURCE): string {
+  const config = parseSpokesConfig(text, source)
+  const owner = config.spokes.find((s) => s.tokens.some((t) => t.id === tokenId))
+  const token = owner?.tokens.find((t) => t.id === tokenId)
+  if (owner === undefined || token === undefined) {
+    throw new ConfigError('SLK_ERR_CONFIG_UNKNOWN_TOKEN', `${source}: no token with id ${JSON.stringify(tokenId.slice(0, 40))}; see "spokelink token list"`)
+  }
+  if (token.certSerial !== expectedSerial) {
+    throw new AuthError('SLK_ERR_AUTH_CERT_BOOTSTRAPPED', expectedSerial === undefined
+      ? `token ${tokenId} already bootstrapped a client certificate; connect with that certificate (or create a new token)`
+      : `token ${tokenId}'s client certificate was renewed or replaced meanwhile; reconnect with the current one`)
+  }
+  const expected: SpokesConfig = {
+    ...config,
+    spokes: config.spokes.map((s) => s !== owner
+      ? s
+      : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? normalizeEntry({ ...t, certSerial: serial }) : t) }),
+  }
+  const doc = parseDocument(text)
+  const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
+  return finish(source, expected, spliceSetField(text, tokenMap, 'certSerial', JSON.stringify(serial)), () => {
+    tokenMap.set('certSerial', serial)
+    return doc
+  })
+}
+
+/**
+ * Adds `serial` to spoke `spokeName`'s `revokedSerials` (no-op when already there): that certificate is refused at
+ * connect and its live sessions close on the exit-node's next revalidation tick.
+ * @throws {ConfigError} `SLK_ERR_CONFIG_SPOKES_FILE` (also for a serial that is not hex), `SLK_ERR_CONFIG_UNKNOWN_SPOKE`
+ */
+export function revokeCertificateSerial (text: string, spokeName: string, serial: string, source: string = DEFAULT_SOURCE): string {
+  const config = parseSpokesConfig(text, source)
+  const normalized = serial.toLowerCase()
+  if (!/^[0-9a-f]{2,40}$/.test(normalized)) throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: a certificate serial is 2-40 hex digits`)
+  const spoke = config.spokes.find((s) => s.name === spokeName)
+  if (spoke === undefined) throw new ConfigError('SLK_ERR_CONFIG_UNKNOWN_SPOKE', `${source}: no spoke named ${JSON.stringify(spokeName)}`)
+  if (spoke.revokedSerials?.includes(normalized) === true) return text
+  const revokedSerials = [...(spoke.revokedSerials ?? []), normalized]
+  const expected: SpokesConfig = { ...config, spokes: config.spokes.map((s) => s !== spoke ? s : { ...s, revokedSerials }) }
+  const doc = parseDocument(text)
+  const spokeMap = findEntryMap(doc, 'spokes', 'name', spokeName, source)
+  return finish(source, expected, undefined, () => {
+    spokeMap.set('revokedSerials', doc.createNode(revokedSerials, { flow: true }))
     return doc
   })
 }
@@ -266,6 +322,7 @@ function normalizeEntry (entry: TokenEntry): TokenEntry {
   if (entry.expires !== undefined) out.expires = new Date(entry.expires.getTime())
   if (entry.created !== undefined) out.created = new Date(entry.created.getTime())
   if (entry.revoked !== undefined) out.revoked = entry.revoked
+  if (entry.certSerial !== undefined) out.certSerial = entry.certSerial
   return out
 }
 
@@ -274,6 +331,7 @@ function entryToPlain (entry: TokenEntry): Record<string, string | boolean> {
   if (entry.created !== undefined) out.created = isoString(entry.created)
   if (entry.expires !== undefined) out.expires = isoString(entry.expires)
   if (entry.revoked !== undefined) out.revoked = entry.revoked
+  if (entry.certSerial !== undefined) out.certSerial = entry.certSerial
   return out
 }
 

@@ -8,6 +8,7 @@ import {
   encodeJoinToken,
   listSpokeTokens,
   parseSpokesConfig,
+  revokeCertificateSerial,
   revokeSpokeToken,
   rotateSpokeToken,
 } from '@spokelink/auth'
@@ -58,6 +59,9 @@ export const TOKEN_ROTATE_OPTIONS: readonly OptionSpec[] = [
 const TOKEN_LIST_OPTIONS: readonly OptionSpec[] = [SPOKES, OUTPUT]
 /** Settings of `spokelink token revoke`. */
 export const TOKEN_REVOKE_OPTIONS: readonly OptionSpec[] = [SPOKES, OUTPUT, LOCK_TIMEOUT, STALE_LOCK]
+
+/** Settings of `spokelink token revoke-cert`. */
+export const TOKEN_REVOKE_CERT_OPTIONS: readonly OptionSpec[] = [SPOKES, { name: 'spoke', kind: 'string', arg: 'name', help: 'spoke the certificate was issued to' }, OUTPUT, LOCK_TIMEOUT, STALE_LOCK]
 
 /** Every edit of the spokes file goes through editSpokesFile with these, so concurrent edits never lose one another. */
 function lockOptions (config: ResolvedConfig['config']): SpokesFileLockOptions {
@@ -156,6 +160,16 @@ async function revokeToken (command: Command, context: CommandContext, id: strin
   else printLine(`token ${id} revoked in ${spokesPath}; its live sessions close once the exit-node reloads the file`)
 }
 
+async function revokeCertificate (command: Command, context: CommandContext, serial: string): Promise<void> {
+  const { config } = await resolveCommandConfig(command, TOKEN_REVOKE_CERT_OPTIONS, context.env)
+  const spokesPath = stringSetting(config, 'spokes', true)
+  const spoke = stringSetting(config, 'spoke', true)
+  await editSpokesFile(spokesPath, (text) => revokeCertificateSerial(text, spoke, serial, spokesPath), lockOptions(config))
+  const normalized = serial.toLowerCase()
+  if (config.output === 'json') printJson({ revokedSerial: normalized, spoke })
+  else printLine(`certificate ${normalized} of spoke ${spoke} revoked in ${spokesPath}; its live sessions close once the exit-node reloads the file`)
+}
+
 /** `spokelink token create|list|revoke`: per-spoke tokens in the spokes file. */
 export function tokenCommand (context: CommandContext): Command {
   const token = new Command('token').description('create, rotate, list and revoke spoke tokens in a spokes file')
@@ -168,6 +182,9 @@ export function tokenCommand (context: CommandContext): Command {
   revoke.action(async (id: string) => { await revokeToken(revoke, context, id) })
   const rotate = addOptions(new Command('rotate').description('add a new token to a spoke and end its other tokens after --overlap; prints the new one once'), TOKEN_ROTATE_OPTIONS)
   rotate.action(async () => { await rotateToken(rotate, context) })
-  token.addCommand(create).addCommand(rotate).addCommand(list).addCommand(revoke)
+  const revokeCert = addOptions(new Command('revoke-cert').description('revoke a client certificate by serial (spokes with requireClientCert); its live sessions are closed'), TOKEN_REVOKE_CERT_OPTIONS)
+  revokeCert.argument('<serial>', 'certificate serial in hex (the exit-node logs it when it issues one; certSerial in the spokes file)')
+  revokeCert.action(async (serial: string) => { await revokeCertificate(revokeCert, context, serial) })
+  token.addCommand(create).addCommand(rotate).addCommand(list).addCommand(revoke).addCommand(revokeCert)
   return token
 }
