@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { describe, expect, onTestFinished, test } from 'vitest'
+import { afterAll, describe, expect, onTestFinished, test } from 'vitest'
 import pino from 'pino'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
@@ -36,7 +36,8 @@ import {
   signClientCertificate,
 } from '@spokelink/auth'
 import { ClientCertificateAuthority, createExitNode } from '@spokelink/exit-node'
-import { freePort, waitFor } from '@spokelink/testkit'
+import { freePort, killAllProcesses, runSpokelink, waitFor } from '@spokelink/testkit'
+import type { LogEntry, RunningProcess } from '@spokelink/testkit'
 import { FAST_BACKOFF, listen } from './in-process-tunnel.js'
 
 const DAY = 86_400_000
@@ -200,5 +201,51 @@ describe('client certificates (requireClientCert) end to end', () => {
     exitNode.updateSpokes(parseSpokesConfig(edit.after, spokesPath))
     expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('certificate revoked') })
     expect(await nextEvent(second, 'disconnected')).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('client certificate revoked') })
+  })
+
+  afterAll(async () => { await killAllProcesses() })
+
+  test('the real CLI: server --auto-tls, agent --join --state-dir: issued, reconnect with it, a fresh state dir is refused', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'slk-mtls-cli-'))
+    onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
+    const env = Object.fromEntries(Object.keys(process.env).filter((key) => key.startsWith('SPOKELINK_')).map((key) => [key, undefined]))
+    const spokelink = (args: string[]): RunningProcess => runSpokelink(args, { env })
+    const isMsg = (msg: string) => (e: LogEntry): boolean => e.msg === msg
+    const spokesPath = join(dir, 'spokes.yaml')
+    await writeFile(spokesPath, `spokes:\n  - name: orion\n    requireClientCert: true\n    ports: [{upstream: prometheus, listen: "127.0.0.1:${await freePort()}"}]\n`)
+    const tlsDir = join(dir, 'tls')
+    const server = spokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesPath, '--auto-tls', tlsDir, '--auto-tls-hosts', '127.0.0.1'])
+    const port = Number((await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'control', { what: 'the server to listen', timeoutMs: 60_000 })).port)
+    // Onboarding is two commands: this one on the hub, `spokelink agent --join …` in the customer's cluster.
+    const create = spokelink(['token', 'create', '--spokes', spokesPath, '--spoke', 'orion', '--server', `wss://127.0.0.1:${port}/connect`, '--ca-file', join(tlsDir, AUTO_TLS_FILES.caCert), '--output', 'json'])
+    expect(await create.waitForExit({ timeoutMs: 60_000 }), create.tail()).toEqual({ code: 0, signal: null })
+    const { joinToken } = JSON.parse(create.stdoutLines.join('')) as { joinToken: string }
+    const stateDir = join(dir, 'state')
+    const agentArgs = (state: string): string[] => ['agent', '--join', joinToken, '--state-dir', state, '--upstream', 'prometheus=127.0.0.1:9']
+
+    const first = spokelink(agentArgs(stateDir))
+    const stored = await first.waitForLog(isMsg('client certificate stored; the next connection presents it'), { what: 'the certificate to be stored', timeoutMs: 60_000 })
+    expect(stored).toMatchObject({ renewal: false })
+    expect(await server.waitForLog(isMsg('client certificate issued'), { what: 'the server to issue', timeoutMs: 10_000 })).toMatchObject({ serial: stored.serial })
+    expect(parseSpokesConfig(await readFile(spokesPath, 'utf8'), spokesPath).spokes[0]?.tokens[0]?.certSerial).toBe(stored.serial)
+    expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null })
+
+    const second = spokelink(agentArgs(stateDir))
+    await second.waitForLog(isMsg('connected'), { what: 'the agent to reconnect with its certificate', timeoutMs: 60_000 })
+    expect(second.logs.filter(isMsg('client certificate stored; the next connection presents it'))).toEqual([])
+
+    const copied = spokelink(agentArgs(join(dir, 'state-copied')))
+    expect(await copied.waitForLog(isMsg('disconnected'), { what: 'the copied join token to be refused', timeoutMs: 60_000 }))
+      .toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', reason: expect.stringContaining('(403): client certificate required') })
+    // Neither the key nor the token's secret is in any output.
+    const key = await readFile(join(stateDir, STATE_DIR_FILES.key), 'utf8')
+    const secret = decodeJoinToken(joinToken).token.split('_').slice(2).join('_')
+    for (const proc of [server, first, second, copied]) {
+      expect(proc.output()).not.toContain(secret)
+      expect(proc.output()).not.toContain(key.split('\n')[1])
+    }
+    expect(await copied.kill('SIGTERM')).toEqual({ code: 0, signal: null })
+    expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null })
+    expect(await server.kill('SIGTERM')).toEqual({ code: 0, signal: null })
   })
 })
