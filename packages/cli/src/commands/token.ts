@@ -132,7 +132,7 @@ async function rotateToken (command: Command, context: CommandContext): Promise<
   if (config.output !== 'json') {
     printLine(shortened.length === 0
       ? `no other live token of spoke ${made.spoke} to phase out`
-      : `old token${shortened.length === 1 ? '' : 's'} ${shortened.join(', ')} stop working at ${oldTokensExpire.toISOString()}; their sessions close then`)
+      : `old token${shortened.length === 1 ? ' ' : 's '}${shortened.join(', ')} ${shortened.length === 1 ? 'stops' : 'stop'} working at ${oldTokensExpire.toISOString()}; ${shortened.length === 1 ? 'its' : 'their'} sessions close then`)
   }
 }
 
