@@ -17,6 +17,11 @@ export function watchTlsFiles (
   return watchTextFiles([paths.certPath, paths.keyPath], {
     initial: [initial.certPem, initial.keyPem],
     onChange: ([certPem, keyPem]) => {
+      // A file caught mid-write (truncated, half written): wait for the write to finish, its event brings it back.
+      if (certPem?.trimEnd().endsWith('-----') !== true || keyPem?.trimEnd().endsWith('-----') !== true) {
+        logger.debug({ trigger: 'file change' }, 'tls files incomplete; waiting for the rest of the write')
+        return
+      }
       try {
         setTls({ certPem: certPem ?? '', keyPem: keyPem ?? '' })
         logger.info({ trigger: 'file change' }, 'tls files reloaded')

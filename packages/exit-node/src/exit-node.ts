@@ -392,6 +392,11 @@ export class ExitNode {
     if (!(server instanceof https.Server)) {
       throw new ExitNodeError('SLK_ERR_EXIT_TLS_RELOAD', 'the exit-node serves plain ws; TLS material can only be reloaded when it was started with TLS')
     }
+    // Node skips an empty key or cert instead of failing, which would leave a context that fails every handshake:
+    // a file caught mid-write (truncated, not yet written) must be refused like any bad PEM.
+    if (!tls.certPem.includes('-----END') || !tls.keyPem.includes('-----END')) {
+      throw new ExitNodeError('SLK_ERR_EXIT_TLS_RELOAD', 'new TLS certificate or key is empty or incomplete; the previous ones stay in use')
+    }
     try {
       server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ciphers: TLS_CIPHERS, honorCipherOrder: true })
     } catch (err) {
