@@ -16,7 +16,8 @@ import {
   PROTOCOL_VERSION,
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
-import { parseSpokeToken } from '@spokelink/auth'
+import { CLIENT_CERT_DEFAULTS, parseSpokeToken } from '@spokelink/auth'
+import type { ClientIdentity } from './client-identity.js'
 import { Backoff } from './backoff.js'
 import type { BackoffOptions } from './backoff.js'
 import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
@@ -81,6 +82,14 @@ export interface AgentOptions {
   policy?: PolicyProxyOptions
   /** Refused requests are logged at warn at most once per this interval and upstream (each at debug). @default 60000 */
   policyLogIntervalMs?: number
+  /** The key and certificate kept in `--state-dir`, for spokes with `requireClientCert`. @default undefined */
+  clientIdentity?: ClientIdentity | undefined
+  /** Renew the client certificate over the live session when less than this is left. @default 172800000 (2 days) */
+  clientCertRenewBeforeMs?: number
+  /** How often a live session checks whether the client certificate is due for renewal. @default 3600000 */
+  clientCertCheckIntervalMs?: number
+  /** Deadline for the exit-node's answer to a certificate request. @default 10000 */
+  certRequestTimeoutMs?: number
 }
 
 /** Agent defaults for the optional settings. */
@@ -100,9 +109,16 @@ export const AGENT_DEFAULTS = {
   policies: [],
   policy: {},
   policyLogIntervalMs: 60_000,
+  clientIdentity: undefined,
+  clientCertRenewBeforeMs: CLIENT_CERT_DEFAULTS.renewBeforeMs,
+  clientCertCheckIntervalMs: 3_600_000,
+  certRequestTimeoutMs: 10_000,
 } as const
 
-type ResolvedAgentOptions = Omit<Required<AgentOptions>, 'caPem' | 'caSha256'> & Pick<AgentOptions, 'caPem' | 'caSha256'>
+type ResolvedAgentOptions = Omit<Required<AgentOptions>, 'caPem' | 'caSha256' | 'clientIdentity'> & Pick<AgentOptions, 'caPem' | 'caSha256' | 'clientIdentity'>
+
+/** What {@link Agent.checkClientCertificate} did. */
+export type ClientCertificateOutcome = 'issued' | 'renewed' | 'current' | 'failed' | 'no-session'
 
 /** The agent's connection state. */
 export type AgentState = 'connecting' | 'connected' | 'backoff' | 'stopped'
@@ -132,7 +148,7 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
   for (const policy of resolved.policies) {
     if (!names.has(policy.upstream)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--read-only/--allow: "${policy.upstream}" is not an --upstream of this agent`)
   }
-  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes', 'policyLogIntervalMs'] as const) {
+  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes', 'policyLogIntervalMs', 'clientCertRenewBeforeMs', 'clientCertCheckIntervalMs', 'certRequestTimeoutMs'] as const) {
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option ${name}: expected a positive integer, got ${String(value)}`)
   }
@@ -168,6 +184,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   #lastFailure = ''
   /** The token the next connection attempt presents; {@link Agent.setToken} swaps it (SIGHUP re-reads --token-file). */
   #token: string
+  readonly #now: () => number
+  /** The live session's control stream and identity, while its spoke requires a client certificate. */
+  #certificateSession: { control: MuxStream, spoke: string, tokenId: string } | undefined
+  #certificateCheck: Promise<ClientCertificateOutcome> = Promise.resolve('no-session')
 
   constructor (options: AgentOptions, deps: { logger: Logger, registry: Registry, rng?: () => number, now?: () => number }) {
     super()
@@ -176,6 +196,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#metrics = createAgentMetrics(deps.registry)
     this.#backoff = new Backoff(this.#options.backoff, { rng: deps.rng, now: deps.now })
     this.#token = this.#options.token
+    this.#now = deps.now ?? Date.now
     this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
     this.#denials = new DenialLog(this.#log, { intervalMs: this.#options.policyLogIntervalMs, now: deps.now })
     for (const policy of this.#options.policies) {
@@ -198,6 +219,33 @@ export class Agent extends EventEmitter<AgentEvents> {
   setToken (token: string): void {
     parseSpokeToken(token)
     this.#token = token
+  }
+
+  /**
+   * Asks the exit-node for a client certificate over the live session when the spoke requires one and the agent
+   * holds none, or less than `clientCertRenewBeforeMs` is left (at the injected clock). Runs on connect and every
+   * `clientCertCheckIntervalMs`; one check at a time. A refusal or timeout is logged and retried at the next check.
+   */
+  async checkClientCertificate (): Promise<ClientCertificateOutcome> {
+    const next = this.#certificateCheck.then(async () => this.#checkClientCertificateOnce())
+    this.#certificateCheck = next.catch(() => 'failed' as const)
+    return next
+  }
+
+  async #checkClientCertificateOnce (): Promise<ClientCertificateOutcome> {
+    const session = this.#certificateSession
+    const identity = this.#options.clientIdentity
+    if (session === undefined || identity === undefined) return 'no-session'
+    if (!identity.needsCertificate(this.#now(), this.#options.clientCertRenewBeforeMs)) return 'current'
+    const renewal = identity.tls !== undefined
+    try {
+      const issued = await identity.request(session.control, { spoke: session.spoke, tokenId: session.tokenId }, this.#options.certRequestTimeoutMs)
+      this.#log.info({ serial: issued.serial, notAfter: issued.notAfter, renewal }, 'client certificate stored; the next connection presents it')
+      return renewal ? 'renewed' : 'issued'
+    } catch (err) {
+      this.#log.error({ err, code: err instanceof AgentError ? err.code : undefined }, 'client certificate request failed; retrying at the next check')
+      return 'failed'
+    }
   }
 
   /** Starts connecting; reconnects until {@link Agent.close}. */
@@ -272,7 +320,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       maxMessageBytes: options.maxMessageBytes,
       signal: this.#stop.signal,
+      clientTls: options.clientIdentity?.tls,
     })
+    const sessionTokenId = parseSpokeToken(this.#token).id
     let closeReason = ''
     let closeCode: number | undefined
     ws.once('close', (code: number, reason: Buffer) => {
@@ -293,6 +343,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const closed = once(mux, 'close') as Promise<[Error | undefined]>
     mux.on('stream', (stream: MuxStream) => { void this.#serveStream(stream) })
     const wsPing = setInterval(() => { ws.ping() }, options.keepaliveIntervalMs).unref()
+    let certificateTimer: NodeJS.Timeout | undefined
     try {
       const control = mux.openStream()
       this.#control = control
@@ -301,12 +352,20 @@ export class Agent extends EventEmitter<AgentEvents> {
       writeFramedJson(control, hello)
       const welcome = parseWelcome(await readFramedJson(control, { signal: AbortSignal.any([AbortSignal.timeout(options.helloTimeoutMs), this.#stop.signal]) }))
       if (!welcome.ok) throw new AgentError('SLK_ERR_AGENT_HELLO_REJECTED', `exit-node refused the hello: ${welcome.error}`)
-      control.resume()
+      // A spoke with requireClientCert: the control stream then carries certificate requests and their answers.
+      if (welcome.clientCert === 'required' && options.clientIdentity !== undefined) {
+        this.#certificateSession = { control, spoke: welcome.spoke, tokenId: sessionTokenId }
+        certificateTimer = setInterval(() => { void this.checkClientCertificate() }, options.clientCertCheckIntervalMs).unref()
+      } else {
+        if (welcome.clientCert === 'required') this.#log.warn({ spoke: welcome.spoke }, 'spoke requires a client certificate; start the agent with --state-dir to get one')
+        control.resume()
+      }
       this.#backoff.connected()
       this.#lastFailure = ''
       this.#setState('connected')
       this.#log.info({ spoke: welcome.spoke, ports: welcome.ports, server: new URL(options.server).host }, 'connected')
       this.emit('connected', { spoke: welcome.spoke, ports: welcome.ports })
+      if (this.#certificateSession !== undefined) void this.checkClientCertificate()
       const [err] = await closed
       if (this.#stop.signal.aborted) return
       const restart = plannedRestart(err)
@@ -323,6 +382,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw err
     } finally {
       clearInterval(wsPing)
+      clearInterval(certificateTimer)
+      this.#certificateSession = undefined
       this.#mux = undefined
       this.#control = undefined
     }

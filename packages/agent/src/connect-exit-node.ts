@@ -25,6 +25,8 @@ export interface ConnectOptions {
   handshakeTimeoutMs: number
   maxMessageBytes: number
   signal?: AbortSignal | undefined
+  /** Client certificate and key to present (spokes with `requireClientCert`). */
+  clientTls?: { certPem: string, keyPem: string } | undefined
   /** Resolver for the `localhost` loopback check (tests inject one). @default dns.lookup */
   resolveAll?: ResolveAllFunction | undefined
 }
@@ -97,11 +99,18 @@ export function verifyPinnedPeer (socket: tls.TLSSocket, host: string, caSha256:
   }
 }
 
-async function connectPinned (url: URL, caSha256: string, timeoutMs: number): Promise<tls.TLSSocket> {
+async function connectPinned (url: URL, caSha256: string, timeoutMs: number, clientTls: { certPem: string, keyPem: string } | undefined): Promise<tls.TLSSocket> {
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1')
   const port = url.port === '' ? 443 : Number(url.port)
   // Verification is ours (the pin), so nothing is sent until it passed: not even the upgrade request.
-  const socket = tls.connect({ host, port, servername: net.isIP(host) === 0 ? host : undefined, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+  const socket = tls.connect({
+    host,
+    port,
+    servername: net.isIP(host) === 0 ? host : undefined,
+    rejectUnauthorized: false,
+    ALPNProtocols: ['http/1.1'],
+    ...(clientTls === undefined ? {} : { cert: clientTls.certPem, key: clientTls.keyPem }),
+  })
   socket.setNoDelay(true)
   try {
     await new Promise<void>((resolve, reject) => {
@@ -147,7 +156,7 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
   const url = checkServerUrl(options.url, options.insecure)
   const host = url.host
   const pinnedSocket = url.protocol === 'wss:' && options.caSha256 !== undefined
-    ? await connectPinned(url, options.caSha256, options.handshakeTimeoutMs)
+    ? await connectPinned(url, options.caSha256, options.handshakeTimeoutMs, options.clientTls)
     : undefined
   const ws = new WebSocket(url, [PROTOCOL_NAME], {
     headers: { authorization: `Bearer ${options.token}` },
@@ -157,6 +166,7 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
     followRedirects: false,
     generateMask: generateZeroMask,
     ...(options.caPem === undefined ? {} : { ca: options.caPem }),
+    ...(options.clientTls === undefined ? {} : { cert: options.clientTls.certPem, key: options.clientTls.keyPem }),
     ...(pinnedSocket === undefined ? {} : { createConnection: () => pinnedSocket }),
     // ws passes unknown options on to net.connect; this makes `localhost` prove it is loopback at connect time.
     ...(url.protocol === 'ws:' && !options.insecure && url.hostname === LOOPBACK_NAME ? { lookup: createLoopbackOnlyLookup(options.resolveAll) } : {}),

@@ -9,6 +9,9 @@ export type AgentErrorCode =
   | 'SLK_ERR_AGENT_HELLO_REJECTED'
   | 'SLK_ERR_AGENT_STREAM_HEADER'
   | 'SLK_ERR_AGENT_SERVER_RESTARTING'
+  | 'SLK_ERR_AGENT_STATE_DIR'
+  | 'SLK_ERR_AGENT_CERT_REFUSED'
+  | 'SLK_ERR_AGENT_CERT_TIMEOUT'
 
 /** An agent error; messages name the server, upstream or option at fault and never the token. */
 export class AgentError extends Error {

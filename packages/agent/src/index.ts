@@ -10,7 +10,8 @@
  * ```
  */
 export { Agent, createAgent, validateAgentOptions, AGENT_DEFAULTS } from './agent.js'
-export type { AgentOptions, AgentState, AgentEvents } from './agent.js'
+export type { AgentOptions, AgentState, AgentEvents, ClientCertificateOutcome } from './agent.js'
+export { ClientIdentity, STATE_DIR_FILES } from './client-identity.js'
 export { Backoff, BACKOFF_DEFAULTS } from './backoff.js'
 export type { BackoffOptions } from './backoff.js'
 export { connectExitNode, checkServerUrl, verifyPinnedPeer } from './connect-exit-node.js'

@@ -6,6 +6,9 @@ export type AuthErrorCode =
   | 'SLK_ERR_AUTH_TOKEN_REVOKED'
   | 'SLK_ERR_AUTH_JOIN_TOKEN_MALFORMED'
   | 'SLK_ERR_AUTH_TLS'
+  | 'SLK_ERR_AUTH_CSR_INVALID'
+  | 'SLK_ERR_AUTH_CERT_INVALID'
+  | 'SLK_ERR_AUTH_CERT_BOOTSTRAPPED'
 
 /**
  * An authentication or TLS error. Messages are one line and never contain a secret or a token; a token id may appear.
@@ -27,6 +30,7 @@ export type ConfigErrorCode =
   | 'SLK_ERR_CONFIG_UNKNOWN_TOKEN'
   | 'SLK_ERR_CONFIG_DUPLICATE'
   | 'SLK_ERR_CONFIG_INVALID_OPTION'
+  | 'SLK_ERR_CONFIG_FILE_WATCH'
 
 /**
  * A spokes-file error. The message is one line naming the file, the field path and what was expected.

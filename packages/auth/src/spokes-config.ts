@@ -15,6 +15,11 @@ export interface TokenEntry {
   revoked?: boolean
   /** When the token was created (informational). */
   created?: Date
+  /**
+   * Serial (lowercase hex) of the client certificate last issued to this token (spokes with `requireClientCert`).
+   * Once set, the token no longer bootstraps: connects must present the certificate with this serial.
+   */
+  certSerial?: string
 }
 
 /** A data-plane port of a spoke: the exit-node listens on `listen` and forwards to the agent's `upstream`. */
@@ -41,6 +46,10 @@ export interface SpokeConfig {
   ports: PortConfig[]
   /** Live sessions the spoke may have at once (agent replicas); overrides the file's `maxSessionsPerSpoke`. */
   maxSessions?: number
+  /** Agents must hold a client certificate the exit-node issued (bootstrapped once with the token). */
+  requireClientCert?: boolean
+  /** Client certificate serials (lowercase hex) refused at connect; their live sessions are closed. */
+  revokedSerials?: string[]
 }
 
 /**
@@ -61,8 +70,9 @@ const SHA256_HEX = /^[0-9a-fA-F]{64}$/
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$/
 const ROOT_KEYS = ['spokes', 'maxSessionsPerSpoke']
-const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports', 'maxSessions']
-const TOKEN_KEYS = ['id', 'sha256', 'expires', 'created', 'revoked']
+const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports', 'maxSessions', 'requireClientCert', 'revokedSerials']
+const TOKEN_KEYS = ['id', 'sha256', 'expires', 'created', 'revoked', 'certSerial']
+const SERIAL = /^[0-9a-f]{2,40}$/
 const PORT_KEYS = ['upstream', 'listen', 'idleTimeout', 'maxConnections']
 const DURATION = /^(\d{1,9})(ms|s|m|h)$/
 const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
@@ -137,7 +147,19 @@ class Validator {
       ports: this.list(map.ports, `${path}.ports`, 'a list of ports').map((p, i) => this.port(p, `${path}.ports[${i}]`, name)),
     }
     if (map.maxSessions !== undefined) spoke.maxSessions = this.sessionLimit(map.maxSessions, `${path}.maxSessions`)
+    if (map.requireClientCert !== undefined) {
+      if (typeof map.requireClientCert !== 'boolean') this.expected(`${path}.requireClientCert`, 'true or false', map.requireClientCert)
+      spoke.requireClientCert = map.requireClientCert
+    }
+    if (map.revokedSerials !== undefined) {
+      spoke.revokedSerials = this.list(map.revokedSerials, `${path}.revokedSerials`, 'a list of certificate serials').map((serial, i) => this.serial(serial, `${path}.revokedSerials[${i}]`))
+    }
     return spoke
+  }
+
+  private serial (value: unknown, path: string): string {
+    if (typeof value !== 'string' || !SERIAL.test(value.toLowerCase())) this.expected(path, 'a certificate serial in hex (quote it)', value)
+    return value.toLowerCase()
   }
 
   private sessionLimit (value: unknown, path: string): number {
@@ -165,7 +187,7 @@ class Validator {
 
   private token (value: unknown, path: string, spoke: string): TokenEntry {
     const map = this.mapping(value, path, 'a mapping with id, sha256 and optionally expires, created, revoked', TOKEN_KEYS, `${path}.`)
-    const { id, sha256, expires, created, revoked } = map
+    const { id, sha256, expires, created, revoked, certSerial } = map
     if (id === undefined) this.fail(`${path}.id`, 'required: the token id')
     if (typeof id !== 'string' || !SPOKE_TOKEN_ID_PATTERN.test(id)) {
       this.expected(`${path}.id`, 'a token id of 4-32 lowercase letters and digits (quote it if it is all digits)', id)
@@ -186,6 +208,7 @@ class Validator {
       if (typeof revoked !== 'boolean') this.expected(`${path}.revoked`, 'true or false', revoked)
       entry.revoked = revoked
     }
+    if (certSerial !== undefined) entry.certSerial = this.serial(certSerial, `${path}.certSerial`)
     return entry
   }
 

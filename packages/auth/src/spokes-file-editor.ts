@@ -1,6 +1,6 @@
 import { isCollection, isMap, isPair, isScalar, isSeq, parse as parseYaml, parseDocument } from 'yaml'
 import type { Document, Node as YamlNode, YAMLMap } from 'yaml'
-import { ConfigError } from './errors.js'
+import { AuthError, ConfigError } from './errors.js'
 import { SPOKE_TOKEN_ID_PATTERN } from './spoke-token.js'
 import { parseSpokesConfig, spokesConfigFingerprint } from './spokes-config.js'
 import type { SpokesConfig, TokenEntry } from './spokes-config.js'
@@ -45,6 +45,7 @@ export function addSpokeToken (text: string, spokeName: string, entry: TokenEntr
   }
   const normalized = normalizeEntry(entry)
   const expected: SpokesConfig = {
+    ...config,
     spokes: config.spokes.map((s) => s.name === spokeName ? { ...s, tokens: [...s.tokens, normalized] } : s),
   }
   const doc = parseDocument(text)
@@ -80,6 +81,7 @@ export function revokeSpokeToken (text: string, tokenId: string, source: string 
   }
   if (owner.tokens.some((t) => t.id === tokenId && t.revoked === true)) return text
   const expected: SpokesConfig = {
+    ...config,
     spokes: config.spokes.map((s) => s !== owner
       ? s
       : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? { ...t, revoked: true } : t) }),
@@ -88,6 +90,89 @@ export function revokeSpokeToken (text: string, tokenId: string, source: string 
   const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
   return finish(source, expected, spliceRevoke(text, tokenMap), () => {
     tokenMap.set('revoked', true)
+    return doc
+  })
+}
+
+/**
+ * Returns the spokes file text with token `tokenId`'s `expires` set to `expires` (added when absent). Used by
+ * rotation to end an old token after its overlap; the caller decides whether the new date is earlier. Edits are
+ * splices, as in {@link addSpokeToken}.
+ * @throws {ConfigError} `SLK_ERR_CONFIG_SPOKES_FILE`, `SLK_ERR_CONFIG_UNKNOWN_TOKEN`
+ */
+export function setSpokeTokenExpiry (text: string, tokenId: string, expires: Date, source: string = DEFAULT_SOURCE): string {
+  const config = parseSpokesConfig(text, source)
+  const owner = config.spokes.find((s) => s.tokens.some((t) => t.id === tokenId))
+  if (owner === undefined) {
+    throw new ConfigError('SLK_ERR_CONFIG_UNKNOWN_TOKEN', `${source}: no token with id ${JSON.stringify(tokenId.slice(0, 40))}; see "spokelink token list"`)
+  }
+  if (Number.isNaN(expires.getTime())) throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: token ${tokenId}: expires: expected a valid Date`)
+  const expected: SpokesConfig = {
+    ...config,
+    spokes: config.spokes.map((s) => s !== owner
+      ? s
+      : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? normalizeEntry({ ...t, expires }) : t) }),
+  }
+  const doc = parseDocument(text)
+  const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
+  return finish(source, expected, spliceSetField(text, tokenMap, 'expires', JSON.stringify(isoString(expires))), () => {
+    tokenMap.set('expires', isoString(expires))
+    return doc
+  })
+}
+
+/**
+ * Records the client certificate just issued to token `tokenId` (`certSerial: <serial>`), as a compare-and-swap on the
+ * text read under the spokes-file lock: the token's current `certSerial` must be `expectedSerial` (undefined for the
+ * bootstrap, the serial the session presented for a renewal). That is what makes the bootstrap single-use: of two
+ * agents bootstrapping with one token at once, the second edit finds a serial and fails.
+ * @throws {AuthError} `SLK_ERR_AUTH_CERT_BOOTSTRAPPED` when the token's serial is not `expectedSerial`
+ * @throws {ConfigError} `SLK_ERR_CONFIG_SPOKES_FILE`, `SLK_ERR_CONFIG_UNKNOWN_TOKEN`
+ */
+export function recordClientCertificate (text: string, tokenId: string, serial: string, expectedSerial: string | undefined, source: string = DEFAULT_SOURCE): string {
+  const config = parseSpokesConfig(text, source)
+  const owner = config.spokes.find((s) => s.tokens.some((t) => t.id === tokenId))
+  const token = owner?.tokens.find((t) => t.id === tokenId)
+  if (owner === undefined || token === undefined) {
+    throw new ConfigError('SLK_ERR_CONFIG_UNKNOWN_TOKEN', `${source}: no token with id ${JSON.stringify(tokenId.slice(0, 40))}; see "spokelink token list"`)
+  }
+  if (token.certSerial !== expectedSerial) {
+    throw new AuthError('SLK_ERR_AUTH_CERT_BOOTSTRAPPED', expectedSerial === undefined
+      ? `token ${tokenId} already bootstrapped a client certificate; connect with that certificate (or create a new token)`
+      : `token ${tokenId}'s client certificate was renewed or replaced meanwhile; reconnect with the current one`)
+  }
+  const expected: SpokesConfig = {
+    ...config,
+    spokes: config.spokes.map((s) => s !== owner
+      ? s
+      : { ...s, tokens: s.tokens.map((t) => t.id === tokenId ? normalizeEntry({ ...t, certSerial: serial }) : t) }),
+  }
+  const doc = parseDocument(text)
+  const tokenMap = findEntryMap(findEntryMap(doc, 'spokes', 'name', owner.name, source), 'tokens', 'id', tokenId, source)
+  return finish(source, expected, spliceSetField(text, tokenMap, 'certSerial', JSON.stringify(serial)), () => {
+    tokenMap.set('certSerial', serial)
+    return doc
+  })
+}
+
+/**
+ * Adds `serial` to spoke `spokeName`'s `revokedSerials` (no-op when already there): that certificate is refused at
+ * connect and its live sessions close on the exit-node's next revalidation tick.
+ * @throws {ConfigError} `SLK_ERR_CONFIG_SPOKES_FILE` (also for a serial that is not hex), `SLK_ERR_CONFIG_UNKNOWN_SPOKE`
+ */
+export function revokeCertificateSerial (text: string, spokeName: string, serial: string, source: string = DEFAULT_SOURCE): string {
+  const config = parseSpokesConfig(text, source)
+  const normalized = serial.toLowerCase()
+  if (!/^[0-9a-f]{2,40}$/.test(normalized)) throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: a certificate serial is 2-40 hex digits`)
+  const spoke = config.spokes.find((s) => s.name === spokeName)
+  if (spoke === undefined) throw new ConfigError('SLK_ERR_CONFIG_UNKNOWN_SPOKE', `${source}: no spoke named ${JSON.stringify(spokeName)}`)
+  if (spoke.revokedSerials?.includes(normalized) === true) return text
+  const revokedSerials = [...(spoke.revokedSerials ?? []), normalized]
+  const expected: SpokesConfig = { ...config, spokes: config.spokes.map((s) => s !== spoke ? s : { ...s, revokedSerials }) }
+  const doc = parseDocument(text)
+  const spokeMap = findEntryMap(doc, 'spokes', 'name', spokeName, source)
+  return finish(source, expected, undefined, () => {
+    spokeMap.set('revokedSerials', doc.createNode(revokedSerials, { flow: true }))
     return doc
   })
 }
@@ -150,17 +235,22 @@ function spliceAddToken (text: string, spokeMap: YAMLMap, flowEntry: string): st
 }
 
 function spliceRevoke (text: string, tokenMap: YAMLMap): string | undefined {
-  const revokedPair = tokenMap.items.find((p) => isScalar(p.key) && p.key.value === 'revoked')
-  if (revokedPair !== undefined) {
-    const value = revokedPair.value
+  return spliceSetField(text, tokenMap, 'revoked', 'true')
+}
+
+/** Replaces the scalar value of `key` in `tokenMap` with `valueText`, or appends `key: valueText` when absent. */
+function spliceSetField (text: string, tokenMap: YAMLMap, key: string, valueText: string): string | undefined {
+  const pair = tokenMap.items.find((p) => isScalar(p.key) && p.key.value === key)
+  if (pair !== undefined) {
+    const value = pair.value
     if (!isScalar(value) || value.range == null) return undefined
-    return text.slice(0, value.range[0]) + 'true' + text.slice(value.range[1])
+    return text.slice(0, value.range[0]) + valueText + text.slice(value.range[1])
   }
   const end = lastValueEnd(tokenMap.items.at(-1))
   if (end === undefined) return undefined
-  if (tokenMap.flow === true) return insert(text, end, ', revoked: true')
+  if (tokenMap.flow === true) return insert(text, end, `, ${key}: ${valueText}`)
   const indent = blockIndent(text, tokenMap.items[0]?.key)
-  return indent === undefined ? undefined : insert(text, lineEnd(text, end), `\n${indent}revoked: true`)
+  return indent === undefined ? undefined : insert(text, lineEnd(text, end), `\n${indent}${key}: ${valueText}`)
 }
 
 /** Offset just after the last value of `node`, excluding trailing comments and line breaks. */
@@ -232,6 +322,7 @@ function normalizeEntry (entry: TokenEntry): TokenEntry {
   if (entry.expires !== undefined) out.expires = new Date(entry.expires.getTime())
   if (entry.created !== undefined) out.created = new Date(entry.created.getTime())
   if (entry.revoked !== undefined) out.revoked = entry.revoked
+  if (entry.certSerial !== undefined) out.certSerial = entry.certSerial
   return out
 }
 
@@ -240,6 +331,7 @@ function entryToPlain (entry: TokenEntry): Record<string, string | boolean> {
   if (entry.created !== undefined) out.created = isoString(entry.created)
   if (entry.expires !== undefined) out.expires = isoString(entry.expires)
   if (entry.revoked !== undefined) out.revoked = entry.revoked
+  if (entry.certSerial !== undefined) out.certSerial = entry.certSerial
   return out
 }
 

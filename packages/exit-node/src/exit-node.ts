@@ -43,6 +43,8 @@ import { SessionRegistry } from './session-registry.js'
 import { SessionSlots, maxSessionsOf } from './session-slots.js'
 import type { SpokeSession } from './spoke-session.js'
 import { sessionRevocationReason } from './token-validity.js'
+import { serveCertificateRequests } from './certificate-requests.js'
+import type { ClientCertificateAuthority, ClientCertificateCheck } from './client-certificates.js'
 import type { SessionCredential } from './token-validity.js'
 import { clipUntrusted } from './untrusted-text.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
@@ -156,6 +158,11 @@ export interface ExitNodeDeps {
   clock?: () => Date
   /** Keep an EndpointSlice per connected spoke through this API (several replicas behind selector-less Services). */
   endpointSlices?: (EndpointSlicePublisherOptions & { api: EndpointSliceApi }) | undefined
+  /**
+   * Checks and issues client certificates for spokes with `requireClientCert`; needs `tls`. Without it such spokes
+   * are refused (403) whatever the agent presents.
+   */
+  clientCertificates?: ClientCertificateAuthority | undefined
 }
 
 /**
@@ -223,6 +230,7 @@ export class ExitNode {
   readonly #options: Readonly<ResolvedExitNodeOptions>
   readonly #log: Logger
   readonly #clock: () => Date
+  readonly #clientCertificates: ClientCertificateAuthority | undefined
   readonly #metrics: ExitNodeMetrics
   readonly #promRegistry: Registry
   readonly #server: http.Server
@@ -246,6 +254,7 @@ export class ExitNode {
     this.#spokes = spokes
     this.#log = deps.logger.child({ component: 'exit-node' })
     this.#clock = deps.clock ?? (() => new Date())
+    this.#clientCertificates = deps.clientCertificates
     this.#promRegistry = deps.registry
     this.#metrics = createExitNodeMetrics(deps.registry)
     const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
@@ -279,6 +288,8 @@ export class ExitNode {
         honorCipherOrder: true,
         handshakeTimeout: this.#options.tlsHandshakeTimeoutMs,
         connectionsCheckingInterval,
+        // Ask for a client certificate, never require one: the upgrade handler decides per spoke and says why.
+        ...(deps.clientCertificates === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
       }, onRequest)
     this.#server.headersTimeout = this.#options.headersTimeoutMs
     this.#server.requestTimeout = this.#options.headersTimeoutMs
@@ -390,6 +401,11 @@ export class ExitNode {
     if (!(server instanceof https.Server)) {
       throw new ExitNodeError('SLK_ERR_EXIT_TLS_RELOAD', 'the exit-node serves plain ws; TLS material can only be reloaded when it was started with TLS')
     }
+    // Node skips an empty key or cert instead of failing, which would leave a context that fails every handshake:
+    // a file caught mid-write (truncated, not yet written) must be refused like any bad PEM.
+    if (!tls.certPem.includes('-----END') || !tls.keyPem.includes('-----END')) {
+      throw new ExitNodeError('SLK_ERR_EXIT_TLS_RELOAD', 'new TLS certificate or key is empty or incomplete; the previous ones stay in use')
+    }
     try {
       server.setSecureContext({ cert: tls.certPem, key: tls.keyPem, ciphers: TLS_CIPHERS, honorCipherOrder: true })
     } catch (err) {
@@ -486,6 +502,12 @@ export class ExitNode {
       this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: auth.status, reason: auth.reason, logReason: auth.metricReason, msg: 'agent refused' })
       return
     }
+    const certificate = this.#checkClientCertificate(req, auth.spoke, auth.tokenId)
+    if (!certificate.ok) {
+      this.#metrics.authFailuresTotal.inc({ reason: certificate.metricReason })
+      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: certificate.status, reason: certificate.reason, logReason: certificate.metricReason, msg: 'agent refused' })
+      return
+    }
     const maxSessions = maxSessionsOf(this.#spokes, auth.spoke, this.#options.maxSessionsPerSpoke)
     // Over the session cap is refused like any other failed attempt: a source out of budget gets 429 before any upgrade work.
     if (this.#sessionSlots.count(auth.spoke) >= maxSessions && this.#frontDoor.throttled(socket, remoteAddress)) return
@@ -496,8 +518,19 @@ export class ExitNode {
         this.#refuseSession(ws, auth.spoke, auth.tokenId, remoteAddress, maxSessions)
         return
       }
-      this.#startSession(ws, { spoke: auth.spoke, tokenId: auth.tokenId, tokenSha256: auth.tokenSha256 }, remoteAddress)
+      this.#startSession(ws, { spoke: auth.spoke, tokenId: auth.tokenId, tokenSha256: auth.tokenSha256, ...(certificate.certSerial === undefined ? {} : { certSerial: certificate.certSerial }) }, remoteAddress)
     })
+  }
+
+  /** The client-certificate decision for a verified token (spokes with `requireClientCert`). */
+  #checkClientCertificate (req: IncomingMessage, spokeName: string, tokenId: string): ClientCertificateCheck {
+    const spoke = this.#spokes.spokes.find((candidate) => candidate.name === spokeName)
+    const token = spoke?.tokens.find((candidate) => candidate.id === tokenId)
+    if (spoke === undefined || token === undefined || spoke.requireClientCert !== true) return { ok: true }
+    if (this.#clientCertificates === undefined) {
+      return { ok: false, status: 403, reason: 'spoke requires a client certificate and this exit-node has no client CA (--auto-tls or --client-ca-cert)', metricReason: 'cert_unavailable' }
+    }
+    return this.#clientCertificates.check(req.socket, spoke, token, this.#clock())
   }
 
   /** Closes an upgraded WebSocket of a spoke already at its session cap with 4429 and the reason. */
@@ -584,7 +617,7 @@ export class ExitNode {
   }
 
   async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, remoteAddress: string, disconnect: (reason: string) => void }, log: Logger): Promise<SpokeSession | undefined> {
-    const { sessionId, spoke, tokenId, tokenSha256, remoteAddress, disconnect } = identity
+    const { sessionId, spoke, tokenId, tokenSha256, certSerial, remoteAddress, disconnect } = identity
     const fail = (code: string, message: string): undefined => {
       log.warn({ code, reason: clipUntrusted(message, this.#options.maxLogFieldChars) }, 'hello refused')
       const welcome: Welcome = { ok: false, code, error: message }
@@ -605,7 +638,7 @@ export class ExitNode {
     if (mux.closed) return undefined
     const offered = new Set(hello.upstreams)
     const wanted = config.ports.filter((port) => offered.has(port.upstream))
-    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, remoteAddress, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
+    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, ...(certSerial === undefined ? {} : { certSerial }), remoteAddress, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
     session.ports = await this.#dataPlane.attach(session, wanted)
     const { ports } = session
     if (mux.closed) {
@@ -617,11 +650,20 @@ export class ExitNode {
       const missing = config.ports.filter((port) => !offered.has(port.upstream)).map((port) => port.upstream)
       log.warn({ missing }, 'agent does not offer every upstream of its spoke')
     }
-    const welcome: Welcome = { ok: true, spoke, ports }
+    const certificates = config.requireClientCert === true ? this.#clientCertificates : undefined
+    const welcome: Welcome = certificates === undefined ? { ok: true, spoke, ports } : { ok: true, spoke, ports, clientCert: 'required' }
     control.write(encodeFramedJson(welcome))
-    // The control stream stays open for the session's life; its end carries no meaning yet.
-    control.resume()
+    // The control stream stays open for the session's life; after the welcome it carries certificate requests only.
+    if (certificates === undefined) control.resume()
+    else void serveCertificateRequests(control, async (csrPem) => this.#issueClientCertificate(certificates, session, csrPem), log)
     return session
+  }
+
+  async #issueClientCertificate (certificates: ClientCertificateAuthority, session: SpokeSession, csrPem: string): Promise<{ certPem: string, serial: string, notAfter: Date }> {
+    const issued = await certificates.issue(session, csrPem, this.#clock())
+    // The edit is ours: apply it now rather than when the file watch sees it, so the bootstrap is single-use at once.
+    this.updateSpokes(issued.spokes)
+    return issued
   }
 
   #revalidateSessions (): void {

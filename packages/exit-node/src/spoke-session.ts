@@ -9,6 +9,8 @@ export interface SpokeSession {
   readonly tokenId: string
   /** sha256 of the secret the agent authenticated with; a reload that changes the entry's hash ends the session. */
   readonly tokenSha256: string
+  /** Serial of the client certificate the agent presented (spokes with `requireClientCert`); a revocation ends the session. */
+  readonly certSerial?: string
   /** The agent's address as the control port saw it (an ingress's, when one is in front). */
   readonly remoteAddress: string
   readonly agent: string

@@ -6,6 +6,8 @@ export interface SessionCredential {
   tokenId: string
   /** sha256 (lowercase hex) of the secret the agent presented. */
   tokenSha256: string
+  /** Serial of the client certificate the session was opened with, if any. */
+  certSerial?: string
 }
 
 /**
@@ -26,5 +28,9 @@ export function sessionRevocationReason (spokes: SpokesConfig, credential: Sessi
   if (token.revoked === true) return 'token revoked'
   if (token.sha256.toLowerCase() !== tokenSha256) return 'token hash changed'
   if (token.expires !== undefined && token.expires.getTime() <= now.getTime()) return 'token expired'
+  // The session's own certificate, or the token's current one (renewed on this session), revoked.
+  const revokedSerials = entry.revokedSerials ?? []
+  if (credential.certSerial !== undefined && revokedSerials.includes(credential.certSerial)) return 'certificate revoked'
+  if (token.certSerial !== undefined && revokedSerials.includes(token.certSerial)) return 'certificate revoked'
   return undefined
 }

@@ -21,6 +21,8 @@ export { encodeFramedJson, writeFramedJson, readFramedJson, FRAMED_JSON_DEFAULTS
 export type { ReadFramedJsonOptions } from './framed-json.js'
 export { STREAM_STATUS, isUpstreamName, parseHello, parseWelcome, parseStreamHeader } from './messages.js'
 export type { Hello, Welcome, GrantedPort, StreamHeader, StreamStatus } from './messages.js'
+export { CERTIFICATE_MESSAGE_MAX_BYTES, parseCertificateRequest, parseCertificateResponse } from './certificate-messages.js'
+export type { CertificateRequest, CertificateResponse } from './certificate-messages.js'
 export { writeStreamStatus, readStreamStatus } from './stream-status.js'
 // mux and ws-duplex exports follow
 export { createMuxSession, MuxSession } from './mux/mux-session.js'

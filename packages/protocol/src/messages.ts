@@ -20,7 +20,9 @@ export interface GrantedPort {
 
 /** The exit-node's answer to a hello. */
 export type Welcome =
-  | { ok: true, spoke: string, ports: GrantedPort[] }
+  // clientCert: the spoke requires a client certificate (the agent asks for one on the control stream). Older agents
+  // ignore the field; older exit-nodes never send it.
+  | { ok: true, spoke: string, ports: GrantedPort[], clientCert?: 'required' }
   | { ok: false, code: string, error: string }
 
 /** The first message of every data stream: which upstream the agent should dial. */
@@ -111,7 +113,7 @@ export function parseWelcome (value: unknown): Welcome {
     }
     ports.push({ upstream: port.upstream, host: port.host, port: port.port })
   }
-  return { ok: true, spoke: value.spoke, ports }
+  return value.clientCert === 'required' ? { ok: true, spoke: value.spoke, ports, clientCert: 'required' } : { ok: true, spoke: value.spoke, ports }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { decodeJoinToken, parseSpokeToken, quoteValue } from '@spokelink/auth'
-import { checkServerUrl, createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer, validateAgentOptions } from '@spokelink/agent'
+import { ClientIdentity, checkServerUrl, createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer, validateAgentOptions } from '@spokelink/agent'
 import type { AgentOptions } from '@spokelink/agent'
 import { addCheckConfigOption, addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
@@ -14,18 +14,21 @@ import { printLine } from '../output.js'
 import { readTextFile } from '../read-text-file.js'
 import { readCertificate } from '../tls-files.js'
 import { LOG_LEVELS } from './server.js'
+import { watchCredentialFile } from '../credential-file.js'
+import type { CredentialFile } from '../credential-file.js'
 
 /** Settings of `spokelink agent`. */
 export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'server', kind: 'string', arg: 'url', help: 'exit-node URL, wss://hub.example.com/connect' },
   { name: 'token', kind: 'string', arg: 'token', secret: true, help: 'spoke token slk_<id>_<secret> (prefer --token-file or the env var)' },
-  { name: 'token-file', kind: 'string', arg: 'file', help: 'file holding the spoke token' },
+  { name: 'token-file', kind: 'string', arg: 'file', help: 'file holding the spoke token; watched (a Secret update), a new token is used on the next connect' },
   { name: 'join', kind: 'string', arg: 'join-token', secret: true, help: 'join token slkj1.… (server, token and CA pin in one string)' },
-  { name: 'join-file', kind: 'string', arg: 'file', help: 'file holding the join token (e.g. a mounted Secret)' },
+  { name: 'join-file', kind: 'string', arg: 'file', help: 'file holding the join token (e.g. a mounted Secret); like --token-file it is watched and a new token is used on the next connect' },
   { name: 'upstream', kind: 'list', arg: 'name=host:port', help: 'an upstream this agent may dial (repeatable); nothing else is ever dialed' },
   { name: 'read-only', kind: 'list', arg: 'name', help: 'only let the hub read this Prometheus upstream: GET/HEAD of /federate, /metrics, the query API, /-/healthy, /-/ready (repeatable); anything else gets 403' },
   { name: 'allow', kind: 'list', arg: "name='GET /path,…'", help: 'only these requests reach this HTTP upstream (GET implies HEAD; a trailing /* matches the rest; repeatable); anything else gets 403' },
   { name: 'ca-file', kind: 'string', arg: 'file', help: 'extra CA certificate (PEM) to trust for wss' },
+  { name: 'state-dir', kind: 'string', arg: 'dir', help: 'where the agent keeps its client key and certificate (spokes with requireClientCert); the key is made here and never sent' },
   { name: 'insecure', kind: 'boolean', help: 'allow plain ws:// to a non-loopback exit-node (TLS ends at a proxy you trust)' },
   { name: 'keepalive', kind: 'duration', arg: 'duration', default: 15_000, help: 'ping interval; a session missing two pongs is closed' },
   { name: 'health-listen', kind: 'address', arg: 'addr', help: 'serve /healthz, /readyz and /metrics on this address' },
@@ -142,12 +145,26 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
   const logger = createRootLogger(isLogLevel(prepared.level) ? prepared.level : 'info')
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'spokelink_process_' })
-  const agent = createAgent(options, { logger, registry })
+  const stateDir = stringSetting(resolved.config, 'state-dir')
+  const clientIdentity = stateDir === undefined ? undefined : await ClientIdentity.open(stateDir)
+  const agent = createAgent({ ...options, clientIdentity }, { logger, registry })
   logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(options.server).host, caPinned: credentials.caSha256 !== undefined }, 'starting')
   const healthServer = health === undefined ? undefined : await startAgentHealthServer(health, agent, { registry, logger })
   agent.start()
   const tokenFile = stringSetting(resolved.config, 'token-file')
   const joinFile = stringSetting(resolved.config, 'join-file')
+  // The credential file is watched too (a Kubernetes Secret update swaps its ..data symlink): the new token is used
+  // from the next connection on, the live session keeps the one it authenticated with.
+  const credentialFile: CredentialFile | undefined = tokenFile !== undefined
+    ? { flag: 'token-file', path: tokenFile }
+    : joinFile !== undefined ? { flag: 'join-file', path: joinFile } : undefined
+  const fileWatcher = credentialFile === undefined
+    ? undefined
+    : watchCredentialFile(credentialFile, {
+      initialText: await readTextFile(credentialFile.flag, credentialFile.path),
+      server: options.server,
+      caSha256: credentials.caSha256,
+    }, (next) => { agent.setToken(next) }, logger)
   // Only the token is swapped from a re-read join token: a new server URL or CA pin needs a restart.
   const rereadToken = async (): Promise<string | undefined> => {
     if (tokenFile !== undefined) return (await readTextFile('token-file', tokenFile)).trim()
@@ -170,6 +187,7 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
   })
   await untilAborted(context.shutdown)
   unsubscribe?.()
+  fileWatcher?.close()
   logger.info('shutting down')
   await agent.close()
   healthServer?.close()

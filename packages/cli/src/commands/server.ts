@@ -18,6 +18,8 @@ import type { EndpointSlicesSetting } from '../endpoint-slices-setting.js'
 import { readTextFile } from '../read-text-file.js'
 import { checkCertificateAndKey, inspectAutoTlsDir } from '../tls-files.js'
 import type { CertificateSummary } from '../tls-files.js'
+import { watchTlsFiles } from '../tls-file-watch.js'
+import { loadClientCertificateAuthority } from '../client-ca.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -26,9 +28,12 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'listen', kind: 'address', arg: 'addr', default: '0.0.0.0:8123', help: 'address agents dial (/connect, /healthz, /readyz only)' },
   { name: 'admin-listen', kind: 'address', arg: 'addr', default: '127.0.0.1:9464', help: 'operators\' address (/metrics, /v1/sd, /healthz, /readyz); in Kubernetes the pod IP' },
   { name: 'spokes', kind: 'string', arg: 'file', help: 'spokes file (YAML or JSON), watched for changes' },
-  { name: 'tls-cert', kind: 'string', arg: 'file', help: 'serve wss with this certificate (PEM)' },
+  { name: 'tls-cert', kind: 'string', arg: 'file', help: 'serve wss with this certificate (PEM); watched, a renewed file is used for new handshakes' },
   { name: 'tls-key', kind: 'string', arg: 'file', help: 'private key of --tls-cert (PEM)' },
   { name: 'auto-tls', kind: 'string', arg: 'dir', help: 'make (once) and use a CA and server certificate kept in this directory' },
+  { name: 'client-ca-cert', kind: 'string', arg: 'file', help: 'CA (PEM) that signs agents\' client certificates for spokes with requireClientCert (default with --auto-tls: its CA)' },
+  { name: 'client-ca-key', kind: 'string', arg: 'file', help: 'private key of --client-ca-cert' },
+  { name: 'client-cert-lifetime', kind: 'duration', arg: 'duration', default: 7 * 86_400_000, help: 'lifetime of an issued client certificate; agents renew it over the live session' },
   { name: 'auto-tls-hosts', kind: 'list', arg: 'names', help: 'DNS names / IPs the --auto-tls certificate is for (repeatable or comma-separated)' },
   { name: 'keepalive', kind: 'duration', arg: 'duration', default: 15_000, help: 'ping interval; a session missing two pongs is closed' },
   { name: 'shutdown-grace', kind: 'duration', arg: 'duration', default: 10_000, help: 'on SIGTERM, how long open streams may drain' },
@@ -171,8 +176,21 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   const endpointSlices = slices === undefined
     ? undefined
     : { ...slices.options, api: (await import('../kube-endpoint-slice-api.js')).createKubeEndpointSliceApi(slices.kubeConfig, slices.options.namespace) }
-  const exitNode = createExitNode({ ...prepared.options, tls }, spokes, { logger, registry, endpointSlices })
+  const config = resolved.config
+  const clientCertificates = await loadClientCertificateAuthority({
+    caCertPath: stringSetting(config, 'client-ca-cert'),
+    caKeyPath: stringSetting(config, 'client-ca-key'),
+    autoTlsDir: prepared.tls?.kind === 'auto' ? prepared.tls.dir : undefined,
+    tls: tls !== undefined,
+    spokesPath,
+    lifetimeMs: numberSetting(config, 'client-cert-lifetime'),
+  })
+  const exitNode = createExitNode({ ...prepared.options, tls }, spokes, { logger, registry, endpointSlices, clientCertificates })
   await exitNode.listen()
+  // cert-manager renews --tls-cert/--tls-key in place: pick them up without a SIGHUP (SIGHUP still works).
+  const tlsWatcher = tls !== undefined && prepared.tls?.kind === 'files'
+    ? watchTlsFiles({ certPath: prepared.tls.certPath, keyPath: prepared.tls.keyPath }, tls, (next) => { exitNode.setTls(next) }, logger)
+    : undefined
   const watcher = watchSpokesFile(spokesPath, {
     initial: spokes,
     onChange: (next) => {
@@ -208,6 +226,7 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
   unsubscribe?.()
   await reloading
   watcher.close()
+  tlsWatcher?.close()
   await exitNode.close()
 }
 
