@@ -4,15 +4,13 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import {
+  DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
   STREAM_STATUS,
+  acceptDataStream,
   createMuxSession,
-  parseStreamHeader,
   parseWelcome,
   readFramedJson,
-  readWithin,
-  relay,
   writeFramedJson,
-  writeStreamStatus,
   PROTOCOL_VERSION,
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
@@ -27,19 +25,11 @@ import { createAgentMetrics } from './metrics.js'
 import type { AgentMetrics } from './metrics.js'
 import { PolicyProxy } from './policy-proxy.js'
 import type { PolicyProxyOptions } from './policy-proxy.js'
-import { sendOkStatusWithFirstBytes } from './send-ok-status.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
 
 /** RFC 6455 close code "going away": the exit-node is shutting down on purpose. */
 const WS_GOING_AWAY = 1001
-
-/** Largest `{upstream}` header accepted on a data stream. */
-const STREAM_HEADER_MAX_BYTES = 1024
-/** The longest the OK status waits for the upstream's first bytes to travel with. */
-const OK_STATUS_HOLD_MS = 500
-/** The longest the ACK of a data stream waits for that stream's first frame (the status); below the status hold it would go alone. */
-const STREAM_ACK_DELAY_MS = 1000
 
 /** Options of {@link createAgent}. */
 export interface AgentOptions {
@@ -284,7 +274,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       ? new AgentError('SLK_ERR_AGENT_SERVER_RESTARTING', `exit-node closed the session for a restart (websocket close ${closeReason})`, { cause })
       : undefined
     const mux = createMuxSession(duplex, 'client', {
-      ackDelayMs: STREAM_ACK_DELAY_MS,
+      ...DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
       ...options.mux,
       keepaliveIntervalMs: options.keepaliveIntervalMs,
       keepaliveTimeoutMs: options.keepaliveTimeoutMs,
@@ -329,32 +319,30 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #serveStream (stream: MuxStream): Promise<void> {
-    // Until relay() owns the stream, a reset from the exit-node must not become an uncaught 'error'.
-    const ignoreUntilRelayed = (): void => {}
-    stream.on('error', ignoreUntilRelayed)
-    let name: string
+    const timeoutMs = this.#options.helloTimeoutMs
+    let accepted
     try {
       // The header arrives with the SYN; a stream without one is reset after helloTimeoutMs.
-      const header = await readWithin(stream, this.#options.helloTimeoutMs, () => new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${this.#options.helloTimeoutMs} ms`),
-        async () => await readFramedJson(stream, { maxBytes: STREAM_HEADER_MAX_BYTES }))
-      name = parseStreamHeader(header).upstream
+      accepted = await acceptDataStream(stream, {
+        headerTimeoutMs: timeoutMs,
+        headerTimeoutError: () => new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${timeoutMs} ms`),
+      })
     } catch (err) {
       this.#log.warn({ streamId: stream.id, err }, 'bad stream header')
-      stream.destroy()
       return
     }
+    const name = accepted.upstream
     const upstream = this.#upstreams.get(name)
     if (upstream === undefined) {
       this.#metrics.streamsTotal.inc({ upstream: 'unknown', result: 'refused' })
       this.#log.warn({ streamId: stream.id, upstream: name }, 'exit-node asked for an upstream this agent does not offer')
-      writeStreamStatus(stream, STREAM_STATUS.UNKNOWN_UPSTREAM, `upstream "${name}" is not offered by this agent`)
-      stream.end()
+      accepted.refuse(STREAM_STATUS.UNKNOWN_UPSTREAM, `upstream "${name}" is not offered by this agent`)
       return
     }
     const proxy = this.#policyProxies.get(name)
     if (proxy !== undefined) {
+      accepted.accept()
       this.#servePolicyStream(stream, name, proxy)
-      stream.off('error', ignoreUntilRelayed)
       return
     }
     let socket
@@ -364,14 +352,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#metrics.upstreamDialErrorsTotal.inc({ upstream: name })
       this.#metrics.streamsTotal.inc({ upstream: name, result: 'dial_failed' })
       this.#log.debug({ streamId: stream.id, upstream: name, err }, 'upstream dial failed')
-      writeStreamStatus(stream, STREAM_STATUS.DIAL_FAILED, `cannot reach upstream ${name}: ${err instanceof Error ? err.message : String(err)}`)
-      stream.end()
+      accepted.refuse(STREAM_STATUS.DIAL_FAILED, `cannot reach upstream ${name}: ${err instanceof Error ? err.message : String(err)}`)
       return
     }
-    sendOkStatusWithFirstBytes(stream, socket, OK_STATUS_HOLD_MS)
-    stream.off('error', ignoreUntilRelayed)
     this.#metrics.streamsActive.inc({ upstream: name })
-    const failure = await relay(stream, socket)
+    const failure = await accepted.relay(socket)
     this.#metrics.streamsActive.dec({ upstream: name })
     this.#metrics.streamsTotal.inc({ upstream: name, result: failure === undefined ? 'ok' : 'aborted' })
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ streamId: stream.id, upstream: name, err: failure }, 'stream closed')
@@ -382,7 +367,6 @@ export class Agent extends EventEmitter<AgentEvents> {
    * request on it goes through the policy proxy; upstream connections are the proxy's keep-alive pool.
    */
   #servePolicyStream (stream: MuxStream, name: string, proxy: PolicyProxy): void {
-    writeStreamStatus(stream, STREAM_STATUS.OK)
     this.#metrics.streamsActive.inc({ upstream: name })
     let failure: Error | undefined
     stream.on('error', (err) => { failure ??= err })

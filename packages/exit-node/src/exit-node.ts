@@ -14,6 +14,7 @@ import { WebSocketServer } from 'ws'
 import type { WebSocket } from 'ws'
 import {
   CONNECT_PATH,
+  DATA_STREAM_DEFAULTS,
   MUX_SESSION_DEFAULTS,
   PROTOCOL_NAME,
   ProtocolError,
@@ -158,13 +159,6 @@ export interface ExitNodeDeps {
   endpointSlices?: (EndpointSlicePublisherOptions & { api: EndpointSliceApi }) | undefined
 }
 
-/**
- * How long a new data-plane connection waits for its client's first bytes before its stream opens without
- * them. Clients that speak first send within microseconds of the handshake; servers that speak first
- * (a protocol this tunnel may carry) pay this once per connection.
- */
-const FIRST_BYTES_HOLD_MS = 2
-
 /** A full data-plane port logs one line per this interval (with the count), not one per refused connection. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000
 
@@ -261,7 +255,7 @@ export class ExitNode {
     })
     this.#dataPlane = new DataPlane({
       streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs,
-      firstBytesHoldMs: FIRST_BYTES_HOLD_MS,
+      firstBytesHoldMs: DATA_STREAM_DEFAULTS.firstBytesHoldMs,
       idleTimeoutMs: this.#options.dataIdleTimeoutMs,
       maxConnectionsPerPort: this.#options.maxConnectionsPerPort,
       // The agent's control stream takes one of the session's streams for its whole life.

@@ -19,9 +19,20 @@ export { readWithin } from './read-within.js'
 export type { ReadExactlyOptions } from './read-exactly.js'
 export { encodeFramedJson, writeFramedJson, readFramedJson, FRAMED_JSON_DEFAULTS, FRAMED_JSON_PREFIX_BYTES } from './framed-json.js'
 export type { ReadFramedJsonOptions } from './framed-json.js'
-export { STREAM_STATUS, isUpstreamName, parseHello, parseWelcome, parseStreamHeader } from './messages.js'
-export type { Hello, Welcome, GrantedPort, StreamHeader, StreamStatus } from './messages.js'
-export { writeStreamStatus, readStreamStatus } from './stream-status.js'
+export { isUpstreamName, parseHello, parseWelcome } from './messages.js'
+export type { Hello, Welcome, GrantedPort } from './messages.js'
+export {
+  STREAM_STATUS,
+  DATA_STREAM_DEFAULTS,
+  DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
+  parseStreamHeader,
+  writeStreamStatus,
+  readStreamStatus,
+  waitForFirstBytes,
+  openDataStream,
+  acceptDataStream,
+} from './data-stream.js'
+export type { StreamHeader, StreamStatus, StreamRefusal, OpenDataStreamOptions, AcceptDataStreamOptions, AcceptedDataStream } from './data-stream.js'
 // mux and ws-duplex exports follow
 export { createMuxSession, MuxSession } from './mux/mux-session.js'
 export type { MuxStats, MuxSessionDeps, MuxLogger, MuxPingOptions, MuxCloseOptions } from './mux/mux-session.js'
