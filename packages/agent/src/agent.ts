@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import {
+  CLOSE_CODE,
   DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
   STREAM_STATUS,
   acceptDataStream,
@@ -14,7 +15,7 @@ import {
   PROTOCOL_VERSION,
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
-import { parseSpokeToken } from '@spokelink/auth'
+import { isSha256Hex, parseSpokeToken } from '@spokelink/auth'
 import { Backoff } from './backoff.js'
 import type { BackoffOptions } from './backoff.js'
 import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
@@ -27,9 +28,6 @@ import { PolicyProxy } from './policy-proxy.js'
 import type { PolicyProxyOptions } from './policy-proxy.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
-
-/** RFC 6455 close code "going away": the exit-node is shutting down on purpose. */
-const WS_GOING_AWAY = 1001
 
 /** Options of {@link createAgent}. */
 export interface AgentOptions {
@@ -129,7 +127,7 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
   for (const [name, value] of Object.entries(resolved.policy)) {
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option policy.${name}: expected a positive integer, got ${String(value)}`)
   }
-  if (resolved.caSha256 !== undefined && !/^[0-9a-f]{64}$/i.test(resolved.caSha256)) {
+  if (resolved.caSha256 !== undefined && !isSha256Hex(resolved.caSha256)) {
     throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', 'CA pin: expected 64 hex characters (sha256 of the CA certificate)')
   }
   return Object.freeze(resolved)
@@ -246,7 +244,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     // A refused token or an unreachable hub is an expected condition: the code and message say it all, a stack does not.
     const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
     // A planned restart is lifecycle, not a fault: info, and a message of its own so alerts on 'disconnected' stay quiet.
-    if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: WS_GOING_AWAY }, 'exit-node restarting')
+    if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: CLOSE_CODE.GOING_AWAY }, 'exit-node restarting')
     else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }
@@ -264,13 +262,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       signal: this.#stop.signal,
     })
     let closeReason = ''
+    let closeText = ''
     let closeCode: number | undefined
     ws.once('close', (code: number, reason: Buffer) => {
       closeCode = code
-      closeReason = reason.length > 0 ? `${code} ${reason.toString('utf8')}` : String(code)
+      closeText = reason.toString('utf8')
+      closeReason = reason.length > 0 ? `${code} ${closeText}` : String(code)
     })
     // 1001 "going away" is how an exit-node ends sessions on a graceful shutdown (after its GoAway).
-    const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === WS_GOING_AWAY
+    const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === CLOSE_CODE.GOING_AWAY
       ? new AgentError('SLK_ERR_AGENT_SERVER_RESTARTING', `exit-node closed the session for a restart (websocket close ${closeReason})`, { cause })
       : undefined
     const mux = createMuxSession(duplex, 'client', {
@@ -307,8 +307,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (err instanceof AgentError && err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') throw err
       const restart = plannedRestart(err)
       if (restart !== undefined) throw restart
-      if (closeReason.startsWith('4403')) {
-        throw new AgentError('SLK_ERR_AGENT_FORBIDDEN', `exit-node closed the session: ${closeReason.slice(5)}`, { cause: err })
+      if (closeCode === CLOSE_CODE.REVOKED) {
+        throw new AgentError('SLK_ERR_AGENT_FORBIDDEN', `exit-node closed the session: ${closeText}`, { cause: err })
       }
       throw err
     } finally {

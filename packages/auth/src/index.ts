@@ -15,7 +15,8 @@
  *
  * @packageDocumentation
  */
-export { AuthError, ConfigError, SpokesFileError } from './errors.js'
+export { isSha256Hex } from './sha256-hex.js'
+export { AuthError, ConfigError, SpokesFileError, AUTH_ERROR_CODES, CONFIG_ERROR_CODES, SPOKES_FILE_ERROR_CODES } from './errors.js'
 export type { AuthErrorCode, ConfigErrorCode, SpokesFileErrorCode } from './errors.js'
 export {
   SPOKE_TOKEN_ID_LENGTH,

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { AuthError } from './errors.js'
 import type { SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
+import { isSha256Hex } from './sha256-hex.js'
 
 /** Prefix of every spoke token. */
 export const SPOKE_TOKEN_PREFIX = 'slk_'
@@ -21,7 +22,6 @@ export const SPOKE_TOKEN_ID_PATTERN = /^[a-z0-9]{4,32}$/
 const SECRET_PATTERN = /^[A-Za-z0-9_-]{22,128}$/
 const MAX_TOKEN_LENGTH = SPOKE_TOKEN_PREFIX.length + 32 + 1 + 128
 const BASE32_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
-const SHA256_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
 
 /** A freshly created spoke token. `token` is the secret to hand to the agent; only `id` and `sha256` are stored. */
 export interface CreatedSpokeToken {
@@ -104,7 +104,7 @@ export function verifySpokeToken (token: string, spokes: SpokesConfig, now: Date
   const { id, secret } = parseSpokeToken(token)
   const found = lookupToken(spokes, id)
   const actual = createHash('sha256').update(secret, 'utf8').digest()
-  const expected = found !== undefined && SHA256_HEX_PATTERN.test(found.entry.sha256)
+  const expected = found !== undefined && isSha256Hex(found.entry.sha256)
     ? Buffer.from(found.entry.sha256, 'hex')
     : DUMMY_DIGEST // compare anyway, so an unknown id costs the same as a wrong secret
   const matches = timingSafeEqual(actual, expected)

@@ -13,6 +13,7 @@ import type { Registry } from 'prom-client'
 import { WebSocketServer } from 'ws'
 import type { WebSocket } from 'ws'
 import {
+  CLOSE_CODE,
   CONNECT_PATH,
   DATA_STREAM_DEFAULTS,
   MUX_SESSION_DEFAULTS,
@@ -167,9 +168,6 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000
  * AES-128-GCM (what `ssh -c aes128-gcm` users pick for speed), which costs less CPU per byte than AES-256 with AES-NI.
  */
 const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
-
-/** WebSocket close codes the exit-node uses; 1001 is RFC 6455 "going away", 4000–4999 the application range. */
-const WS_CLOSE = { GOING_AWAY: 1001, REVOKED: 4403, HELLO_FAILED: 4400, SESSION_LIMIT: 4429 } as const
 
 /** Reason sent with the 1001 close on shutdown; agents log it as a planned restart. */
 const SHUTDOWN_CLOSE_REASON = 'exit-node shutting down'
@@ -447,7 +445,7 @@ export class ExitNode {
     const signal = AbortSignal.timeout(this.#options.closeHandshakeTimeoutMs)
     await Promise.allSettled(open.map(async (ws) => {
       const closed = once(ws, 'close', { signal })
-      ws.close(WS_CLOSE.GOING_AWAY, SHUTDOWN_CLOSE_REASON)
+      ws.close(CLOSE_CODE.GOING_AWAY, SHUTDOWN_CLOSE_REASON)
       await closed
     }))
   }
@@ -501,7 +499,7 @@ export class ExitNode {
     const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_SESSION_LIMIT'
     this.#frontDoor.sampler.log(this.#log, 'warn', 'session_limit', { code, spoke, tokenId, remoteAddress, maxSessions }, 'session refused')
     ws.on('error', () => { /* the agent may reset instead of answering the close */ })
-    ws.close(WS_CLOSE.SESSION_LIMIT, reason)
+    ws.close(CLOSE_CODE.SESSION_LIMIT, reason)
     // The close handshake gets a second; then the socket goes whatever the agent does.
     const timer = setTimeout(() => { ws.terminate() }, 1000).unref()
     ws.once('close', () => { clearTimeout(timer) })
@@ -539,12 +537,12 @@ export class ExitNode {
     const openedAt = Date.now()
     const disconnect = (reason: string): void => {
       // A close frame tells the agent why; the abort backs it up if the agent does not answer.
-      ws.close(WS_CLOSE.REVOKED, reason)
+      ws.close(CLOSE_CODE.REVOKED, reason)
       setTimeout(() => { mux.abort(new ExitNodeError('SLK_ERR_EXIT_SESSION_REVOKED', `session closed: ${reason}`)) }, 1000).unref()
     }
     const helloTimer = setTimeout(() => {
       log.warn({ remoteAddress }, 'agent sent no hello in time')
-      ws.close(WS_CLOSE.HELLO_FAILED, 'no hello in time')
+      ws.close(CLOSE_CODE.HELLO_FAILED, 'no hello in time')
       mux.abort(new ExitNodeError('SLK_ERR_EXIT_HELLO', 'agent sent no hello in time'))
     }, this.#options.helloTimeoutMs)
     mux.on('stream', (stream: MuxStream) => {

@@ -11,7 +11,9 @@
  * const welcome = parseWelcome(await readFramedJson(control))
  * ```
  */
-export { MuxError, ProtocolError } from './errors.js'
+export { MuxError, ProtocolError, MUX_ERROR_CODES, PROTOCOL_ERROR_CODES } from './errors.js'
+export { CLOSE_CODE, closeCodeName } from './close-codes.js'
+export type { CloseCode } from './close-codes.js'
 export type { MuxErrorCode, ProtocolErrorCode, GoAwayReason } from './errors.js'
 export { PROTOCOL_NAME, PROTOCOL_VERSION, CONNECT_PATH } from './version.js'
 export { readExactly } from './read-exactly.js'
