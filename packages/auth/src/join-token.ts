@@ -1,5 +1,5 @@
 import { AuthError } from './errors.js'
-import { isSpokeToken } from './spoke-token.js'
+import { isSpokeToken } from './spoke-token-format.js'
 import { isSha256Hex } from './sha256-hex.js'
 
 /** Prefix (with format version) of every join token. */

@@ -2,25 +2,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { AuthError } from './errors.js'
 import type { SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
 import { isSha256Hex } from './sha256-hex.js'
+import { SPOKE_TOKEN_PREFIX, SPOKE_TOKEN_SECRET_BYTES, tryParseSpokeToken } from './spoke-token-format.js'
+import type { ParsedSpokeToken } from './spoke-token-format.js'
 
-/** Prefix of every spoke token. */
-export const SPOKE_TOKEN_PREFIX = 'slk_'
-
-/** Length of the id of a token made by {@link createSpokeToken}. */
-export const SPOKE_TOKEN_ID_LENGTH = 8
-
-/** Random bytes in the secret of a token made by {@link createSpokeToken} (256 bits). */
-export const SPOKE_TOKEN_SECRET_BYTES = 32
-
-/**
- * Token ids accepted when parsing a token or a spokes file: lowercase alphanumerics, 4–32 characters.
- * Generated ids are 8 characters of lowercase RFC 4648 base32; hand-written ids (as in DESIGN's `8f3k2a`) are allowed.
- */
-export const SPOKE_TOKEN_ID_PATTERN = /^[a-z0-9]{4,32}$/
-
-// ≥ 22 base64url characters carry ≥ 128 bits; the upper bound keeps hashing of hostile input cheap.
-const SECRET_PATTERN = /^[A-Za-z0-9_-]{22,128}$/
-const MAX_TOKEN_LENGTH = SPOKE_TOKEN_PREFIX.length + 32 + 1 + 128
 const BASE32_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 
 /** A freshly created spoke token. `token` is the secret to hand to the agent; only `id` and `sha256` are stored. */
@@ -31,14 +15,6 @@ export interface CreatedSpokeToken {
   id: string
   /** Lowercase hex sha256 of the secret part, as stored in the spokes file. */
   sha256: string
-}
-
-/** The two parts of a spoke token. */
-export interface ParsedSpokeToken {
-  /** The token id. */
-  id: string
-  /** The secret part (base64url). Never log it. */
-  secret: string
 }
 
 /** The spoke a token authenticated, and the id of the token used. */
@@ -76,11 +52,6 @@ export function parseSpokeToken (token: string): ParsedSpokeToken {
     throw new AuthError('SLK_ERR_AUTH_TOKEN_MALFORMED', 'spoke token is malformed: expected "slk_<id>_<secret>" with a 4-32 character lowercase id and a base64url secret of at least 22 characters')
   }
   return parsed
-}
-
-/** Tells whether `s` has the shape of a spoke token `slk_<id>_<secret>` (it does not check that it is valid). */
-export function isSpokeToken (s: unknown): boolean {
-  return typeof s === 'string' && tryParseSpokeToken(s) !== undefined
 }
 
 /** Hashes the secret part of a spoke token: lowercase hex sha256 of its UTF-8 bytes, as stored in the spokes file. */
@@ -144,17 +115,6 @@ function buildIndex (config: SpokesConfig): Map<string, TokenLocation> {
     }
   }
   return index
-}
-
-function tryParseSpokeToken (token: string): ParsedSpokeToken | undefined {
-  if (token.length > MAX_TOKEN_LENGTH || !token.startsWith(SPOKE_TOKEN_PREFIX)) return undefined
-  const rest = token.slice(SPOKE_TOKEN_PREFIX.length)
-  const sep = rest.indexOf('_')
-  if (sep < 0) return undefined
-  const id = rest.slice(0, sep)
-  const secret = rest.slice(sep + 1)
-  if (!SPOKE_TOKEN_ID_PATTERN.test(id) || !SECRET_PATTERN.test(secret)) return undefined
-  return { id, secret }
 }
 
 function encodeBase32 (bytes: Buffer): string {

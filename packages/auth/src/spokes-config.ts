@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net'
 import { parseDocument } from 'yaml'
 import { ConfigError } from './errors.js'
-import { SPOKE_TOKEN_ID_PATTERN, isSpokeToken } from './spoke-token.js'
+import { SPOKE_TOKEN_ID_PATTERN, isSpokeToken } from './spoke-token-format.js'
 import { isSha256Hex } from './sha256-hex.js'
 
 /** One token of a spoke, as stored in the spokes file: the id and the sha256 of the secret, never the secret. */

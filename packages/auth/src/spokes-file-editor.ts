@@ -1,7 +1,7 @@
 import { isCollection, isMap, isPair, isScalar, isSeq, parse as parseYaml, parseDocument } from 'yaml'
 import type { Document, Node as YamlNode, YAMLMap } from 'yaml'
 import { ConfigError } from './errors.js'
-import { SPOKE_TOKEN_ID_PATTERN } from './spoke-token.js'
+import { SPOKE_TOKEN_ID_PATTERN } from './spoke-token-format.js'
 import { parseSpokesConfig, spokesConfigFingerprint } from './spokes-config.js'
 import type { SpokesConfig, TokenEntry } from './spokes-config.js'
 import { isSha256Hex } from './sha256-hex.js'
