@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { ProtocolError, openDataStream, waitForFirstBytes } from '@spokelink/protocol'
 import type { GrantedPort, MuxStream } from '@spokelink/protocol'
 import type { PortConfig } from '@spokelink/auth'
+import { bindServer } from './bind-server.js'
 import { ExitNodeError } from './errors.js'
 import { EventSampler } from './event-sampler.js'
 import type { ExitNodeMetrics } from './metrics.js'
@@ -151,13 +152,7 @@ export class DataPlane {
       refusals: new EventSampler(this.#options.refusalLogIntervalMs),
     }
     server.on('connection', (socket) => { void this.#carry(socket, spoke, listener) })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port.listen.port, port.listen.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
+    await bindServer(server, port.listen.host, port.listen.port, `data-plane port ${port.upstream}`)
     server.on('error', (err) => { this.#log.error({ spoke, upstream: port.upstream, err }, 'data-plane listener failed') })
     const address = server.address()
     this.#log.info({ spoke, upstream: port.upstream, address: port.listen.host, port: typeof address === 'object' && address !== null ? address.port : port.listen.port, maxConnections, idleTimeoutMs: listener.idleTimeoutMs }, 'data-plane port bound')

@@ -28,6 +28,7 @@ import {
 import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokelink/protocol'
 import type { SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
+import { bindServer, boundAddress } from './bind-server.js'
 import { createEndpointSlicePublisher } from './endpoint-slice-publisher.js'
 import type { EndpointSlicePublisher, EndpointSlicePublisherOptions } from './endpoint-slice-publisher.js'
 import type { EndpointSliceApi } from './endpoint-slice-api.js'
@@ -630,27 +631,6 @@ export class ExitNode {
     this.#dataPlane.detach(session)
     session.disconnect(reason)
   }
-}
-
-/** Listens on `host:port`, naming `what` and the address in the error when that fails. */
-async function bindServer (server: http.Server, host: string, port: number, what?: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EADDRNOTAVAIL' ? 'is not an address of this host' : `failed (${err.code ?? err.message})`
-      reject(new ExitNodeError('SLK_ERR_EXIT_LISTEN', `${what === undefined ? '' : `${what}: `}cannot listen on ${host}:${port}: the address ${why}`, { cause: err }))
-    }
-    server.once('error', onError)
-    server.listen(port, host, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
-}
-
-function boundAddress (server: http.Server): AddressInfo {
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new ExitNodeError('SLK_ERR_EXIT_LISTEN', 'exit-node is not listening')
-  return address
 }
 
 /**
