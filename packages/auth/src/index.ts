@@ -20,8 +20,8 @@ export { AuthError, ConfigError, SpokesFileError, AUTH_ERROR_CODES, CONFIG_ERROR
 export type { AuthErrorCode, ConfigErrorCode, SpokesFileErrorCode } from './errors.js'
 export { SPOKE_TOKEN_ID_LENGTH, SPOKE_TOKEN_ID_PATTERN, SPOKE_TOKEN_PREFIX, SPOKE_TOKEN_SECRET_BYTES, isSpokeToken } from './spoke-token-format.js'
 export type { ParsedSpokeToken } from './spoke-token-format.js'
-export { createSpokeToken, hashTokenSecret, parseSpokeToken, verifySpokeToken } from './spoke-token.js'
-export type { CreatedSpokeToken, VerifiedSpokeToken } from './spoke-token.js'
+export { createSpokeToken, hashTokenSecret, parseSpokeToken, sessionRevocationReason, verifySpokeToken } from './spoke-token.js'
+export type { CreatedSpokeToken, SessionCredential, VerifiedSpokeToken } from './spoke-token.js'
 export { JOIN_TOKEN_PREFIX, decodeJoinToken, encodeJoinToken } from './join-token.js'
 export type { JoinToken } from './join-token.js'
 export {

@@ -86,10 +86,43 @@ export function verifySpokeToken (token: string, spokes: SpokesConfig, now: Date
     throw new AuthError('SLK_ERR_AUTH_TOKEN_REVOKED', `spoke token ${id} of spoke ${found.spoke.name} has been revoked`)
   }
   const expires = found.entry.expires
-  if (expires !== undefined && now.getTime() >= expires.getTime()) {
+  if (expires !== undefined && isTokenExpired(found.entry, now)) {
     throw new AuthError('SLK_ERR_AUTH_TOKEN_EXPIRED', `spoke token ${id} of spoke ${found.spoke.name} expired at ${expires.toISOString()}; create a new one with "spokelink token create"`)
   }
   return { spoke: found.spoke, tokenId: id, sha256: actual.toString('hex') }
+}
+
+/** Whether a token entry's `expires` is at or before `now`: the one expiry rule, at the upgrade and for live sessions. */
+function isTokenExpired (entry: TokenEntry, now: Date): boolean {
+  return entry.expires !== undefined && entry.expires.getTime() <= now.getTime()
+}
+
+/** The credential a session authenticated with: which token, of which spoke, and the hash it matched. */
+export interface SessionCredential {
+  spoke: string
+  tokenId: string
+  /** sha256 (lowercase hex) of the secret the agent presented. */
+  tokenSha256: string
+}
+
+/**
+ * Why a session authenticated with `credential` may no longer live under `spokes`, or undefined when it still may.
+ * Any change that would refuse the same credential at the upgrade ends the session: spoke removed, token removed or
+ * revoked or expired, the token id moved to another spoke, or its hash changed (a new secret under the same id).
+ * Used after every spokes-file reload and on the expiry tick.
+ */
+export function sessionRevocationReason (spokes: SpokesConfig, credential: SessionCredential, now: Date): string | undefined {
+  const { spoke, tokenId, tokenSha256 } = credential
+  const entry = spokes.spokes.find((candidate) => candidate.name === spoke)
+  if (entry === undefined) return 'spoke removed'
+  const token = entry.tokens.find((candidate) => candidate.id === tokenId)
+  if (token === undefined) {
+    const moved = spokes.spokes.some((candidate) => candidate.tokens.some((t) => t.id === tokenId))
+    return moved ? 'token moved to another spoke' : 'token revoked'
+  }
+  if (token.revoked === true) return 'token revoked'
+  if (token.sha256.toLowerCase() !== tokenSha256) return 'token hash changed'
+  return isTokenExpired(token, now) ? 'token expired' : undefined
 }
 
 interface TokenLocation { spoke: SpokeConfig, entry: TokenEntry }

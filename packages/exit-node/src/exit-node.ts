@@ -26,7 +26,8 @@ import {
   readFramedJson,
 } from '@spokelink/protocol'
 import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokelink/protocol'
-import type { SpokesConfig } from '@spokelink/auth'
+import { sessionRevocationReason } from '@spokelink/auth'
+import type { SessionCredential, SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
 import { bindServer, boundAddress } from './bind-server.js'
 import { createEndpointSlicePublisher } from './endpoint-slice-publisher.js'
@@ -45,8 +46,6 @@ import type { TargetGroup } from './service-discovery.js'
 import { SessionRegistry } from './session-registry.js'
 import { SessionSlots, maxSessionsOf } from './session-slots.js'
 import type { SpokeSession } from './spoke-session.js'
-import { sessionRevocationReason } from './token-validity.js'
-import type { SessionCredential } from './token-validity.js'
 import { clipUntrusted } from './untrusted-text.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
 
