@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config'
 const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url))
 
 const alias = {
+  '@spokelink/errors': src('errors'),
   '@spokelink/protocol': src('protocol'),
   '@spokelink/auth': src('auth'),
   '@spokelink/exit-node': src('exit-node'),

@@ -4,19 +4,18 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import {
+  CLOSE_CODE,
+  DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
   STREAM_STATUS,
+  acceptDataStream,
   createMuxSession,
-  parseStreamHeader,
   parseWelcome,
   readFramedJson,
-  readWithin,
-  relay,
   writeFramedJson,
-  writeStreamStatus,
   PROTOCOL_VERSION,
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
-import { CLIENT_CERT_DEFAULTS, parseSpokeToken } from '@spokelink/auth'
+import { CLIENT_CERT_DEFAULTS, isSha256Hex, parseSpokeToken } from '@spokelink/auth'
 import type { ClientIdentity } from './client-identity.js'
 import { Backoff } from './backoff.js'
 import type { BackoffOptions } from './backoff.js'
@@ -28,19 +27,8 @@ import { createAgentMetrics } from './metrics.js'
 import type { AgentMetrics } from './metrics.js'
 import { PolicyProxy } from './policy-proxy.js'
 import type { PolicyProxyOptions } from './policy-proxy.js'
-import { sendOkStatusWithFirstBytes } from './send-ok-status.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
-
-/** RFC 6455 close code "going away": the exit-node is shutting down on purpose. */
-const WS_GOING_AWAY = 1001
-
-/** Largest `{upstream}` header accepted on a data stream. */
-const STREAM_HEADER_MAX_BYTES = 1024
-/** The longest the OK status waits for the upstream's first bytes to travel with. */
-const OK_STATUS_HOLD_MS = 500
-/** The longest the ACK of a data stream waits for that stream's first frame (the status); below the status hold it would go alone. */
-const STREAM_ACK_DELAY_MS = 1000
 
 /** Options of {@link createAgent}. */
 export interface AgentOptions {
@@ -155,7 +143,7 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
   for (const [name, value] of Object.entries(resolved.policy)) {
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option policy.${name}: expected a positive integer, got ${String(value)}`)
   }
-  if (resolved.caSha256 !== undefined && !/^[0-9a-f]{64}$/i.test(resolved.caSha256)) {
+  if (resolved.caSha256 !== undefined && !isSha256Hex(resolved.caSha256)) {
     throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', 'CA pin: expected 64 hex characters (sha256 of the CA certificate)')
   }
   return Object.freeze(resolved)
@@ -304,7 +292,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     // A refused token or an unreachable hub is an expected condition: the code and message say it all, a stack does not.
     const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
     // A planned restart is lifecycle, not a fault: info, and a message of its own so alerts on 'disconnected' stay quiet.
-    if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: WS_GOING_AWAY }, 'exit-node restarting')
+    if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: CLOSE_CODE.GOING_AWAY }, 'exit-node restarting')
     else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }
@@ -324,17 +312,19 @@ export class Agent extends EventEmitter<AgentEvents> {
     })
     const sessionTokenId = parseSpokeToken(this.#token).id
     let closeReason = ''
+    let closeText = ''
     let closeCode: number | undefined
     ws.once('close', (code: number, reason: Buffer) => {
       closeCode = code
-      closeReason = reason.length > 0 ? `${code} ${reason.toString('utf8')}` : String(code)
+      closeText = reason.toString('utf8')
+      closeReason = reason.length > 0 ? `${code} ${closeText}` : String(code)
     })
     // 1001 "going away" is how an exit-node ends sessions on a graceful shutdown (after its GoAway).
-    const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === WS_GOING_AWAY
+    const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === CLOSE_CODE.GOING_AWAY
       ? new AgentError('SLK_ERR_AGENT_SERVER_RESTARTING', `exit-node closed the session for a restart (websocket close ${closeReason})`, { cause })
       : undefined
     const mux = createMuxSession(duplex, 'client', {
-      ackDelayMs: STREAM_ACK_DELAY_MS,
+      ...DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
       ...options.mux,
       keepaliveIntervalMs: options.keepaliveIntervalMs,
       keepaliveTimeoutMs: options.keepaliveTimeoutMs,
@@ -376,8 +366,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (err instanceof AgentError && err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') throw err
       const restart = plannedRestart(err)
       if (restart !== undefined) throw restart
-      if (closeReason.startsWith('4403')) {
-        throw new AgentError('SLK_ERR_AGENT_FORBIDDEN', `exit-node closed the session: ${closeReason.slice(5)}`, { cause: err })
+      if (closeCode === CLOSE_CODE.REVOKED) {
+        throw new AgentError('SLK_ERR_AGENT_FORBIDDEN', `exit-node closed the session: ${closeText}`, { cause: err })
       }
       throw err
     } finally {
@@ -390,32 +380,30 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   async #serveStream (stream: MuxStream): Promise<void> {
-    // Until relay() owns the stream, a reset from the exit-node must not become an uncaught 'error'.
-    const ignoreUntilRelayed = (): void => {}
-    stream.on('error', ignoreUntilRelayed)
-    let name: string
+    const timeoutMs = this.#options.helloTimeoutMs
+    let accepted
     try {
       // The header arrives with the SYN; a stream without one is reset after helloTimeoutMs.
-      const header = await readWithin(stream, this.#options.helloTimeoutMs, () => new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${this.#options.helloTimeoutMs} ms`),
-        async () => await readFramedJson(stream, { maxBytes: STREAM_HEADER_MAX_BYTES }))
-      name = parseStreamHeader(header).upstream
+      accepted = await acceptDataStream(stream, {
+        headerTimeoutMs: timeoutMs,
+        headerTimeoutError: () => new AgentError('SLK_ERR_AGENT_STREAM_HEADER', `no stream header within ${timeoutMs} ms`),
+      })
     } catch (err) {
       this.#log.warn({ streamId: stream.id, err }, 'bad stream header')
-      stream.destroy()
       return
     }
+    const name = accepted.upstream
     const upstream = this.#upstreams.get(name)
     if (upstream === undefined) {
       this.#metrics.streamsTotal.inc({ upstream: 'unknown', result: 'refused' })
       this.#log.warn({ streamId: stream.id, upstream: name }, 'exit-node asked for an upstream this agent does not offer')
-      writeStreamStatus(stream, STREAM_STATUS.UNKNOWN_UPSTREAM, `upstream "${name}" is not offered by this agent`)
-      stream.end()
+      accepted.refuse(STREAM_STATUS.UNKNOWN_UPSTREAM, `upstream "${name}" is not offered by this agent`)
       return
     }
     const proxy = this.#policyProxies.get(name)
     if (proxy !== undefined) {
+      accepted.accept()
       this.#servePolicyStream(stream, name, proxy)
-      stream.off('error', ignoreUntilRelayed)
       return
     }
     let socket
@@ -425,14 +413,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.#metrics.upstreamDialErrorsTotal.inc({ upstream: name })
       this.#metrics.streamsTotal.inc({ upstream: name, result: 'dial_failed' })
       this.#log.debug({ streamId: stream.id, upstream: name, err }, 'upstream dial failed')
-      writeStreamStatus(stream, STREAM_STATUS.DIAL_FAILED, `cannot reach upstream ${name}: ${err instanceof Error ? err.message : String(err)}`)
-      stream.end()
+      accepted.refuse(STREAM_STATUS.DIAL_FAILED, `cannot reach upstream ${name}: ${err instanceof Error ? err.message : String(err)}`)
       return
     }
-    sendOkStatusWithFirstBytes(stream, socket, OK_STATUS_HOLD_MS)
-    stream.off('error', ignoreUntilRelayed)
     this.#metrics.streamsActive.inc({ upstream: name })
-    const failure = await relay(stream, socket)
+    const failure = await accepted.relay(socket)
     this.#metrics.streamsActive.dec({ upstream: name })
     this.#metrics.streamsTotal.inc({ upstream: name, result: failure === undefined ? 'ok' : 'aborted' })
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ streamId: stream.id, upstream: name, err: failure }, 'stream closed')
@@ -443,7 +428,6 @@ export class Agent extends EventEmitter<AgentEvents> {
    * request on it goes through the policy proxy; upstream connections are the proxy's keep-alive pool.
    */
   #servePolicyStream (stream: MuxStream, name: string, proxy: PolicyProxy): void {
-    writeStreamStatus(stream, STREAM_STATUS.OK)
     this.#metrics.streamsActive.inc({ upstream: name })
     let failure: Error | undefined
     stream.on('error', (err) => { failure ??= err })

@@ -18,7 +18,7 @@ export { connectExitNode, checkServerUrl, verifyPinnedPeer } from './connect-exi
 export { createLoopbackOnlyLookup, isLoopbackAddress, LOOPBACK_NAME } from './loopback.js'
 export type { ResolveAllFunction } from './loopback.js'
 export type { ConnectOptions, ExitNodeConnection } from './connect-exit-node.js'
-export { AgentError } from './errors.js'
+export { AgentError, AGENT_ERROR_CODES } from './errors.js'
 export type { AgentErrorCode } from './errors.js'
 export { startAgentHealthServer } from './health-server.js'
 export { parseUpstreamSpec, dialUpstream } from './upstreams.js'

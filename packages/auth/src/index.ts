@@ -15,20 +15,13 @@
  *
  * @packageDocumentation
  */
-export { AuthError, ConfigError, SpokesFileError } from './errors.js'
+export { isSha256Hex } from './sha256-hex.js'
+export { AuthError, ConfigError, SpokesFileError, AUTH_ERROR_CODES, CONFIG_ERROR_CODES, SPOKES_FILE_ERROR_CODES } from './errors.js'
 export type { AuthErrorCode, ConfigErrorCode, SpokesFileErrorCode } from './errors.js'
-export {
-  SPOKE_TOKEN_ID_LENGTH,
-  SPOKE_TOKEN_ID_PATTERN,
-  SPOKE_TOKEN_PREFIX,
-  SPOKE_TOKEN_SECRET_BYTES,
-  createSpokeToken,
-  hashTokenSecret,
-  isSpokeToken,
-  parseSpokeToken,
-  verifySpokeToken,
-} from './spoke-token.js'
-export type { CreatedSpokeToken, ParsedSpokeToken, VerifiedSpokeToken } from './spoke-token.js'
+export { SPOKE_TOKEN_ID_LENGTH, SPOKE_TOKEN_ID_PATTERN, SPOKE_TOKEN_PREFIX, SPOKE_TOKEN_SECRET_BYTES, isSpokeToken } from './spoke-token-format.js'
+export type { ParsedSpokeToken } from './spoke-token-format.js'
+export { createSpokeToken, hashTokenSecret, parseSpokeToken, sessionRevocationReason, verifySpokeToken } from './spoke-token.js'
+export type { CreatedSpokeToken, SessionCredential, VerifiedSpokeToken } from './spoke-token.js'
 export { JOIN_TOKEN_PREFIX, decodeJoinToken, encodeJoinToken } from './join-token.js'
 export type { JoinToken } from './join-token.js'
 export {

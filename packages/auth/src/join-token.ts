@@ -1,5 +1,6 @@
 import { AuthError } from './errors.js'
-import { isSpokeToken } from './spoke-token.js'
+import { isSpokeToken } from './spoke-token-format.js'
+import { isSha256Hex } from './sha256-hex.js'
 
 /** Prefix (with format version) of every join token. */
 export const JOIN_TOKEN_PREFIX = 'slkj1.'
@@ -19,7 +20,6 @@ export interface JoinToken {
 
 const MAX_JOIN_TOKEN_LENGTH = 4096
 const BASE64URL_PATTERN = /^[A-Za-z0-9_-]+$/
-const SHA256_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
 const KEYS = new Set(['server', 'caSha256', 'token'])
 
 /**
@@ -73,7 +73,7 @@ function validateJoinToken (join: JoinToken): JoinToken {
   }
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw malformed('"server" must be a ws:// or wss:// URL')
   if (url.username !== '' || url.password !== '') throw malformed('"server" must not contain credentials')
-  if (join.caSha256 !== undefined && !SHA256_HEX_PATTERN.test(join.caSha256)) {
+  if (join.caSha256 !== undefined && !isSha256Hex(join.caSha256)) {
     throw malformed('"caSha256" must be 64 hex digits (sha256 of the CA certificate DER)')
   }
   if (!isSpokeToken(join.token)) throw malformed('"token" is not a spoke token (slk_<id>_<secret>)')

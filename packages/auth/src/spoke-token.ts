@@ -1,27 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { AuthError } from './errors.js'
 import type { SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
+import { isSha256Hex } from './sha256-hex.js'
+import { SPOKE_TOKEN_PREFIX, SPOKE_TOKEN_SECRET_BYTES, tryParseSpokeToken } from './spoke-token-format.js'
+import type { ParsedSpokeToken } from './spoke-token-format.js'
 
-/** Prefix of every spoke token. */
-export const SPOKE_TOKEN_PREFIX = 'slk_'
-
-/** Length of the id of a token made by {@link createSpokeToken}. */
-export const SPOKE_TOKEN_ID_LENGTH = 8
-
-/** Random bytes in the secret of a token made by {@link createSpokeToken} (256 bits). */
-export const SPOKE_TOKEN_SECRET_BYTES = 32
-
-/**
- * Token ids accepted when parsing a token or a spokes file: lowercase alphanumerics, 4–32 characters.
- * Generated ids are 8 characters of lowercase RFC 4648 base32; hand-written ids (as in DESIGN's `8f3k2a`) are allowed.
- */
-export const SPOKE_TOKEN_ID_PATTERN = /^[a-z0-9]{4,32}$/
-
-// ≥ 22 base64url characters carry ≥ 128 bits; the upper bound keeps hashing of hostile input cheap.
-const SECRET_PATTERN = /^[A-Za-z0-9_-]{22,128}$/
-const MAX_TOKEN_LENGTH = SPOKE_TOKEN_PREFIX.length + 32 + 1 + 128
 const BASE32_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
-const SHA256_HEX_PATTERN = /^[0-9a-fA-F]{64}$/
 
 /** A freshly created spoke token. `token` is the secret to hand to the agent; only `id` and `sha256` are stored. */
 export interface CreatedSpokeToken {
@@ -31,14 +15,6 @@ export interface CreatedSpokeToken {
   id: string
   /** Lowercase hex sha256 of the secret part, as stored in the spokes file. */
   sha256: string
-}
-
-/** The two parts of a spoke token. */
-export interface ParsedSpokeToken {
-  /** The token id. */
-  id: string
-  /** The secret part (base64url). Never log it. */
-  secret: string
 }
 
 /** The spoke a token authenticated, and the id of the token used. */
@@ -78,11 +54,6 @@ export function parseSpokeToken (token: string): ParsedSpokeToken {
   return parsed
 }
 
-/** Tells whether `s` has the shape of a spoke token `slk_<id>_<secret>` (it does not check that it is valid). */
-export function isSpokeToken (s: unknown): boolean {
-  return typeof s === 'string' && tryParseSpokeToken(s) !== undefined
-}
-
 /** Hashes the secret part of a spoke token: lowercase hex sha256 of its UTF-8 bytes, as stored in the spokes file. */
 export function hashTokenSecret (secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex')
@@ -104,7 +75,7 @@ export function verifySpokeToken (token: string, spokes: SpokesConfig, now: Date
   const { id, secret } = parseSpokeToken(token)
   const found = lookupToken(spokes, id)
   const actual = createHash('sha256').update(secret, 'utf8').digest()
-  const expected = found !== undefined && SHA256_HEX_PATTERN.test(found.entry.sha256)
+  const expected = found !== undefined && isSha256Hex(found.entry.sha256)
     ? Buffer.from(found.entry.sha256, 'hex')
     : DUMMY_DIGEST // compare anyway, so an unknown id costs the same as a wrong secret
   const matches = timingSafeEqual(actual, expected)
@@ -115,10 +86,51 @@ export function verifySpokeToken (token: string, spokes: SpokesConfig, now: Date
     throw new AuthError('SLK_ERR_AUTH_TOKEN_REVOKED', `spoke token ${id} of spoke ${found.spoke.name} has been revoked`)
   }
   const expires = found.entry.expires
-  if (expires !== undefined && now.getTime() >= expires.getTime()) {
+  if (expires !== undefined && isTokenExpired(found.entry, now)) {
     throw new AuthError('SLK_ERR_AUTH_TOKEN_EXPIRED', `spoke token ${id} of spoke ${found.spoke.name} expired at ${expires.toISOString()}; create a new one with "spokelink token create"`)
   }
   return { spoke: found.spoke, tokenId: id, sha256: actual.toString('hex') }
+}
+
+/** Whether a token entry's `expires` is at or before `now`: the one expiry rule, at the upgrade and for live sessions. */
+function isTokenExpired (entry: TokenEntry, now: Date): boolean {
+  return entry.expires !== undefined && entry.expires.getTime() <= now.getTime()
+}
+
+/** The credential a session authenticated with: which token, of which spoke, and the hash it matched. */
+export interface SessionCredential {
+  spoke: string
+  tokenId: string
+  /** sha256 (lowercase hex) of the secret the agent presented. */
+  tokenSha256: string
+  /** Serial of the client certificate the session was opened with, if any. */
+  certSerial?: string
+}
+
+/**
+ * Why a session authenticated with `credential` may no longer live under `spokes`, or undefined when it still may.
+ * Any change that would refuse the same credential at the upgrade ends the session: spoke removed, token removed or
+ * revoked or expired, the token id moved to another spoke, its hash changed (a new secret under the same id), or the
+ * session's client certificate (or the token's current one) revoked.
+ * Used after every spokes-file reload and on the expiry tick.
+ */
+export function sessionRevocationReason (spokes: SpokesConfig, credential: SessionCredential, now: Date): string | undefined {
+  const { spoke, tokenId, tokenSha256 } = credential
+  const entry = spokes.spokes.find((candidate) => candidate.name === spoke)
+  if (entry === undefined) return 'spoke removed'
+  const token = entry.tokens.find((candidate) => candidate.id === tokenId)
+  if (token === undefined) {
+    const moved = spokes.spokes.some((candidate) => candidate.tokens.some((t) => t.id === tokenId))
+    return moved ? 'token moved to another spoke' : 'token revoked'
+  }
+  if (token.revoked === true) return 'token revoked'
+  if (token.sha256.toLowerCase() !== tokenSha256) return 'token hash changed'
+  if (isTokenExpired(token, now)) return 'token expired'
+  // The session's own certificate, or the token's current one (renewed on this session), revoked.
+  const revokedSerials = entry.revokedSerials ?? []
+  if (credential.certSerial !== undefined && revokedSerials.includes(credential.certSerial)) return 'certificate revoked'
+  if (token.certSerial !== undefined && revokedSerials.includes(token.certSerial)) return 'certificate revoked'
+  return undefined
 }
 
 interface TokenLocation { spoke: SpokeConfig, entry: TokenEntry }
@@ -144,17 +156,6 @@ function buildIndex (config: SpokesConfig): Map<string, TokenLocation> {
     }
   }
   return index
-}
-
-function tryParseSpokeToken (token: string): ParsedSpokeToken | undefined {
-  if (token.length > MAX_TOKEN_LENGTH || !token.startsWith(SPOKE_TOKEN_PREFIX)) return undefined
-  const rest = token.slice(SPOKE_TOKEN_PREFIX.length)
-  const sep = rest.indexOf('_')
-  if (sep < 0) return undefined
-  const id = rest.slice(0, sep)
-  const secret = rest.slice(sep + 1)
-  if (!SPOKE_TOKEN_ID_PATTERN.test(id) || !SECRET_PATTERN.test(secret)) return undefined
-  return { id, secret }
 }
 
 function encodeBase32 (bytes: Buffer): string {

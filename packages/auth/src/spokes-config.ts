@@ -1,7 +1,8 @@
 import { isIPv4, isIPv6 } from 'node:net'
 import { parseDocument } from 'yaml'
 import { ConfigError } from './errors.js'
-import { SPOKE_TOKEN_ID_PATTERN, isSpokeToken } from './spoke-token.js'
+import { SPOKE_TOKEN_ID_PATTERN, isSpokeToken } from './spoke-token-format.js'
+import { isSha256Hex } from './sha256-hex.js'
 
 /** One token of a spoke, as stored in the spokes file: the id and the sha256 of the secret, never the secret. */
 export interface TokenEntry {
@@ -66,7 +67,6 @@ export interface SpokesConfig {
 const DNS_1123_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 const UPSTREAM_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
-const SHA256_HEX = /^[0-9a-fA-F]{64}$/
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$/
 const ROOT_KEYS = ['spokes', 'maxSessionsPerSpoke']
@@ -197,7 +197,7 @@ class Validator {
     this.tokenIds.set(id, `${path}.id of spoke ${spoke}`)
     if (sha256 === undefined) this.fail(`${path}.sha256`, 'required: the sha256 of the token secret (64 hex digits)')
     // Never echo this field: a raw token pasted here by mistake would end up in logs.
-    if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256)) {
+    if (typeof sha256 !== 'string' || !isSha256Hex(sha256)) {
       const hint = isSpokeToken(sha256) ? ' (this looks like a raw token: store only the sha256 of its secret)' : ''
       this.fail(`${path}.sha256`, `expected 64 hex digits (sha256 of the token secret)${hint}`)
     }

@@ -1,9 +1,10 @@
 import { isCollection, isMap, isPair, isScalar, isSeq, parse as parseYaml, parseDocument } from 'yaml'
 import type { Document, Node as YamlNode, YAMLMap } from 'yaml'
 import { AuthError, ConfigError } from './errors.js'
-import { SPOKE_TOKEN_ID_PATTERN } from './spoke-token.js'
+import { SPOKE_TOKEN_ID_PATTERN } from './spoke-token-format.js'
 import { parseSpokesConfig, spokesConfigFingerprint } from './spokes-config.js'
 import type { SpokesConfig, TokenEntry } from './spokes-config.js'
+import { isSha256Hex } from './sha256-hex.js'
 
 /** One row of {@link listSpokeTokens}. */
 export interface SpokeTokenListing {
@@ -19,7 +20,6 @@ export interface SpokeTokenListing {
   created?: Date
 }
 
-const SHA256_HEX = /^[0-9a-fA-F]{64}$/
 const DEFAULT_SOURCE = 'spokes file'
 
 /**
@@ -305,7 +305,7 @@ function validateEntry (entry: TokenEntry, source: string): void {
   if (!SPOKE_TOKEN_ID_PATTERN.test(entry.id)) {
     throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: new token id: expected 4-32 lowercase letters and digits`)
   }
-  if (!SHA256_HEX.test(entry.sha256)) {
+  if (!isSha256Hex(entry.sha256)) {
     throw new ConfigError('SLK_ERR_CONFIG_SPOKES_FILE', `${source}: new token ${entry.id}: sha256: expected 64 hex digits (sha256 of the token secret)`)
   }
   for (const key of ['expires', 'created'] as const) {

@@ -1,21 +1,21 @@
+import { SpokelinkError } from '@spokelink/errors'
+
 /** Codes of errors raised by the command line; all exit with status 2. */
-export type CliErrorCode =
-  | 'SLK_ERR_USAGE_FLAG'
-  | 'SLK_ERR_USAGE_MISSING'
-  | 'SLK_ERR_USAGE_CONFLICT'
-  | 'SLK_ERR_CONFIG_FILE'
-  | 'SLK_ERR_CONFIG_READ'
-  | 'SLK_ERR_CONFIG_TLS'
-  | 'SLK_ERR_CONFIG_KUBERNETES'
+export const CLI_ERROR_CODES = [
+  'SLK_ERR_USAGE_FLAG',
+  'SLK_ERR_USAGE_MISSING',
+  'SLK_ERR_USAGE_CONFLICT',
+  'SLK_ERR_CONFIG_FILE',
+  'SLK_ERR_CONFIG_READ',
+  'SLK_ERR_CONFIG_TLS',
+  'SLK_ERR_CONFIG_KUBERNETES',
+] as const
+/** A value of {@link CLI_ERROR_CODES}. */
+export type CliErrorCode = typeof CLI_ERROR_CODES[number]
 
 /** A usage or configuration error; the message names the flag, its source and what was expected. */
-export class CliError extends Error {
+export class CliError extends SpokelinkError<CliErrorCode> {
   override name = 'CliError'
-  readonly code: CliErrorCode
-  constructor (code: CliErrorCode, message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.code = code
-  }
 }
 
 /** Exit status for an error: 2 for usage and configuration mistakes, 1 for everything else. */

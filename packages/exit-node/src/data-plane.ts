@@ -1,11 +1,11 @@
 import net from 'node:net'
 import type { Logger } from 'pino'
-import { ProtocolError, readStreamStatus, readWithin, relay, writeFramedJson } from '@spokelink/protocol'
+import { ProtocolError, openDataStream, waitForFirstBytes } from '@spokelink/protocol'
 import type { GrantedPort, MuxStream } from '@spokelink/protocol'
 import type { PortConfig } from '@spokelink/auth'
+import { bindServer } from './bind-server.js'
 import { ExitNodeError } from './errors.js'
 import { EventSampler } from './event-sampler.js'
-import { waitForFirstBytes } from './first-bytes.js'
 import type { ExitNodeMetrics } from './metrics.js'
 import { fitPortCaps } from './port-caps.js'
 import type { SpokeSession } from './spoke-session.js'
@@ -139,11 +139,6 @@ export class DataPlane {
     for (const socket of this.#sockets) socket.destroy()
   }
 
-  /** Data-plane connections open now. */
-  get connectionCount (): number {
-    return this.#sockets.size
-  }
-
   async #bind (spoke: string, port: PortConfig, maxConnections: number): Promise<Listener> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true })
     const listener: Listener = {
@@ -157,13 +152,7 @@ export class DataPlane {
       refusals: new EventSampler(this.#options.refusalLogIntervalMs),
     }
     server.on('connection', (socket) => { void this.#carry(socket, spoke, listener) })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port.listen.port, port.listen.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
+    await bindServer(server, port.listen.host, port.listen.port, `data-plane port ${port.upstream}`)
     server.on('error', (err) => { this.#log.error({ spoke, upstream: port.upstream, err }, 'data-plane listener failed') })
     const address = server.address()
     this.#log.info({ spoke, upstream: port.upstream, address: port.listen.host, port: typeof address === 'object' && address !== null ? address.port : port.listen.port, maxConnections, idleTimeoutMs: listener.idleTimeoutMs }, 'data-plane port bound')
@@ -212,13 +201,11 @@ export class DataPlane {
     const started = performance.now()
     session.activeStreams++
     this.#metrics.streamsActive.inc({ spoke, upstream })
-    writeFramedJson(stream, { upstream })
     const timeoutMs = this.#options.streamOpenTimeoutMs
-    const openTimeout = (): Error => new ExitNodeError('SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT', `agent did not answer stream ${stream.id} within ${timeoutMs} ms`)
-    // The client's request follows the header at once (within the stream window) instead of waiting
-    // for the agent's status byte: a new connection costs one tunnel round trip, not two.
-    const failure = await relay(socket, stream, {
-      beforeBToA: async () => { await readWithin(stream, timeoutMs, openTimeout, async () => { await readStreamStatus(stream) }) },
+    const failure = await openDataStream(stream, socket, {
+      upstream,
+      statusTimeoutMs: timeoutMs,
+      statusTimeoutError: () => new ExitNodeError('SLK_ERR_EXIT_STREAM_OPEN_TIMEOUT', `agent did not answer stream ${stream.id} within ${timeoutMs} ms`),
     })
     const result = streamResult(failure)
     if (failure !== undefined && this.#log.isLevelEnabled('debug')) {

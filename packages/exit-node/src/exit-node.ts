@@ -13,7 +13,9 @@ import type { Registry } from 'prom-client'
 import { WebSocketServer } from 'ws'
 import type { WebSocket } from 'ws'
 import {
+  CLOSE_CODE,
   CONNECT_PATH,
+  DATA_STREAM_DEFAULTS,
   MUX_SESSION_DEFAULTS,
   PROTOCOL_NAME,
   ProtocolError,
@@ -24,8 +26,10 @@ import {
   readFramedJson,
 } from '@spokelink/protocol'
 import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokelink/protocol'
-import type { SpokesConfig } from '@spokelink/auth'
+import { sessionRevocationReason } from '@spokelink/auth'
+import type { SessionCredential, SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
+import { bindServer, boundAddress } from './bind-server.js'
 import { createEndpointSlicePublisher } from './endpoint-slice-publisher.js'
 import type { EndpointSlicePublisher, EndpointSlicePublisherOptions } from './endpoint-slice-publisher.js'
 import type { EndpointSliceApi } from './endpoint-slice-api.js'
@@ -42,10 +46,8 @@ import type { TargetGroup } from './service-discovery.js'
 import { SessionRegistry } from './session-registry.js'
 import { SessionSlots, maxSessionsOf } from './session-slots.js'
 import type { SpokeSession } from './spoke-session.js'
-import { sessionRevocationReason } from './token-validity.js'
 import { serveCertificateRequests } from './certificate-requests.js'
 import type { ClientCertificateAuthority, ClientCertificateCheck } from './client-certificates.js'
-import type { SessionCredential } from './token-validity.js'
 import { clipUntrusted } from './untrusted-text.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
 
@@ -165,13 +167,6 @@ export interface ExitNodeDeps {
   clientCertificates?: ClientCertificateAuthority | undefined
 }
 
-/**
- * How long a new data-plane connection waits for its client's first bytes before its stream opens without
- * them. Clients that speak first send within microseconds of the handshake; servers that speak first
- * (a protocol this tunnel may carry) pay this once per connection.
- */
-const FIRST_BYTES_HOLD_MS = 2
-
 /** A full data-plane port logs one line per this interval (with the count), not one per refused connection. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000
 
@@ -180,9 +175,6 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000
  * AES-128-GCM (what `ssh -c aes128-gcm` users pick for speed), which costs less CPU per byte than AES-256 with AES-NI.
  */
 const TLS_CIPHERS = ['TLS_AES_128_GCM_SHA256', ...DEFAULT_CIPHERS.split(':').filter((c) => c !== 'TLS_AES_128_GCM_SHA256')].join(':')
-
-/** WebSocket close codes the exit-node uses; 1001 is RFC 6455 "going away", 4000–4999 the application range. */
-const WS_CLOSE = { GOING_AWAY: 1001, REVOKED: 4403, HELLO_FAILED: 4400, SESSION_LIMIT: 4429 } as const
 
 /** Reason sent with the 1001 close on shutdown; agents log it as a planned restart. */
 const SHUTDOWN_CLOSE_REASON = 'exit-node shutting down'
@@ -270,7 +262,7 @@ export class ExitNode {
     })
     this.#dataPlane = new DataPlane({
       streamOpenTimeoutMs: this.#options.streamOpenTimeoutMs,
-      firstBytesHoldMs: FIRST_BYTES_HOLD_MS,
+      firstBytesHoldMs: DATA_STREAM_DEFAULTS.firstBytesHoldMs,
       idleTimeoutMs: this.#options.dataIdleTimeoutMs,
       maxConnectionsPerPort: this.#options.maxConnectionsPerPort,
       // The agent's control stream takes one of the session's streams for its whole life.
@@ -469,7 +461,7 @@ export class ExitNode {
     const signal = AbortSignal.timeout(this.#options.closeHandshakeTimeoutMs)
     await Promise.allSettled(open.map(async (ws) => {
       const closed = once(ws, 'close', { signal })
-      ws.close(WS_CLOSE.GOING_AWAY, SHUTDOWN_CLOSE_REASON)
+      ws.close(CLOSE_CODE.GOING_AWAY, SHUTDOWN_CLOSE_REASON)
       await closed
     }))
   }
@@ -540,7 +532,7 @@ export class ExitNode {
     const code: ExitNodeErrorCode = 'SLK_ERR_EXIT_SESSION_LIMIT'
     this.#frontDoor.sampler.log(this.#log, 'warn', 'session_limit', { code, spoke, tokenId, remoteAddress, maxSessions }, 'session refused')
     ws.on('error', () => { /* the agent may reset instead of answering the close */ })
-    ws.close(WS_CLOSE.SESSION_LIMIT, reason)
+    ws.close(CLOSE_CODE.SESSION_LIMIT, reason)
     // The close handshake gets a second; then the socket goes whatever the agent does.
     const timer = setTimeout(() => { ws.terminate() }, 1000).unref()
     ws.once('close', () => { clearTimeout(timer) })
@@ -578,12 +570,12 @@ export class ExitNode {
     const openedAt = Date.now()
     const disconnect = (reason: string): void => {
       // A close frame tells the agent why; the abort backs it up if the agent does not answer.
-      ws.close(WS_CLOSE.REVOKED, reason)
+      ws.close(CLOSE_CODE.REVOKED, reason)
       setTimeout(() => { mux.abort(new ExitNodeError('SLK_ERR_EXIT_SESSION_REVOKED', `session closed: ${reason}`)) }, 1000).unref()
     }
     const helloTimer = setTimeout(() => {
       log.warn({ remoteAddress }, 'agent sent no hello in time')
-      ws.close(WS_CLOSE.HELLO_FAILED, 'no hello in time')
+      ws.close(CLOSE_CODE.HELLO_FAILED, 'no hello in time')
       mux.abort(new ExitNodeError('SLK_ERR_EXIT_HELLO', 'agent sent no hello in time'))
     }, this.#options.helloTimeoutMs)
     mux.on('stream', (stream: MuxStream) => {
@@ -680,27 +672,6 @@ export class ExitNode {
     this.#dataPlane.detach(session)
     session.disconnect(reason)
   }
-}
-
-/** Listens on `host:port`, naming `what` and the address in the error when that fails. */
-async function bindServer (server: http.Server, host: string, port: number, what?: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      const why = err.code === 'EADDRINUSE' ? 'is already in use' : err.code === 'EADDRNOTAVAIL' ? 'is not an address of this host' : `failed (${err.code ?? err.message})`
-      reject(new ExitNodeError('SLK_ERR_EXIT_LISTEN', `${what === undefined ? '' : `${what}: `}cannot listen on ${host}:${port}: the address ${why}`, { cause: err }))
-    }
-    server.once('error', onError)
-    server.listen(port, host, () => {
-      server.off('error', onError)
-      resolve()
-    })
-  })
-}
-
-function boundAddress (server: http.Server): AddressInfo {
-  const address = server.address()
-  if (address === null || typeof address === 'string') throw new ExitNodeError('SLK_ERR_EXIT_LISTEN', 'exit-node is not listening')
-  return address
 }
 
 /**

@@ -11,7 +11,7 @@
  */
 export { createExitNode, ExitNode, EXIT_NODE_DEFAULTS, validateExitNodeOptions } from './exit-node.js'
 export type { ExitNodeOptions, ExitNodeDeps } from './exit-node.js'
-export { ExitNodeError } from './errors.js'
+export { ExitNodeError, EXIT_NODE_ERROR_CODES } from './errors.js'
 export type { ExitNodeErrorCode } from './errors.js'
 export { ClientCertificateAuthority } from './client-certificates.js'
 export type { ClientCertificateAuthorityOptions, ClientCertificateCheck, IssuedClientCertificate } from './client-certificates.js'

@@ -11,7 +11,9 @@
  * const welcome = parseWelcome(await readFramedJson(control))
  * ```
  */
-export { MuxError, ProtocolError } from './errors.js'
+export { MuxError, ProtocolError, MUX_ERROR_CODES, PROTOCOL_ERROR_CODES } from './errors.js'
+export { CLOSE_CODE, closeCodeName } from './close-codes.js'
+export type { CloseCode } from './close-codes.js'
 export type { MuxErrorCode, ProtocolErrorCode, GoAwayReason } from './errors.js'
 export { PROTOCOL_NAME, PROTOCOL_VERSION, CONNECT_PATH } from './version.js'
 export { readExactly } from './read-exactly.js'
@@ -19,11 +21,22 @@ export { readWithin } from './read-within.js'
 export type { ReadExactlyOptions } from './read-exactly.js'
 export { encodeFramedJson, writeFramedJson, readFramedJson, FRAMED_JSON_DEFAULTS, FRAMED_JSON_PREFIX_BYTES } from './framed-json.js'
 export type { ReadFramedJsonOptions } from './framed-json.js'
-export { STREAM_STATUS, isUpstreamName, parseHello, parseWelcome, parseStreamHeader } from './messages.js'
-export type { Hello, Welcome, GrantedPort, StreamHeader, StreamStatus } from './messages.js'
+export { isUpstreamName, parseHello, parseWelcome } from './messages.js'
+export type { Hello, Welcome, GrantedPort } from './messages.js'
+export {
+  STREAM_STATUS,
+  DATA_STREAM_DEFAULTS,
+  DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
+  parseStreamHeader,
+  writeStreamStatus,
+  readStreamStatus,
+  waitForFirstBytes,
+  openDataStream,
+  acceptDataStream,
+} from './data-stream.js'
+export type { StreamHeader, StreamStatus, StreamRefusal, OpenDataStreamOptions, AcceptDataStreamOptions, AcceptedDataStream } from './data-stream.js'
 export { CERTIFICATE_MESSAGE_MAX_BYTES, parseCertificateRequest, parseCertificateResponse } from './certificate-messages.js'
 export type { CertificateRequest, CertificateResponse } from './certificate-messages.js'
-export { writeStreamStatus, readStreamStatus } from './stream-status.js'
 // mux and ws-duplex exports follow
 export { createMuxSession, MuxSession } from './mux/mux-session.js'
 export type { MuxStats, MuxSessionDeps, MuxLogger, MuxPingOptions, MuxCloseOptions } from './mux/mux-session.js'

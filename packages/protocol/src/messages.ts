@@ -25,20 +25,6 @@ export type Welcome =
   | { ok: true, spoke: string, ports: GrantedPort[], clientCert?: 'required' }
   | { ok: false, code: string, error: string }
 
-/** The first message of every data stream: which upstream the agent should dial. */
-export interface StreamHeader {
-  upstream: string
-}
-
-/** The one byte the agent answers a stream header with. */
-export const STREAM_STATUS = {
-  OK: 0,
-  UNKNOWN_UPSTREAM: 1,
-  DIAL_FAILED: 2,
-} as const
-/** A value of {@link STREAM_STATUS}. */
-export type StreamStatus = typeof STREAM_STATUS[keyof typeof STREAM_STATUS]
-
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
 
 /** Whether a string is a valid upstream name (`prometheus`, `alertmanager-0`). */
@@ -114,15 +100,4 @@ export function parseWelcome (value: unknown): Welcome {
     ports.push({ upstream: port.upstream, host: port.host, port: port.port })
   }
   return value.clientCert === 'required' ? { ok: true, spoke: value.spoke, ports, clientCert: 'required' } : { ok: true, spoke: value.spoke, ports }
-}
-
-/**
- * Validates a data stream header read from the wire.
- * @throws ProtocolError SLK_ERR_PROTO_HEADER_INVALID
- */
-export function parseStreamHeader (value: unknown): StreamHeader {
-  if (!isRecord(value) || typeof value.upstream !== 'string' || !isUpstreamName(value.upstream)) {
-    throw invalid('stream header')
-  }
-  return { upstream: value.upstream }
 }

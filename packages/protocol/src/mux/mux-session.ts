@@ -135,6 +135,7 @@ export class MuxSession extends EventEmitter {
       options,
       outbound: this.#outbound,
       counters: this.#streamCounters,
+      clock,
       getRtt: () => this.#pinger.rttMs,
       reserveWindow: (bytes) => this.#reserveWindow(bytes),
       streamEnded: (stream) => { this.#streamEnded(stream) },

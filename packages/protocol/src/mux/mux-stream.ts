@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { MuxError } from '../errors.js'
+import type { CancelTimer, MuxClock } from './clock.js'
 import { FLAG, FRAME_TYPE, INITIAL_STREAM_WINDOW_BYTES } from './frame.js'
 import type { ResolvedMuxSessionOptions } from './options.js'
 import type { FrameSink } from './outbound-queue.js'
@@ -24,6 +25,8 @@ export interface StreamSession {
   readonly options: StreamOptions
   readonly outbound: FrameSink
   readonly counters: StreamCounters
+  /** The session's clock, for the delayed ACK. */
+  readonly clock: MuxClock
   /** The last measured round-trip time, if any. */
   getRtt: () => number | undefined
   /** Takes up to `bytes` of the session's window budget (`maxSessionWindowBytes`); returns how many were granted. */
@@ -60,7 +63,7 @@ export class MuxStream extends Duplex {
   #pendingCb: WriteCallback | null = null
   #stalled = false
   /** Set while our ACK of the peer's SYN waits to ride with this stream's first frame. */
-  #ackTimer: NodeJS.Timeout | null = null
+  #ackTimer: CancelTimer | null = null
 
   /** @internal Streams are created by `MuxSession.openStream()` or arrive in its `'stream'` event. */
   constructor (id: number, session: StreamSession) {
@@ -102,7 +105,7 @@ export class MuxStream extends Duplex {
   sendAck (): void {
     const delayMs = this.#options.ackDelayMs
     if (delayMs > 0) {
-      this.#ackTimer = setTimeout(() => { this.#sendPendingAck() }, delayMs).unref()
+      this.#ackTimer = this.#session.clock.setTimeout(() => { this.#sendPendingAck() }, delayMs)
       return
     }
     this.#sendAnnounce(FLAG.ACK)
@@ -141,7 +144,7 @@ export class MuxStream extends Duplex {
 
   /** @internal The session is gone; no RST can or need be sent. `undefined` for a stream no one accepted. */
   handleSessionEnd (err: Error | undefined): void {
-    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
+    this.#ackTimer?.()
     this.#ackTimer = null
     this.#removed = true
     this.destroy(err)
@@ -158,7 +161,7 @@ export class MuxStream extends Duplex {
 
   #sendPendingAck (): void {
     if (this.#ackTimer === null) return
-    clearTimeout(this.#ackTimer)
+    this.#ackTimer()
     this.#ackTimer = null
     if (!this.#removed && !this.#outbound.closed) this.#sendAnnounce(FLAG.ACK)
   }
@@ -295,7 +298,7 @@ export class MuxStream extends Duplex {
     if (this.#removed) return
     this.#removed = true
     // A reset needs no ACK before it.
-    if (this.#ackTimer !== null) clearTimeout(this.#ackTimer)
+    this.#ackTimer?.()
     this.#ackTimer = null
     this.#session.streamEnded(this)
   }

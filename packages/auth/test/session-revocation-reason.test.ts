@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, test } from 'vitest'
-import { parseSpokesConfig } from '@spokelink/auth'
-import { sessionRevocationReason } from '../src/token-validity.js'
+import { parseSpokesConfig, sessionRevocationReason } from '../src/index.js'
 
 const sha = (secret: string): string => createHash('sha256').update(secret).digest('hex')
 const NOW = new Date('2026-06-01T00:00:00Z')
