@@ -3,8 +3,6 @@ import type { Registry } from 'prom-client'
 
 /** The exit-node's tunnel metrics, registered on the caller's registry. */
 export interface ExitNodeMetrics {
-  spokeConnected: Gauge<'spoke'>
-  sessions: Gauge<'spoke'>
   streamsActive: Gauge<'spoke' | 'upstream'>
   streamsTotal: Counter<'spoke' | 'upstream' | 'result'>
   bytesTotal: Counter<'spoke' | 'direction'>
@@ -13,12 +11,10 @@ export interface ExitNodeMetrics {
   muxProtocolErrorsTotal: Counter<'spoke'>
 }
 
-/** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`. */
+/** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`; the per-spoke fleet gauges are in fleet-metrics.ts. */
 export function createExitNodeMetrics (registry: Registry): ExitNodeMetrics {
   const registers = [registry]
   return {
-    spokeConnected: new Gauge({ name: 'spokelink_spoke_connected', help: '1 while the spoke has at least one live session', labelNames: ['spoke'], registers }),
-    sessions: new Gauge({ name: 'spokelink_sessions', help: 'Live agent sessions per spoke', labelNames: ['spoke'], registers }),
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['spoke', 'upstream'], registers }),
     streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['spoke', 'upstream', 'result'], registers }),
     bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers }),
