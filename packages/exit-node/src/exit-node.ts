@@ -266,11 +266,11 @@ export class ExitNode {
     this.#log = deps.logger.child({ component: 'exit-node' })
     this.#clock = deps.clock ?? (() => new Date())
     this.#promRegistry = deps.registry
-    this.#metrics = createExitNodeMetrics(deps.registry)
-    const { bytesTotal } = this.#metrics
-    const traffic = new TrafficMeter((spoke, direction, bytes) => { bytesTotal.inc({ spoke, direction }, bytes) })
+    // The byte counter flushes the traffic meter before each scrape, so open connections' bytes are in it.
+    const traffic: TrafficMeter = new TrafficMeter((spoke, direction, bytes) => { this.#metrics.bytesTotal.inc({ spoke, direction }, bytes) })
+    this.#metrics = createExitNodeMetrics(deps.registry, { beforeBytesScrape: () => { traffic.flush() } })
     this.#fleet = new FleetView(spokes, { sessions: this.#sessions, traffic, clock: this.#clock, infoLabels: this.#options.infoLabels })
-    this.#fleetMetrics = createFleetMetrics(deps.registry, this.#fleet, bytesTotal)
+    this.#fleetMetrics = createFleetMetrics(deps.registry, this.#fleet, this.#metrics)
     const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
     this.#frontDoor = new FrontDoor({
       ...this.#options,

@@ -1,6 +1,9 @@
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
+import type { SpokeConfig } from '@spokelink/auth'
 import type { FleetView, SpokeStatus } from './fleet-view.js'
+import { STREAM_RESULTS } from './metrics.js'
+import type { ExitNodeMetrics } from './metrics.js'
 
 /** A scrape reads every fleet metric; they share one snapshot this young instead of computing it once each. */
 const SNAPSHOT_MAX_AGE_MS = 250
@@ -9,17 +12,16 @@ const SNAPSHOT_MAX_AGE_MS = 250
 export interface FleetMetrics {
   /** Sessions that finished their hello, per spoke; reconnects show as its increase. */
   sessionOpensTotal: Counter<'spoke'>
-  /** Drops the counters of spokes a reload removed (the gauges rebuild themselves). */
-  prune: (removed: readonly string[]) => void
+  /** Drops every series of spokes a reload removed (the fleet gauges rebuild themselves). */
+  prune: (removed: readonly SpokeConfig[]) => void
 }
 
 /**
  * Registers the fleet metrics on `registry`. Every configured spoke gets `spokelink_spoke_connected` (0 or 1),
  * its sessions and last-seen time, even one that never connected (so `== 0` alerts see it); the gauges are
  * rebuilt from the fleet view at each scrape, so a spoke removed from the spokes file leaves no series behind.
- * `bytesTotal` is flushed by the view's traffic meter before each scrape.
  */
-export function createFleetMetrics (registry: Registry, fleet: FleetView, bytesTotal: Counter<'spoke' | 'direction'>): FleetMetrics {
+export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel: ExitNodeMetrics): FleetMetrics {
   const registers = [registry]
   let snapshot: { at: number, statuses: SpokeStatus[] } | undefined
   const statuses = (): SpokeStatus[] => {
@@ -79,10 +81,16 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, bytesT
     sessionOpensTotal,
     prune (removed) {
       snapshot = undefined
-      for (const spoke of removed) {
+      // prom-client removes exact label sets only, so each combination the tunnel metrics use is named.
+      for (const { name: spoke, ports } of removed) {
         sessionOpensTotal.remove({ spoke })
-        bytesTotal.remove({ spoke, direction: 'in' })
-        bytesTotal.remove({ spoke, direction: 'out' })
+        tunnel.muxProtocolErrorsTotal.remove({ spoke })
+        for (const direction of ['in', 'out']) tunnel.bytesTotal.remove({ spoke, direction })
+        for (const { upstream } of ports) {
+          tunnel.streamsActive.remove({ spoke, upstream })
+          tunnel.streamDurationSeconds.remove({ spoke, upstream })
+          for (const result of STREAM_RESULTS) tunnel.streamsTotal.remove({ spoke, upstream, result })
+        }
       }
     },
   }

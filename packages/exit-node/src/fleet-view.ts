@@ -1,4 +1,4 @@
-import type { SpokesConfig } from '@spokelink/auth'
+import type { SpokeConfig, SpokesConfig } from '@spokelink/auth'
 import type { SessionRegistry } from './session-registry.js'
 import type { SpokeSession } from './spoke-session.js'
 import type { TrafficMeter } from './traffic-meter.js'
@@ -65,12 +65,12 @@ export class FleetView {
     })
   }
 
-  /** Takes a reloaded spokes file; what was remembered of removed spokes is forgotten. Returns the removed names. */
-  setSpokes (spokes: SpokesConfig): string[] {
+  /** Takes a reloaded spokes file; what was remembered of removed spokes is forgotten. Returns the removed spokes. */
+  setSpokes (spokes: SpokesConfig): SpokeConfig[] {
     const names = new Set(spokes.spokes.map((spoke) => spoke.name))
-    const removed = this.#spokes.spokes.map((spoke) => spoke.name).filter((name) => !names.has(name))
+    const removed = this.#spokes.spokes.filter((spoke) => !names.has(spoke.name))
     this.#spokes = spokes
-    for (const spoke of removed) {
+    for (const { name: spoke } of removed) {
       this.#remembered.delete(spoke)
       this.#traffic.forget(spoke)
     }

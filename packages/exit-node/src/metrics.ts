@@ -11,13 +11,16 @@ export interface ExitNodeMetrics {
   muxProtocolErrorsTotal: Counter<'spoke'>
 }
 
+/** Every `result` label of `spokelink_streams_total`, so a removed spoke's series can all be deleted. */
+export const STREAM_RESULTS = ['ok', 'refused', 'idle_timeout', 'aborted', 'no_session', 'open_failed', 'port_full'] as const
+
 /** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`; the per-spoke fleet gauges are in fleet-metrics.ts. */
-export function createExitNodeMetrics (registry: Registry): ExitNodeMetrics {
+export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesScrape?: () => void } = {}): ExitNodeMetrics {
   const registers = [registry]
   return {
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['spoke', 'upstream'], registers }),
     streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['spoke', 'upstream', 'result'], registers }),
-    bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers }),
+    bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers, collect () { hooks.beforeBytesScrape?.() } }),
     authFailuresTotal: new Counter({ name: 'spokelink_auth_failures_total', help: 'Refused /connect attempts by reason', labelNames: ['reason'], registers }),
     streamDurationSeconds: new Histogram({
       name: 'spokelink_stream_duration_seconds',
