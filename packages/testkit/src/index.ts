@@ -60,3 +60,5 @@ export { startApiServer, apiServerMissing, findKubeApiServerBin, findEtcdBin } f
 export type { StartApiServerOptions, RunningApiServer, ApiResponse } from './start-api-server.js'
 export { parsePrometheusText, sampleValue } from './prometheus-text.js'
 export type { TextSample } from './prometheus-text.js'
+export { runHeadlessChromium, findChromiumBin } from './headless-chromium.js'
+export type { HeadlessChromiumOptions } from './headless-chromium.js'
