@@ -215,6 +215,7 @@ export class DataPlane {
     const started = performance.now()
     session.activeStreams++
     this.#metrics.streamsActive.inc({ spoke, upstream })
+    this.#metrics.streamsOpenedTotal.inc({ spoke, upstream })
     writeFramedJson(stream, { upstream })
     // Bytes are counted while the connection lives (a keep-alive scrape connection may never close).
     const untrack = this.#traffic.track(socket, spoke)

@@ -88,6 +88,7 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel
         for (const direction of ['in', 'out']) tunnel.bytesTotal.remove({ spoke, direction })
         for (const { upstream } of ports) {
           tunnel.streamsActive.remove({ spoke, upstream })
+          tunnel.streamsOpenedTotal.remove({ spoke, upstream })
           tunnel.streamDurationSeconds.remove({ spoke, upstream })
           for (const result of STREAM_RESULTS) tunnel.streamsTotal.remove({ spoke, upstream, result })
         }

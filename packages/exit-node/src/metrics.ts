@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client'
 export interface ExitNodeMetrics {
   streamsActive: Gauge<'spoke' | 'upstream'>
   streamsTotal: Counter<'spoke' | 'upstream' | 'result'>
+  streamsOpenedTotal: Counter<'spoke' | 'upstream'>
   bytesTotal: Counter<'spoke' | 'direction'>
   authFailuresTotal: Counter<'reason'>
   streamDurationSeconds: Histogram<'spoke' | 'upstream'>
@@ -19,6 +20,7 @@ export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesS
   const registers = [registry]
   return {
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['spoke', 'upstream'], registers }),
+    streamsOpenedTotal: new Counter({ name: 'spokelink_streams_opened_total', help: 'Data streams opened, counted at open (a keep-alive connection\'s stream may stay open for hours before streams_total sees its result)', labelNames: ['spoke', 'upstream'], registers }),
     streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['spoke', 'upstream', 'result'], registers }),
     bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers, collect () { hooks.beforeBytesScrape?.() } }),
     authFailuresTotal: new Counter({ name: 'spokelink_auth_failures_total', help: 'Refused /connect attempts by reason', labelNames: ['reason'], registers }),
