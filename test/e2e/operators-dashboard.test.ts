@@ -32,7 +32,7 @@ interface DashboardPanel { type: string, title: string, panels?: DashboardPanel[
 interface Dashboard { uid: string, title: string, panels: DashboardPanel[], templating: { list: Array<{ name: string, type: string, multi?: boolean, includeAll?: boolean }> } }
 
 async function promtool (args: string[]): Promise<string> {
-  return await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     execFile('promtool', args, { cwd: CHART, timeout: 60_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(new Error(`promtool ${args.join(' ')} failed: ${stdout}${stderr}`))
       else resolve(stdout + stderr)

@@ -57,7 +57,7 @@ async function startUpstream (): Promise<number> {
       res.end(body)
     })
   })
-  return await listen(server)
+  return listen(server)
 }
 
 /** A raw keep-alive client that counts every byte it sends and receives. */
@@ -94,7 +94,7 @@ class CountingClient {
 
 async function scrape (adminPort: number, path = '/metrics'): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${adminPort}${path}`)
-  return await res.text()
+  return res.text()
 }
 
 function agentOptions (url: string, spoke: Spoke, upstreamPort: number, extra: Partial<AgentOptions> = {}): AgentOptions {

@@ -12,6 +12,10 @@ const SNAPSHOT_MAX_AGE_MS = 250
 export interface FleetMetrics {
   /** Sessions that finished their hello, per spoke; reconnects show as its increase. */
   sessionOpensTotal: Counter<'spoke'>
+  /** Rebuilt from the fleet view at each scrape. */
+  windowStallsTotal: Counter<'spoke'>
+  /** Rebuilt from the fleet view at each scrape; its label names come from `infoLabels`. */
+  spokeInfo: Gauge
   /** Drops every series of spokes a reload removed (the fleet gauges rebuild themselves). */
   prune: (removed: readonly SpokeConfig[]) => void
 }
@@ -50,7 +54,7 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel
   perSpoke('spokelink_session_rtt_seconds', 'Round-trip time of the spoke\'s yamux pings (the highest over its live sessions)', (s) => s.rttSeconds)
   perSpoke('spokelink_spoke_token_expiry_timestamp_seconds', 'Unix time the soonest-expiring active token of the spoke expires; absent when none expires',
     (s) => s.tokenExpiry === null ? null : Date.parse(s.tokenExpiry) / 1000)
-  new Counter({
+  const windowStallsTotal = new Counter({
     name: 'spokelink_stream_window_stalls_total',
     help: 'Times a stream of the spoke waited for the peer\'s flow-control window',
     labelNames: ['spoke'],
@@ -61,7 +65,7 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel
     },
   })
   const infoLabelNames = fleet.infoLabels.map((name) => `label_${name}`)
-  new Gauge({
+  const spokeInfo = new Gauge({
     name: 'spokelink_spoke_info',
     help: 'Always 1: the agent version and the allow-listed hello labels (--info-labels) of the spoke\'s newest session',
     labelNames: ['spoke', 'agent_version', ...infoLabelNames],
@@ -79,6 +83,8 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel
   const sessionOpensTotal = new Counter({ name: 'spokelink_session_opens_total', help: 'Agent sessions that finished their hello, per spoke', labelNames: ['spoke'], registers })
   return {
     sessionOpensTotal,
+    windowStallsTotal,
+    spokeInfo,
     prune (removed) {
       snapshot = undefined
       // prom-client removes exact label sets only, so each combination the tunnel metrics use is named.
