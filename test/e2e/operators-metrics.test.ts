@@ -10,11 +10,12 @@ import { beforeEach, describe, expect, onTestFailed, onTestFinished, test } from
 import pino from 'pino'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
-import { createAgent } from '@spokelink/agent'
+import { createAgent, startAgentHealthServer } from '@spokelink/agent'
 import type { AgentOptions } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import { freePort, sampleValue, waitFor } from '@spokelink/testkit'
+import { validateExitNodeOptions } from '@spokelink/exit-node'
 import { FAST_BACKOFF, listen, startExitNode } from './in-process-tunnel.js'
 
 let logLines: Array<Record<string, unknown>> = []
@@ -195,6 +196,20 @@ describe('exit-node fleet metrics', () => {
   })
 })
 
+describe('info labels at their limits', () => {
+  test('at most 16 allow-listed names; values and the agent version are cut to 128 characters', async () => {
+    expect(() => validateExitNodeOptions({ infoLabels: Array.from({ length: 17 }, (_, i) => `l${i}`) })).toThrow(expect.objectContaining({ code: 'SLK_ERR_EXIT_INVALID_OPTION' }))
+    expect(validateExitNodeOptions({ infoLabels: Array.from({ length: 16 }, (_, i) => `l${i}`) }).infoLabels).toHaveLength(16)
+    expect(() => validateExitNodeOptions({ infoLabels: ['bad-name'] })).toThrow(expect.objectContaining({ code: 'SLK_ERR_EXIT_INVALID_OPTION' }))
+    const upstreamPort = await startUpstream()
+    const alpha: Spoke = { name: 'alpha', token: createSpokeToken(), dataPort: await freePort() }
+    const { url, adminPort } = await startExitNode(spokesYaml([alpha]), testLogger('exit-node'), { infoLabels: ['region'] })
+    await startTestAgent(agentOptions(url, alpha, upstreamPort, { labels: { region: 'r'.repeat(129) }, agentVersion: 'v'.repeat(64) }), testLogger('agent'))
+    const text = await scrape(adminPort)
+    expect(sampleValue(text, 'spokelink_spoke_info', { spoke: 'alpha', agent_version: 'v'.repeat(64), label_region: 'r'.repeat(128) })).toBe(1)
+  })
+})
+
 describe('agent permanent failures', () => {
   test('a revoked token: /readyz names the refusal, one error line, metrics say so, and the backoff grows past the normal cap', async () => {
     const alpha: Spoke = { name: 'alpha', token: createSpokeToken(), dataPort: await freePort() }
@@ -204,6 +219,9 @@ describe('agent permanent failures', () => {
     const agent = createAgent(agentOptions(url, alpha, 1, { backoff: { initialDelayMs: 20, maxDelayMs: 40 }, permanentFailureMaxDelayMs: 300 }),
       { logger: testLogger('agent'), registry, rng: () => 0.999 })
     onTestFinished(async () => { await agent.close({ graceMs: 0 }) })
+    const health = await startAgentHealthServer({ host: '127.0.0.1', port: 0 }, agent, { registry, logger: testLogger('agent-health') })
+    onTestFinished(() => { health.close() })
+    const healthPort = (health.address() as net.AddressInfo).port
     agent.start()
     const retries = (): number[] => logLines.filter((l) => l.name === 'agent' && (l.msg === 'reconnecting' || l.level === 50)).map((l) => Number(l.retryInMs))
     await waitFor(() => retries().length >= 6, { timeoutMs: 20_000, what: 'six refused attempts' })
@@ -218,5 +236,8 @@ describe('agent permanent failures', () => {
     expect(sampleValue(text, 'spokelink_agent_permanent_failure')).toBe(1)
     expect(sampleValue(text, 'spokelink_agent_connected')).toBe(0)
     expect(agent.permanentFailure?.code).toBe('SLK_ERR_AGENT_UNAUTHORIZED')
+    const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`)
+    expect(ready.status).toBe(503)
+    expect(await ready.text()).toMatch(/^refused: SLK_ERR_AGENT_UNAUTHORIZED: exit-node 127\.0\.0\.1:\d+ refused the token \(401\): .+\n$/)
   })
 })
