@@ -229,7 +229,7 @@ describe('agent permanent failures', () => {
     expect(retries().slice(0, 6)).toEqual([19, 39, 79, 159, 299, 299])
     const errors = logLines.filter((l) => l.name === 'agent' && l.level === 50)
     expect(errors).toHaveLength(1)
-    expect(errors[0]).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED', permanent: true })
+    expect(errors[0]).toMatchObject({ msg: 'disconnected', code: 'SLK_ERR_AGENT_UNAUTHORIZED', permanent: true })
     expect(JSON.stringify(logLines)).not.toContain(alpha.token.token)
     const text = await registry.metrics()
     expect(sampleValue(text, 'spokelink_agent_last_connect_error', { code: 'SLK_ERR_AGENT_UNAUTHORIZED' })).toBe(1)

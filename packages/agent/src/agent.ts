@@ -286,7 +286,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
     // A planned restart is lifecycle, not a fault: info, and a message of its own so alerts on 'disconnected' stay quiet.
     // Error, once per distinct cause: only an operator can fix it, and retries will keep failing until then.
-    if (this.#permanentFailure !== undefined) this.#log.error({ ...fields, permanent: true }, 'exit-node refuses this agent; retrying slowly until an operator fixes it')
+    if (this.#permanentFailure !== undefined) this.#log.error({ ...fields, permanent: true, hint: 'only an operator can fix this (token, CA pin or protocol version); retrying slowly' }, 'disconnected')
     else if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: WS_GOING_AWAY }, 'exit-node restarting')
     else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
