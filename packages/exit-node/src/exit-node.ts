@@ -307,7 +307,7 @@ export class ExitNode {
     this.#server.requestTimeout = this.#options.headersTimeoutMs
     this.#frontDoor.attach(this.#server)
     this.#server.on('tlsClientError', (err) => { this.#log.debug({ err }, 'tls handshake failed') })
-    const adminSources = { registry: this.#promRegistry, readiness: () => this.#readiness(), targetGroups: () => this.#targetGroups(), fleet: this.#fleet }
+    const adminSources = { registry: this.#promRegistry, readiness: () => this.#readiness(), targetGroups: () => this.#targetGroups(), fleet: this.#fleet, now: this.#clock }
     this.#adminServer = http.createServer((req, res) => {
       answerAdminRequest(req, res, adminSources).catch((err: unknown) => {
         this.#log.error({ err }, 'admin request failed')

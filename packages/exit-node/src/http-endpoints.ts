@@ -48,6 +48,8 @@ export interface AdminSources {
   targetGroups: () => TargetGroup[]
   readiness: () => Readiness
   fleet: FleetView
+  /** The exit-node's clock, for the page's "as of" line. */
+  now: () => Date
 }
 
 /** The operators' listener: `/metrics`, `/v1/sd`, `/v1/spokes`, the status page (`/`, `/status`), `/healthz`, `/readyz`. */
@@ -58,6 +60,6 @@ export async function answerAdminRequest (req: IncomingMessage, res: ServerRespo
   if (path === '/metrics') send(res, 200, await sources.registry.metrics(), sources.registry.contentType)
   else if (path === '/v1/sd') send(res, 200, JSON.stringify(sources.targetGroups()), 'application/json')
   else if (path === '/v1/spokes') send(res, 200, JSON.stringify({ spokes: sources.fleet.statuses() }), 'application/json')
-  else if (path === '/' || path === '/status') send(res, 200, renderStatusPage(sources.fleet.statuses(), new Date()), 'text/html; charset=utf-8')
+  else if (path === '/' || path === '/status') send(res, 200, renderStatusPage(sources.fleet.statuses(), sources.now()), 'text/html; charset=utf-8')
   else send(res, 404, 'not found\n')
 }
