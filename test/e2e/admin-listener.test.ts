@@ -69,7 +69,7 @@ describe('admin listener', () => {
     for (const path of ['/metrics', '/v1/sd']) expect((await get(port, path)).body).not.toContain('acme-bank')
 
     const admin = Object.fromEntries(await Promise.all(['/metrics', '/v1/sd', '/healthz', '/readyz', '/connect', '/'].map(async (path) => [path, (await get(adminPort, path)).status] as const)))
-    expect(admin).toEqual({ '/metrics': 200, '/v1/sd': 200, '/healthz': 200, '/readyz': 200, '/connect': 404, '/': 404 })
+    expect(admin).toEqual({ '/metrics': 200, '/v1/sd': 200, '/healthz': 200, '/readyz': 200, '/connect': 404, '/': 200 })
     expect((await get(adminPort, '/metrics')).body).toMatch(/^# HELP spokelink_/m)
 
     // Tests and operators tell the two 'listening' lines apart by `listener`; the control one comes first.

@@ -27,6 +27,9 @@ import { createAgentMetrics } from './metrics.js'
 import type { AgentMetrics } from './metrics.js'
 import { PolicyProxy } from './policy-proxy.js'
 import type { PolicyProxyOptions } from './policy-proxy.js'
+import { permanentFailureOf, errorCode } from './permanent-failure.js'
+import type { PermanentFailure } from './permanent-failure.js'
+import { AGENT_VERSION } from './version.js'
 import { dialUpstream } from './upstreams.js'
 import type { Upstream } from './upstreams.js'
 
@@ -62,6 +65,13 @@ export interface AgentOptions {
   maxMessageBytes?: number
   /** Reconnect backoff. @default BACKOFF_DEFAULTS */
   backoff?: BackoffOptions
+  /**
+   * Cap of the backoff after a refusal only an operator can fix (401/403 token, CA pin mismatch, protocol
+   * version): retries grow towards it so a fleet with a revoked token does not hammer the hub. @default 300000
+   */
+  permanentFailureMaxDelayMs?: number
+  /** Agent software version sent in the hello. @default this package's version */
+  agentVersion?: string
   /** Multiplexer options. @default {} */
   mux?: MuxSessionOptions
   /** HTTP policies (`--read-only`, `--allow`): a stream to one of these upstreams is parsed and checked request by request. @default [] */
@@ -93,6 +103,8 @@ export const AGENT_DEFAULTS = {
   upstreamConnectTimeoutMs: 5000,
   maxMessageBytes: 4 * 1024 * 1024,
   backoff: {},
+  permanentFailureMaxDelayMs: 300_000,
+  agentVersion: AGENT_VERSION,
   mux: {},
   policies: [],
   policy: {},
@@ -136,7 +148,7 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
   for (const policy of resolved.policies) {
     if (!names.has(policy.upstream)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--read-only/--allow: "${policy.upstream}" is not an --upstream of this agent`)
   }
-  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes', 'policyLogIntervalMs', 'clientCertRenewBeforeMs', 'clientCertCheckIntervalMs', 'certRequestTimeoutMs'] as const) {
+  for (const name of ['keepaliveIntervalMs', 'keepaliveTimeoutMs', 'handshakeTimeoutMs', 'helloTimeoutMs', 'upstreamConnectTimeoutMs', 'maxMessageBytes', 'policyLogIntervalMs', 'clientCertRenewBeforeMs', 'clientCertCheckIntervalMs', 'certRequestTimeoutMs', 'permanentFailureMaxDelayMs'] as const) {
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option ${name}: expected a positive integer, got ${String(value)}`)
   }
@@ -158,6 +170,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #log: Logger
   readonly #metrics: AgentMetrics
   readonly #backoff: Backoff
+  /** Backoff after permanent refusals: same jitter, a cap of `permanentFailureMaxDelayMs`. */
+  readonly #permanentBackoff: Backoff
+  #permanentFailure: PermanentFailure | undefined
   readonly #upstreams: Map<string, Upstream>
   /** One proxy per upstream under an HTTP policy; streams to other upstreams are relayed as bytes. */
   readonly #policyProxies = new Map<string, PolicyProxy>()
@@ -183,6 +198,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#log = deps.logger.child({ component: 'agent' })
     this.#metrics = createAgentMetrics(deps.registry)
     this.#backoff = new Backoff(this.#options.backoff, { rng: deps.rng, now: deps.now })
+    this.#permanentBackoff = new Backoff({ ...this.#options.backoff, maxDelayMs: this.#options.permanentFailureMaxDelayMs }, { rng: deps.rng, now: deps.now })
     this.#token = this.#options.token
     this.#now = deps.now ?? Date.now
     this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
@@ -197,6 +213,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Current connection state. */
   get state (): AgentState {
     return this.#state
+  }
+
+  /** Set while the exit-node refuses this agent for a reason retrying cannot fix; cleared by the next session. */
+  get permanentFailure (): PermanentFailure | undefined {
+    return this.#permanentFailure
   }
 
   /**
@@ -273,13 +294,21 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       if (this.#stop.signal.aborted) break
       this.emit('disconnected', failure)
-      const waitMs = this.#backoff.nextDelayMs()
+      this.#recordFailure(failure)
+      const waitMs = (this.#permanentFailure === undefined ? this.#backoff : this.#permanentBackoff).nextDelayMs()
       this.#logFailure(failure, waitMs)
       this.#setState('backoff')
       await delay(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {
         // Aborted by close(): the loop condition ends it.
       })
     }
+  }
+
+  #recordFailure (failure: Error | undefined): void {
+    this.#metrics.lastConnectError.reset()
+    this.#metrics.lastConnectError.set({ code: errorCode(failure) ?? (failure === undefined ? 'session_ended' : 'unknown') }, 1)
+    this.#permanentFailure = permanentFailureOf(failure)
+    this.#metrics.permanentFailure.set(this.#permanentFailure === undefined ? 0 : 1)
   }
 
   #logFailure (failure: Error | undefined, retryInMs: number): void {
@@ -292,7 +321,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     // A refused token or an unreachable hub is an expected condition: the code and message say it all, a stack does not.
     const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
     // A planned restart is lifecycle, not a fault: info, and a message of its own so alerts on 'disconnected' stay quiet.
-    if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: CLOSE_CODE.GOING_AWAY }, 'exit-node restarting')
+    // Error, once per distinct cause: only an operator can fix it, and retries will keep failing until then.
+    if (this.#permanentFailure !== undefined) this.#log.error({ ...fields, permanent: true, hint: 'only an operator can fix this (token, CA pin or protocol version); retrying slowly' }, 'disconnected')
+    else if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: CLOSE_CODE.GOING_AWAY }, 'exit-node restarting')
     else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }
@@ -332,13 +363,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#mux = mux
     const closed = once(mux, 'close') as Promise<[Error | undefined]>
     mux.on('stream', (stream: MuxStream) => { void this.#serveStream(stream) })
+    mux.on('rtt', (rttMs: number) => { this.#metrics.sessionRttSeconds.set(rttMs / 1000) })
     const wsPing = setInterval(() => { ws.ping() }, options.keepaliveIntervalMs).unref()
     let certificateTimer: NodeJS.Timeout | undefined
     try {
       const control = mux.openStream()
       this.#control = control
       control.on('error', (err) => { this.#log.debug({ err }, 'control stream closed') })
-      const hello: Hello = { version: PROTOCOL_VERSION, agent: options.agentName, upstreams: [...this.#upstreams.keys()], labels: options.labels }
+      const hello: Hello = { version: PROTOCOL_VERSION, agent: options.agentName, agentVersion: options.agentVersion, upstreams: [...this.#upstreams.keys()], labels: options.labels }
       writeFramedJson(control, hello)
       const welcome = parseWelcome(await readFramedJson(control, { signal: AbortSignal.any([AbortSignal.timeout(options.helloTimeoutMs), this.#stop.signal]) }))
       if (!welcome.ok) throw new AgentError('SLK_ERR_AGENT_HELLO_REJECTED', `exit-node refused the hello: ${welcome.error}`)
@@ -351,7 +383,11 @@ export class Agent extends EventEmitter<AgentEvents> {
         control.resume()
       }
       this.#backoff.connected()
+      this.#permanentBackoff.connected()
       this.#lastFailure = ''
+      this.#permanentFailure = undefined
+      this.#metrics.permanentFailure.set(0)
+      this.#metrics.lastConnectError.reset()
       this.#setState('connected')
       this.#log.info({ spoke: welcome.spoke, ports: welcome.ports, server: new URL(options.server).host }, 'connected')
       this.emit('connected', { spoke: welcome.spoke, ports: welcome.ports })

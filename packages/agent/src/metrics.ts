@@ -9,6 +9,9 @@ export interface AgentMetrics {
   streamsTotal: Counter<'upstream' | 'result'>
   streamsActive: Gauge<'upstream'>
   policyDeniedTotal: Counter<'upstream' | 'reason'>
+  lastConnectError: Gauge<'code'>
+  sessionRttSeconds: Gauge
+  permanentFailure: Gauge
 }
 
 /** Creates the agent metrics named in DESIGN on `registry`. */
@@ -20,6 +23,9 @@ export function createAgentMetrics (registry: Registry): AgentMetrics {
     upstreamDialErrorsTotal: new Counter({ name: 'spokelink_upstream_dial_errors_total', help: 'Failed dials to an upstream', labelNames: ['upstream'], registers }),
     streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['upstream', 'result'], registers }),
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['upstream'], registers }),
+    lastConnectError: new Gauge({ name: 'spokelink_agent_last_connect_error', help: 'Always 1, labelled with the code of the last failed connection attempt; absent while connected', labelNames: ['code'], registers }),
+    sessionRttSeconds: new Gauge({ name: 'spokelink_agent_session_rtt_seconds', help: 'Round-trip time of the last answered yamux ping to the exit-node', registers }),
+    permanentFailure: new Gauge({ name: 'spokelink_agent_permanent_failure', help: '1 while the exit-node refuses this agent for a reason only an operator can fix (token, CA pin, protocol version)', registers }),
     policyDeniedTotal: new Counter({ name: 'spokelink_policy_denied_total', help: 'Requests refused by an upstream\'s HTTP policy (--read-only, --allow), by reason', labelNames: ['upstream', 'reason'], registers }),
   }
 }

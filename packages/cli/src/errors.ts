@@ -1,7 +1,8 @@
 import { SpokelinkError } from '@spokelink/errors'
 
-/** Codes of errors raised by the command line; all exit with status 2. */
+/** Codes of errors raised by the command line; usage and configuration ones exit with status 2, the rest 1. */
 export const CLI_ERROR_CODES = [
+  'SLK_ERR_CLI_STATUS_FETCH',
   'SLK_ERR_USAGE_FLAG',
   'SLK_ERR_USAGE_MISSING',
   'SLK_ERR_USAGE_CONFLICT',

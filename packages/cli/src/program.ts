@@ -4,6 +4,7 @@ import type { CommandContext } from './command-context.js'
 import { agentCommand } from './commands/agent.js'
 import { demoCommand } from './commands/demo.js'
 import { serverCommand } from './commands/server.js'
+import { statusCommand } from './commands/status.js'
 import { tokenCommand } from './commands/token.js'
 import { exitCodeOf } from './errors.js'
 import { printError, printNotice } from './output.js'
@@ -20,6 +21,7 @@ export function createProgram (context: CommandContext): Command {
   program.addCommand(serverCommand(context))
   program.addCommand(agentCommand(context))
   program.addCommand(tokenCommand(context))
+  program.addCommand(statusCommand(context))
   program.addCommand(demoCommand(context))
   const quiet = (command: Command): void => {
     command.exitOverride()

@@ -9,6 +9,7 @@ import { EventSampler } from './event-sampler.js'
 import type { ExitNodeMetrics } from './metrics.js'
 import { fitPortCaps } from './port-caps.js'
 import type { SpokeSession } from './spoke-session.js'
+import type { TrafficMeter } from './traffic-meter.js'
 
 /** Options for {@link DataPlane}. */
 export interface DataPlaneOptions {
@@ -69,10 +70,12 @@ export class DataPlane {
   readonly #log: Logger
   readonly #options: DataPlaneOptions
   readonly #sockets = new Set<net.Socket>()
+  readonly #traffic: TrafficMeter
 
-  constructor (options: DataPlaneOptions, deps: { metrics: ExitNodeMetrics, logger: Logger }) {
+  constructor (options: DataPlaneOptions, deps: { metrics: ExitNodeMetrics, logger: Logger, traffic: TrafficMeter }) {
     this.#options = options
     this.#metrics = deps.metrics
+    this.#traffic = deps.traffic
     this.#log = deps.logger.child({ component: 'exit-node.data-plane' })
   }
 
@@ -201,6 +204,9 @@ export class DataPlane {
     const started = performance.now()
     session.activeStreams++
     this.#metrics.streamsActive.inc({ spoke, upstream })
+    this.#metrics.streamsOpenedTotal.inc({ spoke, upstream })
+    // Bytes are counted while the connection lives (a keep-alive scrape connection may never close).
+    const untrack = this.#traffic.track(socket, spoke)
     const timeoutMs = this.#options.streamOpenTimeoutMs
     const failure = await openDataStream(stream, socket, {
       upstream,
@@ -214,8 +220,7 @@ export class DataPlane {
     session.activeStreams--
     this.#metrics.streamsActive.dec({ spoke, upstream })
     this.#metrics.streamsTotal.inc({ spoke, upstream, result })
-    this.#metrics.bytesTotal.inc({ spoke, direction: 'in' }, socket.bytesRead)
-    this.#metrics.bytesTotal.inc({ spoke, direction: 'out' }, socket.bytesWritten)
+    untrack()
     this.#metrics.streamDurationSeconds.observe({ spoke, upstream }, (performance.now() - started) / 1000)
   }
 

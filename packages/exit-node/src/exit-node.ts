@@ -34,6 +34,10 @@ import { createEndpointSlicePublisher } from './endpoint-slice-publisher.js'
 import type { EndpointSlicePublisher, EndpointSlicePublisherOptions } from './endpoint-slice-publisher.js'
 import type { EndpointSliceApi } from './endpoint-slice-api.js'
 import { ExitNodeError } from './errors.js'
+import { createFleetMetrics } from './fleet-metrics.js'
+import type { FleetMetrics } from './fleet-metrics.js'
+import { FleetView } from './fleet-view.js'
+import { TrafficMeter } from './traffic-meter.js'
 import type { ExitNodeErrorCode } from './errors.js'
 import { FrontDoor } from './front-door.js'
 import { createExitNodeMetrics } from './metrics.js'
@@ -93,6 +97,11 @@ export interface ExitNodeOptions {
   sdTargetTemplate?: string
   /** Options of each session's multiplexer (windows, stream limits). @default {} */
   mux?: MuxSessionOptions
+  /**
+   * Hello labels (an agent's `--label k=v`) that become labels of `spokelink_spoke_info` and columns of the status
+   * page; any other label an agent sends is ignored, so agents cannot add series. At most 16 names. @default []
+   */
+  infoLabels?: readonly string[]
   /** Time a wss client has from connecting to the end of its TLS handshake. @default 10000 */
   tlsHandshakeTimeoutMs?: number
   /** Time a client has to send a whole request (the upgrade's headers), from connecting or from TLS. @default 10000 */
@@ -149,7 +158,12 @@ export const EXIT_NODE_DEFAULTS = {
   maxSessionsPerSpoke: 4,
   logSampleIntervalMs: 10_000,
   maxLogFieldChars: 128,
+  infoLabels: [],
 } satisfies ResolvedExitNodeOptions
+
+/** Most names `infoLabels` may list: each is a label of every `spokelink_spoke_info` series. */
+const MAX_INFO_LABELS = 16
+const INFO_LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]{0,62}$/
 
 /** What {@link createExitNode} needs from its caller. */
 export interface ExitNodeDeps {
@@ -211,6 +225,9 @@ export function validateExitNodeOptions (options: ExitNodeOptions): Readonly<Res
       throw new ExitNodeError('SLK_ERR_EXIT_INVALID_OPTION', `exit-node option ${name}: expected 0–65535, got ${String(value)}`)
     }
   }
+  if (resolved.infoLabels.length > MAX_INFO_LABELS || resolved.infoLabels.some((name) => !INFO_LABEL_NAME.test(name)) || new Set(resolved.infoLabels).size !== resolved.infoLabels.length) {
+    throw new ExitNodeError('SLK_ERR_EXIT_INVALID_OPTION', `exit-node option infoLabels: expected at most ${MAX_INFO_LABELS} distinct label names like region or k8s_version, got ${resolved.infoLabels.join(',').slice(0, 200)}`)
+  }
   return Object.freeze(resolved)
 }
 
@@ -231,6 +248,8 @@ export class ExitNode {
   readonly #wss: WebSocketServer
   readonly #sessions = new SessionRegistry()
   readonly #dataPlane: DataPlane
+  readonly #fleet: FleetView
+  readonly #fleetMetrics: FleetMetrics
   readonly #endpointSlices: EndpointSlicePublisher | undefined
   /** Mux sessions past the upgrade, including those still in their hello. */
   readonly #muxes = new Set<MuxSession>()
@@ -248,7 +267,11 @@ export class ExitNode {
     this.#clock = deps.clock ?? (() => new Date())
     this.#clientCertificates = deps.clientCertificates
     this.#promRegistry = deps.registry
-    this.#metrics = createExitNodeMetrics(deps.registry)
+    // The byte counter flushes the traffic meter before each scrape, so open connections' bytes are in it.
+    const traffic: TrafficMeter = new TrafficMeter((spoke, direction, bytes) => { this.#metrics.bytesTotal.inc({ spoke, direction }, bytes) })
+    this.#metrics = createExitNodeMetrics(deps.registry, { beforeBytesScrape: () => { traffic.flush() } })
+    this.#fleet = new FleetView(spokes, { sessions: this.#sessions, traffic, clock: this.#clock, infoLabels: this.#options.infoLabels })
+    this.#fleetMetrics = createFleetMetrics(deps.registry, this.#fleet, this.#metrics)
     const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
     this.#frontDoor = new FrontDoor({
       ...this.#options,
@@ -268,7 +291,7 @@ export class ExitNode {
       // The agent's control stream takes one of the session's streams for its whole life.
       streamBudget: (this.#options.mux.maxStreams ?? MUX_SESSION_DEFAULTS.maxStreams) - 1,
       refusalLogIntervalMs: REFUSAL_LOG_INTERVAL_MS,
-    }, { metrics: this.#metrics, logger: deps.logger })
+    }, { metrics: this.#metrics, logger: deps.logger, traffic })
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { answerControlRequest(req, res, this.#readiness()) }
     const tls = this.#options.tls
     this.#server = tls === undefined
@@ -287,7 +310,7 @@ export class ExitNode {
     this.#server.requestTimeout = this.#options.headersTimeoutMs
     this.#frontDoor.attach(this.#server)
     this.#server.on('tlsClientError', (err) => { this.#log.debug({ err }, 'tls handshake failed') })
-    const adminSources = { registry: this.#promRegistry, readiness: () => this.#readiness(), targetGroups: () => this.#targetGroups() }
+    const adminSources = { registry: this.#promRegistry, readiness: () => this.#readiness(), targetGroups: () => this.#targetGroups(), fleet: this.#fleet, now: this.#clock }
     this.#adminServer = http.createServer((req, res) => {
       answerAdminRequest(req, res, adminSources).catch((err: unknown) => {
         this.#log.error({ err }, 'admin request failed')
@@ -307,11 +330,9 @@ export class ExitNode {
     this.#endpointSlices = slices === undefined ? undefined : createEndpointSlicePublisher(slices, { api: slices.api, sessions: this.#sessions, logger: deps.logger, registry: deps.registry })
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#handleUpgrade(req, socket, head) })
     this.#sessions.on('spoke-online', (spoke) => {
-      this.#metrics.spokeConnected.set({ spoke }, 1)
       this.#log.info({ spoke }, 'spoke connected')
     })
     this.#sessions.on('spoke-offline', (spoke) => {
-      this.#metrics.spokeConnected.set({ spoke }, 0)
       this.#log.info({ spoke }, 'spoke disconnected')
     })
   }
@@ -373,6 +394,7 @@ export class ExitNode {
   updateSpokes (spokes: SpokesConfig): void {
     const previous = this.#spokes
     this.#spokes = spokes
+    this.#fleetMetrics.prune(this.#fleet.setSpokes(spokes))
     for (const session of this.#sessions.all()) {
       const before = previous.spokes.find((spoke) => spoke.name === session.spoke)
       const after = spokes.spokes.find((spoke) => spoke.name === session.spoke)
@@ -564,7 +586,6 @@ export class ExitNode {
       if (session === undefined) return
       this.#sessions.remove(session)
       this.#dataPlane.detach(session)
-      this.#metrics.sessions.set({ spoke }, this.#sessions.sessionsOf(spoke).length)
       log.info({ err, durationMs: Date.now() - openedAt }, 'session closed')
     })
     const openedAt = Date.now()
@@ -589,7 +610,8 @@ export class ExitNode {
         clearTimeout(helloTimer)
         session = ready
         if (session === undefined) return
-        this.#metrics.sessions.set({ spoke }, this.#sessions.sessionsOf(spoke).length)
+        this.#fleet.sessionOpened(session)
+        this.#fleetMetrics.sessionOpensTotal.inc({ spoke })
         log.info({ agent: clipUntrusted(session.agent, this.#options.maxLogFieldChars), remoteAddress, ports: session.ports }, 'session opened')
         this.#warnOnOtherSources(session, log)
       })
@@ -630,7 +652,7 @@ export class ExitNode {
     if (mux.closed) return undefined
     const offered = new Set(hello.upstreams)
     const wanted = config.ports.filter((port) => offered.has(port.upstream))
-    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, ...(certSerial === undefined ? {} : { certSerial }), remoteAddress, agent: hello.agent, mux, ports: [], activeStreams: 0, disconnect }
+    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, ...(certSerial === undefined ? {} : { certSerial }), remoteAddress, agent: hello.agent, agentVersion: hello.agentVersion ?? '', labels: hello.labels, mux, ports: [], activeStreams: 0, disconnect }
     session.ports = await this.#dataPlane.attach(session, wanted)
     const { ports } = session
     if (mux.closed) {

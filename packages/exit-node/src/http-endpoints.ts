@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
 import { CONNECT_PATH, PROTOCOL_NAME } from '@spokelink/protocol'
+import type { FleetView } from './fleet-view.js'
 import type { TargetGroup } from './service-discovery.js'
+import { renderStatusPage } from './status-page.js'
 
 /** Whether the exit-node takes new agents: ready while listening and not shutting down. */
 export type Readiness = 'ready' | 'starting' | 'shutting down'
@@ -45,14 +47,19 @@ export interface AdminSources {
   registry: Registry
   targetGroups: () => TargetGroup[]
   readiness: () => Readiness
+  fleet: FleetView
+  /** The exit-node's clock, for the page's "as of" line. */
+  now: () => Date
 }
 
-/** The operators' listener: `/metrics`, `/v1/sd`, `/healthz`, `/readyz`. */
+/** The operators' listener: `/metrics`, `/v1/sd`, `/v1/spokes`, the status page (`/`, `/status`), `/healthz`, `/readyz`. */
 export async function answerAdminRequest (req: IncomingMessage, res: ServerResponse, sources: AdminSources): Promise<void> {
   if (req.method !== 'GET') { send(res, 405, 'method not allowed\n'); return }
   const path = pathOf(req)
   if (answerHealth(path, sources.readiness(), res)) return
   if (path === '/metrics') send(res, 200, await sources.registry.metrics(), sources.registry.contentType)
   else if (path === '/v1/sd') send(res, 200, JSON.stringify(sources.targetGroups()), 'application/json')
+  else if (path === '/v1/spokes') send(res, 200, JSON.stringify({ spokes: sources.fleet.statuses() }), 'application/json')
+  else if (path === '/' || path === '/status') send(res, 200, renderStatusPage(sources.fleet.statuses(), sources.now()), 'text/html; charset=utf-8')
   else send(res, 404, 'not found\n')
 }

@@ -3,25 +3,26 @@ import type { Registry } from 'prom-client'
 
 /** The exit-node's tunnel metrics, registered on the caller's registry. */
 export interface ExitNodeMetrics {
-  spokeConnected: Gauge<'spoke'>
-  sessions: Gauge<'spoke'>
   streamsActive: Gauge<'spoke' | 'upstream'>
   streamsTotal: Counter<'spoke' | 'upstream' | 'result'>
+  streamsOpenedTotal: Counter<'spoke' | 'upstream'>
   bytesTotal: Counter<'spoke' | 'direction'>
   authFailuresTotal: Counter<'reason'>
   streamDurationSeconds: Histogram<'spoke' | 'upstream'>
   muxProtocolErrorsTotal: Counter<'spoke'>
 }
 
-/** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`. */
-export function createExitNodeMetrics (registry: Registry): ExitNodeMetrics {
+/** Every `result` label of `spokelink_streams_total`, so a removed spoke's series can all be deleted. */
+export const STREAM_RESULTS = ['ok', 'refused', 'idle_timeout', 'aborted', 'no_session', 'open_failed', 'port_full'] as const
+
+/** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`; the per-spoke fleet gauges are in fleet-metrics.ts. */
+export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesScrape?: () => void } = {}): ExitNodeMetrics {
   const registers = [registry]
   return {
-    spokeConnected: new Gauge({ name: 'spokelink_spoke_connected', help: '1 while the spoke has at least one live session', labelNames: ['spoke'], registers }),
-    sessions: new Gauge({ name: 'spokelink_sessions', help: 'Live agent sessions per spoke', labelNames: ['spoke'], registers }),
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['spoke', 'upstream'], registers }),
+    streamsOpenedTotal: new Counter({ name: 'spokelink_streams_opened_total', help: 'Data streams opened, counted at open (a keep-alive connection\'s stream may stay open for hours before streams_total sees its result)', labelNames: ['spoke', 'upstream'], registers }),
     streamsTotal: new Counter({ name: 'spokelink_streams_total', help: 'Data streams by result', labelNames: ['spoke', 'upstream', 'result'], registers }),
-    bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers }),
+    bytesTotal: new Counter({ name: 'spokelink_bytes_total', help: 'Payload bytes through the data plane; in = towards the spoke', labelNames: ['spoke', 'direction'], registers, collect () { hooks.beforeBytesScrape?.() } }),
     authFailuresTotal: new Counter({ name: 'spokelink_auth_failures_total', help: 'Refused /connect attempts by reason', labelNames: ['reason'], registers }),
     streamDurationSeconds: new Histogram({
       name: 'spokelink_stream_duration_seconds',

@@ -7,6 +7,8 @@ export interface SessionRegistryEvents {
   'spoke-online': [spoke: string, session: SpokeSession]
   /** The spoke's last session ended. */
   'spoke-offline': [spoke: string]
+  /** A session ended (emitted before `spoke-offline`). */
+  'session-removed': [session: SpokeSession]
 }
 
 /**
@@ -31,6 +33,7 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
   remove (session: SpokeSession): void {
     const sessions = this.#bySpoke.get(session.spoke)
     if (sessions?.delete(session) !== true) return
+    this.emit('session-removed', session)
     if (sessions.size === 0) {
       this.#bySpoke.delete(session.spoke)
       this.emit('spoke-offline', session.spoke)

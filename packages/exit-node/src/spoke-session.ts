@@ -14,6 +14,10 @@ export interface SpokeSession {
   /** The agent's address as the control port saw it (an ingress's, when one is in front). */
   readonly remoteAddress: string
   readonly agent: string
+  /** The agent's software version from its hello; '' when it sent none. */
+  readonly agentVersion: string
+  /** The agent's `--label`s from its hello (only an allow-list of them reaches metrics). */
+  readonly labels: Readonly<Record<string, string>>
   readonly mux: MuxSession
   /** Data-plane ports this session serves, filled in once they are bound. */
   ports: GrantedPort[]

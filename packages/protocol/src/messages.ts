@@ -9,6 +9,8 @@ export interface Hello {
   /** Names of the upstreams this agent was started with. */
   upstreams: string[]
   labels: Record<string, string>
+  /** The agent's software version (`0.1.0`); older agents send none. */
+  agentVersion?: string
 }
 
 /** A data-plane port the exit-node bound for this spoke. */
@@ -24,6 +26,9 @@ export type Welcome =
   // ignore the field; older exit-nodes never send it.
   | { ok: true, spoke: string, ports: GrantedPort[], clientCert?: 'required' }
   | { ok: false, code: string, error: string }
+
+/** Most labels a hello may carry; the exit-node keeps them per session. */
+export const MAX_HELLO_LABELS = 32
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
 
@@ -79,7 +84,11 @@ export function parseHello (value: unknown): Hello {
     if (typeof name !== 'string' || !isUpstreamName(name)) throw invalid('hello.upstreams')
     names.push(name)
   }
-  return { version: PROTOCOL_VERSION, agent, upstreams: names, labels: parseStringRecord(value.labels, 'hello.labels') }
+  const { agentVersion } = value
+  if (agentVersion !== undefined && (typeof agentVersion !== 'string' || agentVersion.length > 64)) throw invalid('hello.agentVersion')
+  const labels = parseStringRecord(value.labels, 'hello.labels')
+  if (Object.keys(labels).length > MAX_HELLO_LABELS) throw invalid('hello.labels')
+  return { version: PROTOCOL_VERSION, agent, upstreams: names, labels, ...(agentVersion === undefined ? {} : { agentVersion }) }
 }
 
 /**

@@ -34,6 +34,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'health-listen', kind: 'address', arg: 'addr', help: 'serve /healthz, /readyz and /metrics on this address' },
   { name: 'name', kind: 'string', arg: 'name', help: 'agent name shown in the exit-node logs (default: hostname)' },
   { name: 'label', kind: 'list', arg: 'key=value', help: 'label sent in the hello (repeatable)' },
+  { name: 'permanent-failure-backoff-max', kind: 'duration', arg: 'duration', default: 300_000, help: 'backoff cap after a refusal only an operator can fix (revoked/invalid token, CA pin, protocol version)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
 ]
 
@@ -112,6 +113,7 @@ async function prepareAgent (command: Command, context: CommandContext): Promise
     keepaliveIntervalMs,
     keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
     labels: parseLabels(listSetting(config, 'label')),
+    permanentFailureMaxDelayMs: numberSetting(config, 'permanent-failure-backoff-max'),
     ...(agentName === undefined ? {} : { agentName }),
   }
   validateAgentOptions(options)

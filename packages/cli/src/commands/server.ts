@@ -43,6 +43,7 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'max-connections-per-port', kind: 'count', arg: 'n', default: 256, help: 'concurrent connections per data-plane port; more are reset at once (a port\'s maxConnections overrides it)' },
   { name: 'endpoint-slices', kind: 'boolean', default: false, help: 'keep an EndpointSlice per connected spoke (several replicas; needs POD_NAME, POD_IP, POD_NAMESPACE, POD_UID and a Role on endpointslices)' },
   { name: 'service-prefix', kind: 'string', arg: 'prefix', help: 'a spoke\'s Service is <prefix><spoke> (with --endpoint-slices)' },
+  { name: 'info-labels', kind: 'list', arg: 'names', help: 'agent --label names copied into spokelink_spoke_info and the status page (repeatable or comma-separated; others are ignored)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
   { name: 'tls-handshake-timeout', kind: 'duration', arg: 'duration', default: 10_000, help: 'a wss client that has not finished TLS this long after connecting is closed' },
   { name: 'headers-timeout', kind: 'duration', arg: 'duration', default: 10_000, help: 'a client that has not sent its whole request (upgrade headers) this long after connecting is closed' },
@@ -117,6 +118,7 @@ async function prepareServer (command: Command, context: CommandContext): Promis
     maxFailedAuthSources: numberSetting(config, 'max-failed-auth-sources'),
     maxSessionsPerSpoke: numberSetting(config, 'max-sessions-per-spoke'),
     logSampleIntervalMs: numberSetting(config, 'log-sample-interval'),
+    infoLabels: listSetting(config, 'info-labels'),
   }
   validateExitNodeOptions(options)
   return { resolved, level: stringSetting(config, 'log-level', true), spokesPath, spokes, options, tls, endpointSlices }
