@@ -155,8 +155,8 @@ async function timed (fn: () => Promise<void>): Promise<number> {
 }
 
 async function bulkTcp (port: number, n: number): Promise<number> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => await dialTcp(port)))
-  return await timed(async () => {
+  const sockets = await Promise.all(Array.from({ length: n }, async () => dialTcp(port)))
+  return timed(async () => {
     await Promise.all(sockets.map(async (s) => {
       const done = replied(s)
       await pump(s, BULK_BYTES / n)
@@ -187,7 +187,7 @@ async function pumpWs (ws: WebSocket, bytes: number): Promise<void> {
 }
 
 async function bulkWs (port: number, n: number): Promise<number> {
-  const sockets = await Promise.all(Array.from({ length: n }, async () => await dialWs(port, '/raw')))
+  const sockets = await Promise.all(Array.from({ length: n }, async () => dialWs(port, '/raw')))
   const ms = await timed(async () => {
     await Promise.all(sockets.map(async (ws) => {
       const done = once(ws, 'message')
@@ -201,7 +201,7 @@ async function bulkWs (port: number, n: number): Promise<number> {
 }
 
 async function bulkMux (session: MuxSession, n: number): Promise<number> {
-  return await timed(async () => {
+  return timed(async () => {
     await Promise.all(Array.from({ length: n }, async () => {
       const s = session.openStream()
       const done = replied(s)
@@ -279,23 +279,23 @@ async function main (): Promise<void> {
   progress(`idle: ${IDLE_SESSIONS} sessions`)
   const t0 = heapAfterGc()
   const v0 = await workerHeap()
-  const sessions = await Promise.all(Array.from({ length: IDLE_SESSIONS }, async () => await muxOverTcp(ports.muxTcp)))
+  const sessions = await Promise.all(Array.from({ length: IDLE_SESSIONS }, async () => muxOverTcp(ports.muxTcp)))
   const t1 = heapAfterGc()
   const v1 = await workerHeap()
   for (const s of sessions) s.abort()
 
   progress('bulk')
-  const rawTcp1 = await mbps(async () => await bulkTcp(ports.tcp, 1))
-  const rawTcp16 = await mbps(async () => await bulkTcp(ports.tcp, 16))
-  const rawWs1 = await mbps(async () => await bulkWs(ports.ws, 1))
-  const rawWs16 = await mbps(async () => await bulkWs(ports.ws, 16))
+  const rawTcp1 = await mbps(async () => bulkTcp(ports.tcp, 1))
+  const rawTcp16 = await mbps(async () => bulkTcp(ports.tcp, 16))
+  const rawWs1 = await mbps(async () => bulkWs(ports.ws, 1))
+  const rawWs16 = await mbps(async () => bulkWs(ports.ws, 16))
   const muxTcpSession = await muxOverTcp(ports.muxTcp)
-  const muxTcp1 = await mbps(async () => await bulkMux(muxTcpSession, 1))
-  const muxTcp16 = await mbps(async () => await bulkMux(muxTcpSession, 16))
+  const muxTcp1 = await mbps(async () => bulkMux(muxTcpSession, 1))
+  const muxTcp16 = await mbps(async () => bulkMux(muxTcpSession, 16))
   muxTcpSession.abort()
   const muxWsSession = await muxOverWs(ports.ws)
-  const muxWs1 = await mbps(async () => await bulkMux(muxWsSession, 1))
-  const muxWs16 = await mbps(async () => await bulkMux(muxWsSession, 16))
+  const muxWs1 = await mbps(async () => bulkMux(muxWsSession, 1))
+  const muxWs16 = await mbps(async () => bulkMux(muxWsSession, 16))
 
   progress('request/response')
   const rrMuxWs = await requestResponse(async () => {
@@ -330,7 +330,7 @@ async function main (): Promise<void> {
   const linkRtt = linkSession.stats.rttMs ?? NaN
   const linkStream = linkSession.openStream()
   const linkMux = await linkRun(linkStream, replied(linkStream))
-    const stalls = linkSession.stats.windowStalls
+  const stalls = linkSession.stats.windowStalls
   linkSession.abort()
 
   const f0 = (n: number): string => n.toFixed(0)

@@ -14,7 +14,7 @@ export class ChildGroup {
 
   /** Resolves like `work`, or rejects with its output as soon as one of the children exits. */
   async until<T> (work: Promise<T>): Promise<T> {
-    return await unlessExited(this.#children, work)
+    return unlessExited(this.#children, work)
   }
 
   async close (): Promise<void> {

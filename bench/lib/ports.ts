@@ -11,7 +11,7 @@ const LAST_PORT = 32_000
 
 async function isFree (port: number): Promise<boolean> {
   const server = createServer()
-  return await new Promise<boolean>((resolve) => {
+  return new Promise<boolean>((resolve) => {
     server.once('error', () => { resolve(false) })
     server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
   })

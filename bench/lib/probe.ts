@@ -5,7 +5,7 @@ import { BULK_ACK, BULK_MODE, encodeBulkHeader } from '../peers/bulk-protocol.js
 
 /** Resolves true when `GET /bytes/1` on `port` answers 200 with one byte, false on any failure. */
 export async function isServingHttp (port: number): Promise<boolean> {
-  return await new Promise<boolean>((resolve) => {
+  return new Promise<boolean>((resolve) => {
     const req = get({ host: '127.0.0.1', port, path: '/bytes/1', agent: false, timeout: 2000 }, (res) => {
       let bytes = 0
       res.on('data', (chunk: Buffer) => { bytes += chunk.length })
@@ -19,12 +19,12 @@ export async function isServingHttp (port: number): Promise<boolean> {
 
 /** Waits until an HTTP GET through `port` reaches the upstream, so the whole tunnel is up. */
 export async function waitUntilForwarding (port: number, what: string, timeoutMs = 30_000): Promise<void> {
-  await waitFor(async () => await isServingHttp(port), { what: `${what} to forward port ${port}`, timeoutMs, intervalMs: 100 })
+  await waitFor(async () => isServingHttp(port), { what: `${what} to forward port ${port}`, timeoutMs, intervalMs: 100 })
 }
 
 /** Resolves true when a zero-byte upload through `port` is acknowledged by the bulk upstream, false on any failure. */
 export async function isServingBulk (port: number): Promise<boolean> {
-  return await new Promise<boolean>((resolve) => {
+  return new Promise<boolean>((resolve) => {
     const socket = connect({ host: '127.0.0.1', port, noDelay: true, timeout: 2000 })
     socket.on('connect', () => { socket.write(encodeBulkHeader({ mode: BULK_MODE.upload, bytes: 0 })) })
     socket.on('data', (chunk: Buffer) => {
@@ -40,12 +40,12 @@ export async function isServingBulk (port: number): Promise<boolean> {
 /** Waits until both entry ports of a system reach the upstream. */
 export async function waitUntilForwardingBoth (ports: { bulkPort: number, httpPort: number }, what: string, timeoutMs = 30_000): Promise<void> {
   await waitUntilForwarding(ports.httpPort, what, timeoutMs)
-  await waitFor(async () => await isServingBulk(ports.bulkPort), { what: `${what} to forward port ${ports.bulkPort}`, timeoutMs, intervalMs: 100 })
+  await waitFor(async () => isServingBulk(ports.bulkPort), { what: `${what} to forward port ${ports.bulkPort}`, timeoutMs, intervalMs: 100 })
 }
 
 /** Resolves true when a TCP connection to `port` is accepted, false when refused. */
 export async function isAccepting (port: number): Promise<boolean> {
-  return await new Promise<boolean>((resolve) => {
+  return new Promise<boolean>((resolve) => {
     const socket = connect({ host: '127.0.0.1', port })
     socket.on('connect', () => { socket.destroy(); resolve(true) })
     socket.on('error', () => { resolve(false) })
@@ -54,5 +54,5 @@ export async function isAccepting (port: number): Promise<boolean> {
 
 /** Waits until a server (sshd, frps, chisel server) accepts TCP connections on `port`, so its client's first dial works. */
 export async function waitUntilAccepting (port: number, what: string, timeoutMs = 20_000): Promise<void> {
-  await waitFor(async () => await isAccepting(port), { what: `${what} to accept on port ${port}`, timeoutMs, intervalMs: 50 })
+  await waitFor(async () => isAccepting(port), { what: `${what} to accept on port ${port}`, timeoutMs, intervalMs: 50 })
 }

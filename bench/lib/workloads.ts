@@ -19,7 +19,7 @@ function openSocket (port: number): Socket {
  */
 export async function bulkTransfer (port: number, mode: BulkMode, bytes: number): Promise<number> {
   const started = performance.now()
-  return await new Promise<number>((resolve, reject) => {
+  return new Promise<number>((resolve, reject) => {
     const socket = openSocket(port)
     let received = 0
     const expected = mode === BULK_MODE.download ? bytes : BULK_ACK.length
@@ -45,7 +45,7 @@ export async function bulkTransfer (port: number, mode: BulkMode, bytes: number)
 export async function bulkThroughput (port: number, mode: BulkMode, bytes: number, streams: number): Promise<number> {
   const perStream = Math.floor(bytes / streams)
   const started = performance.now()
-  await Promise.all(Array.from({ length: streams }, async () => await bulkTransfer(port, mode, perStream)))
+  await Promise.all(Array.from({ length: streams }, async () => bulkTransfer(port, mode, perStream)))
   return megabytesPerSecond(perStream * streams, performance.now() - started)
 }
 
@@ -61,7 +61,7 @@ export function megabytesPerSecond (bytes: number, ms: number): number {
  */
 export async function timedGet (port: number, bytes: number): Promise<number> {
   const started = performance.now()
-  return await new Promise<number>((resolve, reject) => {
+  return new Promise<number>((resolve, reject) => {
     const req = get({ host: '127.0.0.1', port, path: `/bytes/${bytes}`, agent: false, timeout: STALL_TIMEOUT_MS }, (res) => {
       let received = 0
       res.on('data', (chunk: Buffer) => { received += chunk.length })

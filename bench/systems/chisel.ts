@@ -13,7 +13,7 @@ async function startChisel (context: SystemContext): Promise<StartedSystem> {
   if (chisel === undefined) return { skipped: CHISEL_MISSING }
   const auth = `bench:${randomBytes(12).toString('hex')}`
   const { serverPort, bulkPort, httpPort } = await pickNamedPorts(['serverPort', 'bulkPort', 'httpPort'])
-  return await startChildren(async (group) => {
+  return startChildren(async (group) => {
     group.add(runProcess(chisel, [
       'server', '--host', '127.0.0.1', '--port', String(serverPort), '--reverse',
       '--tls-cert', context.tls.certFile, '--tls-key', context.tls.keyFile,

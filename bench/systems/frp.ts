@@ -55,7 +55,7 @@ async function startFrp (context: SystemContext): Promise<StartedSystem> {
     { name: 'bulk', remotePort: bulkPort, localPort: context.upstream.bulkPort },
     { name: 'http', remotePort: httpPort, localPort: context.upstream.httpPort },
   ]))
-  return await startChildren(async (group) => {
+  return startChildren(async (group) => {
     group.add(runProcess(frps, ['-c', frpsFile], { name: 'frps' }))
     await group.until(waitUntilAccepting(serverPort, 'frps'))
     group.add(runProcess(frpc, ['-c', frpcFile], { name: 'frpc' }))

@@ -22,7 +22,7 @@ export const nodeRelayFloor: SystemSpec = {
   name: 'Node relay ×2 (floor)',
   kind: 'baseline',
   bulk: true,
-  start: async ({ upstream }) => await startChildren(async (group) => {
+  start: async ({ upstream }) => startChildren(async (group) => {
     const second = await startHop(group, upstream, 'node relay (hop 2)')
     const entry = await startHop(group, second.ports, 'node relay (hop 1)')
     await group.until(waitUntilForwardingBoth(entry.ports, 'the Node relay pair'))

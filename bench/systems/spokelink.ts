@@ -50,7 +50,7 @@ async function startTunnel (context: SystemContext, tls: boolean): Promise<Start
   const { bulkPort, httpPort } = await pickNamedPorts(['bulkPort', 'httpPort'])
   const spokesFile = join(context.dir, 'spokes.json')
   await writeFile(spokesFile, spokesFileText(sha256, id, bulkPort, httpPort))
-  return await startChildren(async (group) => {
+  return startChildren(async (group) => {
     const exitNode = await startExitNode(context, spokesFile, tls, `exit-node (${tls ? 'wss' : 'ws'})`)
     group.add(exitNode.process)
     const agent = group.add(runCli(context, [
@@ -70,7 +70,7 @@ export const spokelinkWs: SystemSpec = {
   name: 'spokelink ws',
   kind: 'spokelink',
   bulk: true,
-  start: async (context) => await startTunnel(context, false),
+  start: async (context) => startTunnel(context, false),
 }
 
 /** The tunnel over wss with a test CA (the agent gets `--ca-file`). */
@@ -78,5 +78,5 @@ export const spokelinkWss: SystemSpec = {
   name: 'spokelink wss',
   kind: 'spokelink',
   bulk: true,
-  start: async (context) => await startTunnel(context, true),
+  start: async (context) => startTunnel(context, true),
 }

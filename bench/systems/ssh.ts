@@ -98,7 +98,7 @@ async function startSsh (context: SystemContext, variant: SshVariant): Promise<S
   const configFile = join(context.dir, 'sshd_config')
   await writeFile(configFile, sshdConfig(context.dir, sshdPort, keys))
   // Closing kills the client first: that ends the per-connection sshd before the listening one goes.
-  return await startChildren(async (group) => {
+  return startChildren(async (group) => {
     group.add(runProcess(SSHD, ['-f', configFile, '-D', '-e'], { name: 'sshd' }))
     await group.until(waitUntilAccepting(sshdPort, 'sshd'))
     const forwards: Array<[number, number]> = [[bulkPort, context.upstream.bulkPort], [httpPort, context.upstream.httpPort]]
@@ -113,7 +113,7 @@ export const sshForward: SystemSpec = {
   name: 'ssh -N -R',
   kind: 'peer',
   bulk: true,
-  start: async (context) => await startSsh(context, { mode: 'forward-only' }),
+  start: async (context) => startSsh(context, { mode: 'forward-only' }),
 }
 
 /** `ssh -tt -R … sleep`: the same tunnel, but with TCP_NODELAY on the ssh connection, which OpenSSH sets only for a pty session. */
@@ -122,5 +122,5 @@ export const sshForwardPty: SystemSpec = {
   kind: 'peer',
   // Only latency should differ from `ssh -N -R`; leaving out the bulk rounds keeps the run short.
   bulk: false,
-  start: async (context) => await startSsh(context, { mode: 'pty' }),
+  start: async (context) => startSsh(context, { mode: 'pty' }),
 }

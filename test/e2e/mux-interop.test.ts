@@ -89,10 +89,10 @@ describe.each(roles)('Go hashicorp/yamux as %s', (role) => {
   describe.each(openers)('streams opened by %s', (opener) => {
     test(`${ECHO_STREAMS} concurrent streams echo ${ECHO_BYTES} bytes each, sha256-exact`, async () => {
       const c = await start({ role, scenario: 'echo', opener, args: ['-streams', String(ECHO_STREAMS), '-bytes', String(ECHO_BYTES)] })
-      const streams = await Promise.all(Array.from({ length: ECHO_STREAMS }, async () => await c.stream()))
+      const streams = await Promise.all(Array.from({ length: ECHO_STREAMS }, async () => c.stream()))
       if (opener === 'node') {
         // We send and check; Go echoes and reports what passed through it.
-        const results = await Promise.all(streams.map(async (s, i) => await exchange(s, ECHO_BYTES, i)))
+        const results = await Promise.all(streams.map(async (s, i) => exchange(s, ECHO_BYTES, i)))
         for (const { sent, recv } of results) {
           expect(sent.bytes).toBe(ECHO_BYTES)
           expect(recv).toEqual(sent)

@@ -114,7 +114,7 @@ export async function startInteropCase (bin: string, options: InteropCaseOptions
   const event = async (name: string, timeoutMs = 60_000): Promise<LogEntry> => {
     const entry = await peer.waitForLog(
       (e) => !seen.has(e) && (e.event === name || e.event === 'error'),
-      { timeoutMs, what: `the Go peer's "${name}" event` },
+      { timeoutMs, what: `the Go peer's "${name}" event` }
     )
     seen.add(entry)
     if (entry.event === 'error') throw new Error(`Go peer failed: ${String(entry.error)}\n${peer.tail(20)}`)
@@ -130,7 +130,7 @@ export async function startInteropCase (bin: string, options: InteropCaseOptions
       if (options.opener === 'node') return track(session.openStream())
       const ready = inbound.shift()
       if (ready !== undefined) return ready
-      return await new Promise<MuxStream>((resolve) => { waiters.push(resolve) })
+      return new Promise<MuxStream>((resolve) => { waiters.push(resolve) })
     },
     event,
     send: (line) => { peer.stdin.write(line + '\n') },

@@ -36,7 +36,7 @@ export function parseUpstreamSpec (spec: string): Upstream {
  */
 export async function dialUpstream (upstream: Upstream, options: { timeoutMs: number, signal?: AbortSignal }): Promise<net.Socket> {
   const socket = net.connect({ host: upstream.host, port: upstream.port, allowHalfOpen: true, noDelay: true })
-  return await new Promise<net.Socket>((resolve, reject) => {
+  return new Promise<net.Socket>((resolve, reject) => {
     const timer = setTimeout(() => { fail(new Error(`connect to ${upstream.host}:${upstream.port} timed out after ${options.timeoutMs}ms`)) }, options.timeoutMs)
     const onAbort = (): void => { fail(new Error('aborted')) }
     function cleanup (): void {

@@ -223,7 +223,7 @@ export function certificateSha256 (pem: string): string {
 }
 
 async function generateRsaKeyPair (): Promise<forge.pki.rsa.KeyPair> {
-  return await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     // The callback form makes forge use crypto.generateKeyPair (native, async) instead of its JS prime search.
     forge.pki.rsa.generateKeyPair({ bits: TLS_DEFAULTS.rsaBits, e: 0x10001 }, (err, keypair) => {
       // forge's typing says `err: Error`, but it passes null on success.

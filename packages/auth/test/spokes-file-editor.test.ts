@@ -115,7 +115,7 @@ describe('listSpokeTokens', () => {
 
 describe('layouts too unusual to splice', () => {
   test('an empty "tokens:" falls back to the Document API and keeps comments', () => {
-    const text = `# top comment\nspokes:\n  - name: a   # spoke a\n    tokens:\n    ports: []\n`
+    const text = '# top comment\nspokes:\n  - name: a   # spoke a\n    tokens:\n    ports: []\n'
     const out = addSpokeToken(text, 'a', { id: 'abcd1234', sha256: SHA })
     expect(out).toContain('# top comment')
     expect(out).toContain('# spoke a')

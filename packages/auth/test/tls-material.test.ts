@@ -35,7 +35,7 @@ async function listen (material: CertificateAndKey): Promise<number> {
 }
 
 async function get (port: number, options: { servername?: string, ca: string }): Promise<string> {
-  return await new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/', ca: options.ca, servername: options.servername, agent: false }, (res) => {
       let body = ''
       res.setEncoding('utf8')

@@ -1,5 +1,3 @@
-/* eslint-disable no-console -- the one module that writes to the terminal */
-
 /** Prints a result line for the user (stdout). */
 export function printLine (text: string): void {
   console.log(text)

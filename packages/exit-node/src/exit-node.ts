@@ -445,7 +445,7 @@ export class ExitNode {
    */
   async close (): Promise<void> {
     this.#closing ??= this.#shutdown()
-    return await this.#closing
+    return this.#closing
   }
 
   async #shutdown (): Promise<void> {

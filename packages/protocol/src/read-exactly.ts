@@ -16,7 +16,7 @@ export async function readExactly (stream: Readable, length: number, options: Re
   const { signal } = options
   signal?.throwIfAborted()
   if (length === 0) return Buffer.alloc(0)
-  return await new Promise<Buffer>((resolve, reject) => {
+  return new Promise<Buffer>((resolve, reject) => {
     const cleanup = (): void => {
       stream.off('readable', tryRead)
       stream.off('end', onEnd)

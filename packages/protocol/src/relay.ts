@@ -23,7 +23,7 @@ export interface RelayOptions {
  * 2 KB request's latency that is ours to cut.
  */
 export async function relay (a: Duplex, b: Duplex, options: RelayOptions = {}): Promise<Error | undefined> {
-  return await new Promise((resolve) => {
+  return new Promise((resolve) => {
     let failure: Error | undefined
     let closed = 0
     const fail = (err: Error): void => {

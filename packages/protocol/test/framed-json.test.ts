@@ -40,7 +40,7 @@ describe('framed JSON', () => {
         const rest: Buffer[] = []
         for await (const chunk of stream) rest.push(chunk as Buffer)
         expect(Buffer.concat(rest)).toEqual(Buffer.from(trailer))
-      },
+      }
     ), { numRuns: 200 })
   })
 

@@ -90,7 +90,7 @@ export async function startFixtureExporter (options: FixtureExporterOptions = {}
         server.close(() => { resolve() })
         server.closeAllConnections()
       })
-      return await closing
+      return closing
     },
   }
 }

@@ -131,7 +131,7 @@ function installExitHook (): void {
  * any survivor when it exits.
  */
 export async function killAllProcesses (): Promise<void> {
-  await Promise.all([...tracked].map(async (p) => await p.kill()))
+  await Promise.all([...tracked].map(async (p) => p.kill()))
 }
 
 /** A bounded list that remembers how many items it has ever held, so scans can resume by sequence number. */
@@ -278,7 +278,7 @@ export function runProcess (command: string, args: readonly string[], options: R
     const found = scan()
     if (found !== undefined) return found
     if (exit !== undefined) throw new Error(withTail(`${name} exited with ${describeExit(exit)} before ${what}`))
-    return await new Promise<T>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const finish = (): void => {
         clearTimeout(timer)
         waiters.delete(waiter)
@@ -313,7 +313,7 @@ export function runProcess (command: string, args: readonly string[], options: R
   const waitForLog = async (predicate: (entry: LogEntry) => boolean, opts: ProcessWaitOptions = {}): Promise<LogEntry> => {
     // Each entry is offered to the predicate once: a scan resumes where the previous one stopped.
     let next = 0
-    return await waitForMatch(() => {
+    return waitForMatch(() => {
       for (const entry of logs.since(next)) {
         if (predicate(entry)) return entry
       }
@@ -326,7 +326,7 @@ export function runProcess (command: string, args: readonly string[], options: R
     // A copy without g/y, so the caller's lastIndex neither affects nor is affected by the search.
     const regex = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''))
     let next = 0
-    return await waitForMatch(() => {
+    return waitForMatch(() => {
       for (const line of lines.since(next)) {
         const match = regex.exec(line)
         if (match !== null) return match
@@ -340,7 +340,7 @@ export function runProcess (command: string, args: readonly string[], options: R
     if (exit !== undefined) return exit
     const timeoutMs = opts.timeoutMs ?? DEFAULT_EXIT_WAIT_MS
     opts.signal?.throwIfAborted()
-    return await new Promise<ProcessExit>((resolve, reject) => {
+    return new Promise<ProcessExit>((resolve, reject) => {
       const finish = (): void => {
         clearTimeout(timer)
         exitListeners.delete(listener)
@@ -362,7 +362,7 @@ export function runProcess (command: string, args: readonly string[], options: R
     if (exit !== undefined) return exit
     if (killing !== undefined) {
       if (signal !== 'SIGTERM') child.kill(signal)
-      return await killing
+      return killing
     }
     const timeoutMs = opts.timeoutMs ?? killTimeoutMs
     killing = new Promise<ProcessExit>((resolve) => {
@@ -379,7 +379,7 @@ export function runProcess (command: string, args: readonly string[], options: R
       })
     })
     child.kill(signal)
-    return await killing
+    return killing
   }
 
   const handle: RunningProcess = {

@@ -37,7 +37,7 @@ type Pending = undefined | null | false | 0 | ''
  */
 export async function waitFor<T extends NonNullable<unknown>> (
   check: () => T | Pending | Promise<T | Pending>,
-  options: WaitForOptions,
+  options: WaitForOptions
 ): Promise<T> {
   const timeoutMs = options.timeoutMs ?? WAIT_FOR_DEFAULTS.timeoutMs
   const intervalMs = options.intervalMs ?? WAIT_FOR_DEFAULTS.intervalMs

@@ -37,7 +37,7 @@ describe('waitFor', () => {
   })
 
   test('gives up on a check that never settles', async () => {
-    await expect(waitFor(async () => await new Promise<never>(() => {}), { what: 'a hung check', timeoutMs: 50 }))
+    await expect(waitFor(async () => new Promise<never>(() => {}), { what: 'a hung check', timeoutMs: 50 }))
       .rejects.toThrow('timed out after 50ms waiting for a hung check')
   })
 
