@@ -491,7 +491,7 @@ export class ExitNode {
     const auth = authenticateUpgrade(req, this.#spokes, this.#clock())
     if (!auth.ok) {
       this.#metrics.authFailuresTotal.inc({ reason: auth.metricReason })
-      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: auth.status, reason: auth.reason, logReason: auth.metricReason, msg: 'agent refused' })
+      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: auth.status, reason: auth.reason, logReason: auth.metricReason, msg: 'agent refused', fields: { tokenId: auth.tokenId } })
       return
     }
     const certificate = this.#checkClientCertificate(req, auth.spoke, auth.tokenId)
