@@ -293,6 +293,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const fields = { retryInMs, attempt: this.#backoff.attempt, code: failure !== undefined && 'code' in failure ? failure.code : undefined, reason: failure?.message }
     // A planned restart is lifecycle, not a fault: info, and a message of its own so alerts on 'disconnected' stay quiet.
     if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: CLOSE_CODE.GOING_AWAY }, 'exit-node restarting')
+    else if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_RECONFIGURED') this.#log.info({ ...fields, closeCode: CLOSE_CODE.RECONFIGURED }, 'session reconfigured')
     else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }
@@ -322,7 +323,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     // 1001 "going away" is how an exit-node ends sessions on a graceful shutdown (after its GoAway).
     const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === CLOSE_CODE.GOING_AWAY
       ? new AgentError('SLK_ERR_AGENT_SERVER_RESTARTING', `exit-node closed the session for a restart (websocket close ${closeReason})`, { cause })
-      : undefined
+      : closeCode === CLOSE_CODE.RECONFIGURED
+        ? new AgentError('SLK_ERR_AGENT_RECONFIGURED', `exit-node asked for a reconnect (websocket close ${closeReason})`, { cause })
+        : undefined
     const mux = createMuxSession(duplex, 'client', {
       ...DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
       ...options.mux,
@@ -363,7 +366,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw new AgentError('SLK_ERR_AGENT_CONNECT', `session ended${closeReason === '' ? '' : ` (websocket close ${closeReason})`}${err === undefined ? '' : `: ${err.message}`}`, { cause: err })
     } catch (err) {
       mux.abort(err instanceof Error ? err : undefined)
-      if (err instanceof AgentError && err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') throw err
+      if (err instanceof AgentError && (err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING' || err.code === 'SLK_ERR_AGENT_RECONFIGURED')) throw err
       const restart = plannedRestart(err)
       if (restart !== undefined) throw restart
       if (closeCode === CLOSE_CODE.REVOKED) {
