@@ -127,6 +127,8 @@ describe('README walk-through, run as written', () => {
         const proc = runProcess('bash', ['-euo', 'pipefail', '-c', commands], { cwd: dir, env: CLEAN_ENV, name: `README line ${block.line}` })
         const exit = await proc.waitForExit({ timeoutMs: 30_000 })
         expect(exit.code, `README line ${block.line}:\n${proc.tail(20)}`).toBe(0)
+        // A step a reader follows must not warn (token create warns when the certificate does not name --server's host).
+        expect(proc.stderrLines.filter((line) => line.startsWith('warning:')), `README line ${block.line}`).toEqual([])
         expectOutput(proc.stdoutLines, expected, block)
         outputs.push([...proc.stdoutLines])
         const join = proc.stdoutLines.map((line) => /^join token: (slkj1\.\S+)$/.exec(line)?.[1]).find((token) => token !== undefined)
