@@ -112,7 +112,7 @@ describe('files with session caps', () => {
     expect(added).toBe(CAPPED.replace('tokens: []', `tokens: [{id: capped22, sha256: "${SHA}"}]`))
     const revoked = revokeSpokeToken(added, 'capped22')
     expect(revoked).toBe(CAPPED.replace('tokens: []', `tokens: [{id: capped22, sha256: "${SHA}", revoked: true}]`))
-    expect(parseSpokesConfig(revoked)).toMatchObject({ maxSessionsPerSpoke: 4, spokes: [{ maxSessions: 2 }] })
+    expect(parseSpokesConfig(revoked, 'test')).toMatchObject({ maxSessionsPerSpoke: 4, spokes: [{ maxSessions: 2 }] })
   })
 })
 
