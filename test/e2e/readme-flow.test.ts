@@ -160,4 +160,16 @@ describe('README walk-through, run as written', () => {
     for (const proc of background.values()) expect(proc.output()).not.toContain(secret)
     expect(background.get('agent')?.exit).toBeUndefined()
   }, 120_000)
+
+  test('token create --output json prints exactly the keys the README names', async () => {
+    const readme = await readFile(README, 'utf8')
+    const documented = /`--output json` prints\s+one object `\{([^`}]+)\}`/.exec(readme)?.[1]
+    expect(documented, 'the README sentence naming the --output json keys').toBeDefined()
+    const keys = (documented ?? '').split(',').map((key) => key.trim().replace(/^"(.*)"$/, '$1'))
+    const spokes = join(dir, 'json-keys.yaml')
+    await writeFile(spokes, 'spokes:\n  - name: orion-aws\n    tokens: []\n    ports: [{upstream: prometheus, listen: "127.0.0.1:19090"}]\n')
+    const proc = runProcess(BIN, ['token', 'create', '--spokes', spokes, '--spoke', 'orion-aws', '--expires', '90d', '--server', 'wss://127.0.0.1:8123/connect', '--output', 'json'], { env: CLEAN_ENV })
+    expect((await proc.waitForExit({ timeoutMs: 30_000 })).code, proc.tail()).toBe(0)
+    expect(Object.keys(JSON.parse(proc.stdoutLines.join('')) as object).sort()).toEqual([...keys].sort())
+  })
 })
