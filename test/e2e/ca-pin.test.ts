@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, onTestFailed, onTestFinished, test } from 
 import pino from 'pino'
 import type { Logger } from 'pino'
 import type { Agent } from '@spokelink/agent'
-import { createSpokeToken, decodeJoinToken, encodeJoinToken, parseSpokesConfig } from '@spokelink/auth'
+import { createServerCertificate, createSpokeToken, decodeJoinToken, encodeJoinToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CertificateAndKey, CreatedSpokeToken } from '@spokelink/auth'
 import { createMitmCertificates, createTlsFixture, freePort, subjectKeyIdentifierHex, waitFor } from '@spokelink/testkit'
 import type { MitmCertificates, TlsFixture } from '@spokelink/testkit'
@@ -114,6 +114,23 @@ describe('an agent pinned to the real CA sends nothing to a man in the middle', 
     const logs = lines.join('')
     expect(logs).toContain('SLK_ERR_AGENT_TLS_PIN')
     expect(logs).not.toContain(token.token.slice(`slk_${token.id}_`.length))
+  })
+})
+
+describe('a certificate of the pinned CA that does not name the host dialled', () => {
+  test('refused with SLK_ERR_AGENT_TLS_PIN naming the certificate\'s names and the fix, nothing sent', async () => {
+    // What `--auto-tls-hosts hub.example.com` alone gives an agent that dials wss://127.0.0.1.
+    const leaf = await createServerCertificate({ certPem: real.caPem, keyPem: real.caKeyPem }, { hosts: ['hub.example.com'] })
+    const recorder = await startRecorder({ certPem: leaf.certPem + real.caPem, keyPem: leaf.keyPem })
+    const { logger } = logLines()
+    const agent = await startJoinedAgent(`wss://127.0.0.1:${recorder.port}/connect`, createSpokeToken(), logger, false)
+    const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(10_000) }) as [Error & { code?: string }]
+    await agent.close({ graceMs: 0 })
+    expect(err).toMatchObject({
+      code: 'SLK_ERR_AGENT_TLS_PIN',
+      message: "exit-node certificate does not name 127.0.0.1 (it names DNS:hub.example.com); add 127.0.0.1 to the exit-node's --auto-tls-hosts (or its certificate) and restart it, or dial a name it has",
+    })
+    expect(Buffer.concat(recorder.connections.flatMap((c) => c.bytes)).length).toBe(0)
   })
 })
 

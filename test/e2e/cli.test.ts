@@ -307,7 +307,7 @@ describe('spokelink CLI (child processes)', () => {
     await agent.waitForLog((e) => e.msg === 'disconnected', { what: 'the agent\'s session to close', timeoutMs: 30_000 })
     // Reconnecting is refused before the upgrade with 403, on both sides.
     const refused = await server.waitForLog((e) => e.msg === 'agent refused', { what: 'a refused reconnect', timeoutMs: 15_000 })
-    expect(refused).toMatchObject({ status: 403, reason: 'token revoked' })
+    expect(refused).toMatchObject({ status: 403, reason: 'token revoked', tokenId: created.id })
     const forbidden = await agent.waitForLog((e) => e.msg === 'disconnected' && String(e.reason).includes('refused the token (403)'), {
       what: 'the agent to log a 403 on reconnect',
       timeoutMs: 15_000,

@@ -117,4 +117,24 @@ describe('session revalidation', () => {
     expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('token revoked') })
     expect(exitNode.sessions.all()).toEqual([])
   })
+  test('a ports edit is a routine reconnect: close 1012, info on both sides, and the agent comes back on the new port', async () => {
+    const logs = captureLogs()
+    const token = createSpokeToken()
+    const [oldPort, newPort] = [await freePort(), await freePort()]
+    const { exitNode, url } = await startExitNode(parseSpokesConfig(spokesText(oldPort, [token]), 'test'), logs.logger('exit-node'))
+    const agent = await connectedAgent(token, url, logs.logger('agent'))
+
+    const cut = nextDisconnect(agent, 5000)
+    const back = once(agent, 'connected', { signal: AbortSignal.timeout(15_000) }) as Promise<[{ spoke: string, ports: Array<{ upstream: string, port: number }> }]>
+    exitNode.updateSpokes(parseSpokesConfig(spokesText(newPort, [token]), 'test'))
+    expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_RECONFIGURED', message: expect.stringContaining('1012 spoke ports changed') })
+    const [welcome] = await back
+    expect(welcome.ports).toMatchObject([{ upstream: 'prometheus', port: newPort }])
+    expect(logs.entries.filter((e) => e.msg === 'session reconfigured').map((e) => [e.name, e.level, e.code, e.reason])).toEqual([
+      ['exit-node', 30, undefined, 'spoke ports changed'],
+      ['agent', 30, 'SLK_ERR_AGENT_RECONFIGURED', 'exit-node asked for a reconnect (websocket close 1012 spoke ports changed)'],
+    ])
+    // Nothing reads as a refusal or an attack: no revocation, no warn from either side.
+    expect(logs.entries.filter((e) => e.msg === 'session revoked' || (typeof e.level === 'number' && e.level >= 40))).toEqual([])
+  })
 })

@@ -324,6 +324,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     // Error, once per distinct cause: only an operator can fix it, and retries will keep failing until then.
     if (this.#permanentFailure !== undefined) this.#log.error({ ...fields, permanent: true, hint: 'only an operator can fix this (token, CA pin or protocol version); retrying slowly' }, 'disconnected')
     else if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') this.#log.info({ ...fields, closeCode: CLOSE_CODE.GOING_AWAY }, 'exit-node restarting')
+    else if (failure instanceof AgentError && failure.code === 'SLK_ERR_AGENT_RECONFIGURED') this.#log.info({ ...fields, closeCode: CLOSE_CODE.RECONFIGURED }, 'session reconfigured')
     else if (failure === undefined) this.#log.info(fields, 'disconnected')
     else this.#log.warn(fields, 'disconnected')
   }
@@ -353,7 +354,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     // 1001 "going away" is how an exit-node ends sessions on a graceful shutdown (after its GoAway).
     const plannedRestart = (cause: unknown): AgentError | undefined => closeCode === CLOSE_CODE.GOING_AWAY
       ? new AgentError('SLK_ERR_AGENT_SERVER_RESTARTING', `exit-node closed the session for a restart (websocket close ${closeReason})`, { cause })
-      : undefined
+      : closeCode === CLOSE_CODE.RECONFIGURED
+        ? new AgentError('SLK_ERR_AGENT_RECONFIGURED', `exit-node asked for a reconnect (websocket close ${closeReason})`, { cause })
+        : undefined
     const mux = createMuxSession(duplex, 'client', {
       ...DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
       ...options.mux,
@@ -399,7 +402,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw new AgentError('SLK_ERR_AGENT_CONNECT', `session ended${closeReason === '' ? '' : ` (websocket close ${closeReason})`}${err === undefined ? '' : `: ${err.message}`}`, { cause: err })
     } catch (err) {
       mux.abort(err instanceof Error ? err : undefined)
-      if (err instanceof AgentError && err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING') throw err
+      if (err instanceof AgentError && (err.code === 'SLK_ERR_AGENT_SERVER_RESTARTING' || err.code === 'SLK_ERR_AGENT_RECONFIGURED')) throw err
       const restart = plannedRestart(err)
       if (restart !== undefined) throw restart
       if (closeCode === CLOSE_CODE.REVOKED) {

@@ -93,7 +93,11 @@ export function verifyPinnedPeer (socket: tls.TLSSocket, host: string, caSha256:
     throw new AgentError('SLK_ERR_AGENT_TLS_PIN', `exit-node ${host}: its certificate was not issued by the pinned CA`)
   }
   const namesHost = net.isIP(host) === 0 ? leaf.checkHost(host) !== undefined : leaf.checkIP(host) !== undefined
-  if (!namesHost) throw new AgentError('SLK_ERR_AGENT_TLS_PIN', `exit-node certificate does not name ${host}`)
+  if (!namesHost) {
+    // The names are the pinned CA's own (it signed this leaf), so quoting them is safe; clipped all the same.
+    const names = (leaf.subjectAltName ?? 'no subjectAltName').slice(0, 200)
+    throw new AgentError('SLK_ERR_AGENT_TLS_PIN', `exit-node certificate does not name ${host} (it names ${names}); add ${host} to the exit-node's --auto-tls-hosts (or its certificate) and restart it, or dial a name it has`)
+  }
   if (new Date(leaf.validTo).getTime() < now.getTime() || new Date(leaf.validFrom).getTime() > now.getTime()) {
     throw new AgentError('SLK_ERR_AGENT_TLS_PIN', `exit-node certificate for ${host} is not valid now (valid ${leaf.validFrom} to ${leaf.validTo})`)
   }

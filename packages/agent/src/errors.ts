@@ -14,6 +14,7 @@ export const AGENT_ERROR_CODES = [
   'SLK_ERR_AGENT_STATE_DIR',
   'SLK_ERR_AGENT_CERT_REFUSED',
   'SLK_ERR_AGENT_CERT_TIMEOUT',
+  'SLK_ERR_AGENT_RECONFIGURED',
 ] as const
 /** A value of {@link AGENT_ERROR_CODES}. */
 export type AgentErrorCode = typeof AGENT_ERROR_CODES[number]

@@ -103,6 +103,19 @@ describe('revokeSpokeToken', () => {
   })
 })
 
+describe('files with session caps', () => {
+  // Regression: the edit was checked against a config rebuilt from `spokes` alone, so a file with the top-level
+  // maxSessionsPerSpoke (the README's example) failed with "cannot edit this file's layout safely".
+  const CAPPED = 'maxSessionsPerSpoke: 4\nspokes:\n  - name: orion-aws\n    tokens: []   # filled by token create\n    maxSessions: 2\n    ports:\n      - {upstream: prometheus, listen: "0.0.0.0:19090"}\n'
+  test('addSpokeToken and revokeSpokeToken keep maxSessionsPerSpoke and maxSessions', () => {
+    const added = addSpokeToken(CAPPED, 'orion-aws', { id: 'capped22', sha256: SHA })
+    expect(added).toBe(CAPPED.replace('tokens: []', `tokens: [{id: capped22, sha256: "${SHA}"}]`))
+    const revoked = revokeSpokeToken(added, 'capped22')
+    expect(revoked).toBe(CAPPED.replace('tokens: []', `tokens: [{id: capped22, sha256: "${SHA}", revoked: true}]`))
+    expect(parseSpokesConfig(revoked, 'test')).toMatchObject({ maxSessionsPerSpoke: 4, spokes: [{ maxSessions: 2 }] })
+  })
+})
+
 describe('listSpokeTokens', () => {
   test('lists every token with its spoke and status', () => {
     const config = parseSpokesConfig(revokeSpokeToken(FILE, 'gcp1abcd'), 'x')

@@ -399,7 +399,7 @@ export class ExitNode {
       const before = previous.spokes.find((spoke) => spoke.name === session.spoke)
       const after = spokes.spokes.find((spoke) => spoke.name === session.spoke)
       if (after !== undefined && before !== undefined && JSON.stringify(before.ports) !== JSON.stringify(after.ports)) {
-        this.#endSession(session, 'spoke ports changed')
+        this.#endSession(session, 'spoke ports changed', 'reconfigured')
       }
     }
     this.#revalidateSessions()
@@ -513,7 +513,7 @@ export class ExitNode {
     const auth = authenticateUpgrade(req, this.#spokes, this.#clock())
     if (!auth.ok) {
       this.#metrics.authFailuresTotal.inc({ reason: auth.metricReason })
-      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: auth.status, reason: auth.reason, logReason: auth.metricReason, msg: 'agent refused' })
+      this.#frontDoor.refuseUpgrade(socket, remoteAddress, { status: auth.status, reason: auth.reason, logReason: auth.metricReason, msg: 'agent refused', fields: { tokenId: auth.tokenId } })
       return
     }
     const certificate = this.#checkClientCertificate(req, auth.spoke, auth.tokenId)
@@ -589,9 +589,9 @@ export class ExitNode {
       log.info({ err, durationMs: Date.now() - openedAt }, 'session closed')
     })
     const openedAt = Date.now()
-    const disconnect = (reason: string): void => {
+    const disconnect = (reason: string, closeCode: number = CLOSE_CODE.REVOKED): void => {
       // A close frame tells the agent why; the abort backs it up if the agent does not answer.
-      ws.close(CLOSE_CODE.REVOKED, reason)
+      ws.close(closeCode, reason)
       setTimeout(() => { mux.abort(new ExitNodeError('SLK_ERR_EXIT_SESSION_REVOKED', `session closed: ${reason}`)) }, 1000).unref()
     }
     const helloTimer = setTimeout(() => {
@@ -630,7 +630,7 @@ export class ExitNode {
     log.warn({ remoteAddress: session.remoteAddress, otherSessions, sameToken: others.some((other) => other.tokenId === session.tokenId) }, 'spoke has live sessions from another source address')
   }
 
-  async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, remoteAddress: string, disconnect: (reason: string) => void }, log: Logger): Promise<SpokeSession | undefined> {
+  async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, remoteAddress: string, disconnect: SpokeSession['disconnect'] }, log: Logger): Promise<SpokeSession | undefined> {
     const { sessionId, spoke, tokenId, tokenSha256, certSerial, remoteAddress, disconnect } = identity
     const fail = (code: string, message: string): undefined => {
       log.warn({ code, reason: clipUntrusted(message, this.#options.maxLogFieldChars) }, 'hello refused')
@@ -688,11 +688,15 @@ export class ExitNode {
     }
   }
 
-  #endSession (session: SpokeSession, reason: string): void {
-    this.#log.info({ spoke: session.spoke, sessionId: session.sessionId, tokenId: session.tokenId, reason }, 'session revoked')
+  /**
+   * Ends a live session: `revoked` when its credential no longer holds (close 4403), `reconfigured` when its spoke's
+   * ports changed and the agent only has to reconnect for the new ones (close 1012, a routine event, not a refusal).
+   */
+  #endSession (session: SpokeSession, reason: string, kind: 'revoked' | 'reconfigured' = 'revoked'): void {
+    this.#log.info({ spoke: session.spoke, sessionId: session.sessionId, tokenId: session.tokenId, reason }, kind === 'revoked' ? 'session revoked' : 'session reconfigured')
     this.#sessions.remove(session)
     this.#dataPlane.detach(session)
-    session.disconnect(reason)
+    session.disconnect(reason, kind === 'revoked' ? CLOSE_CODE.REVOKED : CLOSE_CODE.RECONFIGURED)
   }
 }
 

@@ -23,6 +23,9 @@ export interface SpokeSession {
   ports: GrantedPort[]
   /** Data streams this session carries now; used to spread new streams. */
   activeStreams: number
-  /** Closes the session telling the agent why (revocation, expiry, changed ports). */
-  readonly disconnect: (reason: string) => void
+  /**
+   * Closes the session telling the agent why: WebSocket close 4403 when its credential no longer holds (revocation,
+   * expiry), or `closeCode` (1012 "service restart" when the spoke's ports changed and the agent should reconnect).
+   */
+  readonly disconnect: (reason: string, closeCode?: number) => void
 }

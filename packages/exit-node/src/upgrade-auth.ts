@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http'
-import { AuthError, verifySpokeToken } from '@spokelink/auth'
+import { AuthError, isSpokeToken, parseSpokeToken, verifySpokeToken } from '@spokelink/auth'
 import type { SpokesConfig } from '@spokelink/auth'
 
 /** The outcome of checking a `/connect` request before the WebSocket upgrade. */
 export type UpgradeAuthResult =
   | { ok: true, spoke: string, tokenId: string, tokenSha256: string }
-  | { ok: false, status: 401 | 403, reason: string, metricReason: string }
+  | { ok: false, status: 401 | 403, reason: string, metricReason: string, tokenId?: string }
 
 const BEARER = /^Bearer ([!-~]{1,512})$/
 
@@ -24,11 +24,13 @@ export function authenticateUpgrade (req: IncomingMessage, spokes: SpokesConfig,
     return { ok: true, spoke: spoke.name, tokenId, tokenSha256: sha256 }
   } catch (err) {
     if (!(err instanceof AuthError)) throw err
+    // The id (4-32 of [a-z0-9], never secret) is what lets an operator tell which token a refused agent holds.
+    const tokenId = isSpokeToken(token) ? parseSpokeToken(token).id : undefined
     switch (err.code) {
-      case 'SLK_ERR_AUTH_TOKEN_EXPIRED': return { ok: false, status: 403, reason: 'token expired', metricReason: 'expired' }
-      case 'SLK_ERR_AUTH_TOKEN_REVOKED': return { ok: false, status: 403, reason: 'token revoked', metricReason: 'revoked' }
+      case 'SLK_ERR_AUTH_TOKEN_EXPIRED': return { ok: false, status: 403, reason: 'token expired', metricReason: 'expired', tokenId }
+      case 'SLK_ERR_AUTH_TOKEN_REVOKED': return { ok: false, status: 403, reason: 'token revoked', metricReason: 'revoked', tokenId }
       case 'SLK_ERR_AUTH_TOKEN_MALFORMED': return { ok: false, status: 401, reason: 'malformed token', metricReason: 'malformed' }
-      default: return { ok: false, status: 401, reason: 'invalid token', metricReason: 'invalid' }
+      default: return { ok: false, status: 401, reason: 'invalid token', metricReason: 'invalid', tokenId }
     }
   }
 }

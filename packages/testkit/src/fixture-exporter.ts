@@ -8,6 +8,11 @@ export interface FixtureExporterOptions {
    * @default a few `fixture_*` gauges and counters, see {@link defaultFixtureMetrics}
    */
   metrics?: string | (() => string)
+  /**
+   * Paths that serve the metrics (a stand-in for a Prometheus also answers `/federate`).
+   * @default ['/metrics']
+   */
+  paths?: readonly string[]
 }
 
 /** A running fixture exporter. */
@@ -47,15 +52,16 @@ export function defaultFixtureMetrics (requests: number): string {
 
 /**
  * Starts an HTTP server on 127.0.0.1 (port 0) that plays a Prometheus exporter: Prometheus text
- * format at `GET /metrics`, 404 anywhere else. Use it as the spoke's "real" upstream.
+ * format at `GET /metrics` (or {@link FixtureExporterOptions.paths}), 404 anywhere else. Use it as the spoke's "real" upstream.
  *
  * @throws the listen error if the server cannot bind.
  */
 export async function startFixtureExporter (options: FixtureExporterOptions = {}): Promise<FixtureExporter> {
   let requests = 0
+  const paths = new Set(options.paths ?? ['/metrics'])
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?', 1)[0]
-    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/'
+    if (!paths.has(path) || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' })
       res.end('not found\n')
       return

@@ -34,7 +34,7 @@ export const SERVER_OPTIONS: readonly OptionSpec[] = [
   { name: 'client-ca-cert', kind: 'string', arg: 'file', help: 'CA (PEM) that signs agents\' client certificates for spokes with requireClientCert (default with --auto-tls: its CA)' },
   { name: 'client-ca-key', kind: 'string', arg: 'file', help: 'private key of --client-ca-cert' },
   { name: 'client-cert-lifetime', kind: 'duration', arg: 'duration', default: 7 * 86_400_000, help: 'lifetime of an issued client certificate; agents renew it over the live session' },
-  { name: 'auto-tls-hosts', kind: 'list', arg: 'names', help: 'DNS names / IPs the --auto-tls certificate is for (repeatable or comma-separated)' },
+  { name: 'auto-tls-hosts', kind: 'list', arg: 'names', help: 'DNS names / IPs agents dial, which the --auto-tls certificate must name (repeatable or comma-separated; default: the hostname, localhost, 127.0.0.1)' },
   { name: 'keepalive', kind: 'duration', arg: 'duration', default: 15_000, help: 'ping interval; a session missing two pongs is closed' },
   { name: 'shutdown-grace', kind: 'duration', arg: 'duration', default: 10_000, help: 'on SIGTERM, how long open streams may drain' },
   { name: 'sd-target', kind: 'string', arg: 'template', default: '{host}:{port}', help: 'target address in /v1/sd; {spoke} {upstream} {host} {port}' },

@@ -18,8 +18,9 @@ import type { CommandContext } from '../command-context.js'
 import { numberSetting, stringSetting } from '../config.js'
 import type { OptionSpec, ResolvedConfig } from '../config.js'
 import { CliError } from '../errors.js'
-import { printJson, printLine } from '../output.js'
+import { printJson, printLine, printNotice } from '../output.js'
 import { readTextFile } from '../read-text-file.js'
+import { serverHostMismatch } from '../server-host-check.js'
 
 const SPOKES: OptionSpec = { name: 'spokes', kind: 'string', arg: 'file', help: 'spokes file to edit (the exit-node picks changes up by itself)' }
 const OUTPUT: OptionSpec = { name: 'output', kind: 'choice', arg: 'format', choices: ['text', 'json'], default: 'text', help: 'text or json (one JSON object)' }
@@ -80,6 +81,8 @@ interface NewToken {
   entry: TokenEntry
   token: string
   joinToken: string | undefined
+  /** Why agents will refuse `--server` (its host is not in the exit-node certificate beside `--ca-file`). */
+  hostWarning: string | undefined
 }
 
 async function newToken (config: ResolvedConfig['config'], now: Date): Promise<NewToken> {
@@ -94,11 +97,14 @@ async function newToken (config: ResolvedConfig['config'], now: Date): Promise<N
   if (expiresInMs !== undefined) entry.expires = new Date(now.getTime() + expiresInMs)
   const caSha256 = caPath === undefined ? undefined : certificateSha256(await readTextFile('ca-file', caPath))
   const joinToken = server === undefined ? undefined : encodeJoinToken({ server, token: created.token, ...(caSha256 === undefined ? {} : { caSha256 }) })
-  return { spokesPath, spoke, entry, token: created.token, joinToken }
+  // Checked before the edit, but only a warning: the exit-node may be restarted with the host added before any agent dials.
+  const hostWarning = server === undefined || caPath === undefined ? undefined : await serverHostMismatch(server, caPath)
+  return { spokesPath, spoke, entry, token: created.token, joinToken, hostWarning }
 }
 
 function printNewToken (config: ResolvedConfig['config'], made: NewToken, extra: Record<string, unknown> = {}): void {
-  const { spokesPath, spoke, entry, token, joinToken } = made
+  const { spokesPath, spoke, entry, token, joinToken, hostWarning } = made
+  if (hostWarning !== undefined) printNotice(`warning: ${hostWarning}`)
   if (config.output === 'json') {
     printJson({ token, joinToken, id: entry.id, spoke, expires: entry.expires?.toISOString(), ...extra })
     return
