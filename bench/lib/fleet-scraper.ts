@@ -33,7 +33,7 @@ export function scrapeOffsetMs (name: string, intervalMs: number): number {
 /** One `GET /federate` on a new connection; resolves with the milliseconds to the last byte. */
 async function scrapeOnce (port: number, expectedBytes: number): Promise<number> {
   const started = performance.now()
-  return await new Promise<number>((resolve, reject) => {
+  return new Promise<number>((resolve, reject) => {
     const req = get({ host: '127.0.0.1', port, path: FEDERATE_PATH, agent: false, timeout: SCRAPE_TIMEOUT_MS }, (res) => {
       let received = 0
       res.on('data', (chunk: Buffer) => { received += chunk.length })
