@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 
 /** Linux reports utime/stime in clock ticks; USER_HZ is 100 on every architecture Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100
@@ -23,4 +23,66 @@ export async function readCpuSeconds (pid: number): Promise<number> {
 export async function readTotalCpuSeconds (pids: readonly number[]): Promise<number> {
   const each = await Promise.all(pids.map(readCpuSeconds))
   return each.reduce((sum, s) => sum + s, 0)
+}
+
+/** Parent pid of every live process, from /proc/<pid>/stat field 4. */
+async function parentPids (): Promise<Map<number, number>> {
+  const parents = new Map<number, number>()
+  const entries = await readdir('/proc')
+  await Promise.all(entries.filter((name) => /^\d+$/.test(name)).map(async (name) => {
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      parents.set(Number(name), ppid)
+    } catch {
+      // Gone between readdir and read.
+    }
+  }))
+  return parents
+}
+
+/**
+ * The live processes in the trees rooted at `pids`: a forking server (sshd's per-connection child) does its work
+ * in a descendant, so the tree, not the root alone, is what the tunnel costs.
+ */
+export async function processTree (pids: readonly number[]): Promise<number[]> {
+  const parents = await parentPids()
+  const inTree = new Set(pids)
+  let grew = true
+  while (grew) {
+    grew = false
+    for (const [pid, ppid] of parents) {
+      if (!inTree.has(pid) && inTree.has(ppid)) {
+        inTree.add(pid)
+        grew = true
+      }
+    }
+  }
+  return [...inTree]
+}
+
+/**
+ * CPU seconds of the trees rooted at `pids`, per pid, so a difference between two readings counts only
+ * processes present in both (a process that started or ended in between would skew it).
+ */
+export async function readTreeCpu (pids: readonly number[]): Promise<Map<number, number>> {
+  const cpu = new Map<number, number>()
+  await Promise.all((await processTree(pids)).map(async (pid) => {
+    try {
+      cpu.set(pid, await readCpuSeconds(pid))
+    } catch {
+      // Ended meanwhile.
+    }
+  }))
+  return cpu
+}
+
+/** CPU seconds spent between two {@link readTreeCpu} readings by the processes in both. */
+export function cpuSpent (before: ReadonlyMap<number, number>, after: ReadonlyMap<number, number>): number {
+  let spent = 0
+  for (const [pid, seconds] of after) {
+    const start = before.get(pid)
+    if (start !== undefined) spent += seconds - start
+  }
+  return spent
 }
