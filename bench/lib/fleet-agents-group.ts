@@ -80,7 +80,7 @@ export async function startFleetAgents (dir: string, base: Omit<FleetAgentsConfi
     const slice = tokens.slice(p * per, (p + 1) * per)
     const file = join(dir, `fleet-agents-${p}.json`)
     await writeFile(file, JSON.stringify({ ...base, tokens: slice } satisfies FleetAgentsConfig), { mode: 0o600 })
-    groups.push(new FleetAgentsProcess(file, slice.length, base.connectTimeoutMs + slice.length * 200))
+    groups.push(new FleetAgentsProcess(file, slice.length, base.connectTimeoutMs + slice.length * 1000))
   }
   process.on('exit', () => { for (const group of groups) group.child.kill('SIGKILL') })
   try {
