@@ -15,7 +15,7 @@ async function startHop (group: ChildGroup, target: UpstreamPorts, name: string,
 }
 
 async function startRelayPair ({ upstream, tls }: SystemContext, withTls: boolean): Promise<StartedSystem> {
-  return await startChildren(async (group) => {
+  return startChildren(async (group) => {
     const second = await startHop(group, upstream, 'node relay (hop 2)', withTls ? ['--listen-tls', `${tls.certFile},${tls.keyFile}`] : [])
     const entry = await startHop(group, second.ports, 'node relay (hop 1)', withTls ? ['--connect-tls', tls.caFile] : [])
     await group.until(waitUntilForwardingBoth(entry.ports, 'the Node relay pair'))
@@ -31,7 +31,7 @@ export const nodeRelayFloor: SystemSpec = {
   name: 'Node relay ×2 (floor)',
   kind: 'baseline',
   bulk: true,
-  start: async (context) => await startRelayPair(context, false),
+  start: async (context) => startRelayPair(context, false),
 }
 
 /** The same pair with TLS between the hops (the bench CA): Node's floor for an encrypted tunnel. */
@@ -39,5 +39,5 @@ export const nodeRelayTlsFloor: SystemSpec = {
   name: 'Node relay ×2 + TLS (TLS floor)',
   kind: 'baseline',
   bulk: true,
-  start: async (context) => await startRelayPair(context, true),
+  start: async (context) => startRelayPair(context, true),
 }

@@ -75,7 +75,7 @@ async function ratholeBinary (): Promise<{ bin: string } | { skipped: string }> 
   if (existsSync(CACHED_BIN)) return { bin: CACHED_BIN }
   const onPath = await findBinary('rathole')
   if (onPath !== undefined) return { bin: onPath }
-  return await buildRathole()
+  return buildRathole()
 }
 
 function serverToml (serverPort: number, token: string, pkcs12: string, password: string, bulkPort: number, httpPort: number): string {
@@ -116,7 +116,7 @@ async function startRathole (context: SystemContext): Promise<StartedSystem> {
   await writeFile(serverFile, serverToml(serverPort, token, pkcs12, password, bulkPort, httpPort), { mode: 0o600 })
   await writeFile(clientFile, clientToml(serverPort, token, context.tls.caFile, context), { mode: 0o600 })
   const env = { RUST_LOG: 'error' }
-  return await startChildren(async (group) => {
+  return startChildren(async (group) => {
     const server = group.add(runProcess(binary.bin, ['--server', serverFile], { name: 'rathole server', env }))
     await group.until(waitUntilAccepting(serverPort, 'rathole server'))
     const client = group.add(runProcess(binary.bin, ['--client', clientFile], { name: 'rathole client', env }))
