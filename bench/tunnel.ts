@@ -18,17 +18,21 @@ import { BULK_MODE } from './peers/bulk-protocol.js'
 import { measureIdleSessions } from './lib/idle-sessions.js'
 import { METRICS, Results } from './lib/results.js'
 import { bestPeer, formatRatio, renderTable } from './lib/table.js'
-import type { TableSystem, Target } from './lib/table.js'
+import type { Floor, TableSystem, Target } from './lib/table.js'
+import { cpuSpent, readTreeCpu } from './lib/proc-cpu.js'
 import { bulkThroughput, bulkTransfer, megabytesPerSecond, sequentialGets, timedGet } from './lib/workloads.js'
 import { chisel } from './systems/chisel.js'
 import { frp } from './systems/frp.js'
-import { nodeRelayFloor } from './systems/node-relay.js'
+import { nodeRelayFloor, nodeRelayTlsFloor } from './systems/node-relay.js'
+import { rathole } from './systems/rathole.js'
 import { rawTcp } from './systems/raw-tcp.js'
 import { spokelinkWs, spokelinkWss } from './systems/spokelink.js'
 import { sshForward, sshForwardPty } from './systems/ssh.js'
 import type { RunningSystem, SystemContext, SystemSpec, UpstreamPorts } from './systems/system.js'
 
-const SYSTEMS: readonly SystemSpec[] = [rawTcp, nodeRelayFloor, spokelinkWs, spokelinkWss, sshForward, sshForwardPty, frp, chisel]
+const SYSTEMS: readonly SystemSpec[] = [rawTcp, nodeRelayFloor, nodeRelayTlsFloor, spokelinkWs, spokelinkWss, sshForward, sshForwardPty, rathole, frp, chisel]
+/** The ratio columns besides raw TCP and the best peer. */
+const FLOORS: readonly Floor[] = [{ label: 'Node floor', system: nodeRelayFloor.name }, { label: 'TLS floor', system: nodeRelayTlsFloor.name }]
 const UPSTREAM = fileURLToPath(new URL('./peers/upstream.ts', import.meta.url))
 const MIB = 1024 * 1024
 const PARALLEL_STREAMS = 16
@@ -106,7 +110,8 @@ function machineHeader (options: BenchOptions, loadAtStart: string): string {
     `- rounds: ${options.rounds} (systems interleaved within each round); bulk: 1 stream × ${options.bulkBytes / MIB} MiB, ${PARALLEL_STREAMS} streams × ${options.bulkBytes / MIB / PARALLEL_STREAMS} MiB; ` +
       `2 KB GETs: ${options.getsPerRound} per round, each on a new connection; 5 MB GETs: ${LARGE_GETS_PER_ROUND} per round; idle sessions: ${options.sessions}`,
     '- MB/s = 10^6 bytes/s, median of rounds; GET latency from request to last byte, percentiles over all rounds; ↓ = upstream → client, ↑ = client → upstream',
-    '- ratios are system ÷ reference: below 1× is slower for MB/s, above 1× is slower for ms and bigger for KiB',
+    '- CPU: user + system seconds of the tunnel\'s processes and their children (not the upstream, not the client) from /proc/<pid>/stat during the 1-stream download, per GiB, median of rounds',
+    '- ratios are system ÷ reference: below 1× is slower for MB/s, above 1× is slower for ms and bigger for KiB and s/GiB',
   ].join('\n')
 }
 
@@ -151,7 +156,11 @@ async function warmUp (system: SystemState, running: RunningSystem): Promise<voi
 async function measureRound (system: SystemState, running: RunningSystem, options: BenchOptions, results: Results): Promise<void> {
   const { name } = system
   if (system.spec.bulk) {
+    const pids = Object.values(running.pids ?? {})
+    const cpuBefore = await readTreeCpu(pids)
     results.add(name, 'bulk1Down', await bulkThroughput(running.bulkPort, BULK_MODE.download, options.bulkBytes, 1))
+    // CPU seconds per GiB of the tunnel's processes (and their children, e.g. sshd's per-connection one); none for raw TCP.
+    if (pids.length > 0) results.add(name, 'cpu1Down', cpuSpent(cpuBefore, await readTreeCpu(pids)) / (options.bulkBytes / 2 ** 30))
     results.add(name, 'bulk1Up', await bulkThroughput(running.bulkPort, BULK_MODE.upload, options.bulkBytes, 1))
     results.add(name, 'bulk16Down', await bulkThroughput(running.bulkPort, BULK_MODE.download, options.bulkBytes, PARALLEL_STREAMS))
   }
@@ -260,7 +269,7 @@ async function main (): Promise<void> {
     await killAllProcesses()
   }
   process.stdout.write(machineHeader(options, loadAtStart) + '\n\n')
-  process.stdout.write(renderTable(systems, results, issueTargets(systems)) + '\n\n')
+  process.stdout.write(renderTable(systems, results, issueTargets(systems), FLOORS) + '\n\n')
   for (const system of systems) {
     if (system.skipped !== undefined) process.stdout.write(`${system.name}: skipped (${system.skipped})\n`)
   }

@@ -7,12 +7,13 @@ export type Better = 'higher' | 'lower'
 export interface MetricSpec {
   id: MetricId
   label: string
-  unit: 'MB/s' | 'ms' | 'KiB'
+  unit: 'MB/s' | 'ms' | 'KiB' | 's/GiB'
   better: Better
 }
 
 export const METRICS = [
   { id: 'bulk1Down', label: '1 stream bulk ↓', unit: 'MB/s', better: 'higher' },
+  { id: 'cpu1Down', label: 'CPU of the tunnel processes, 1 stream ↓', unit: 's/GiB', better: 'lower' },
   { id: 'bulk1Up', label: '1 stream bulk ↑', unit: 'MB/s', better: 'higher' },
   { id: 'bulk16Down', label: '16 streams bulk ↓', unit: 'MB/s', better: 'higher' },
   { id: 'get2kP50', label: '2 KB GET p50, new conn', unit: 'ms', better: 'lower' },

@@ -19,8 +19,17 @@ export interface Target {
 
 const BASELINE = 'raw TCP'
 
+/** A baseline system the table gives a ratio column of its own (Node's plain and TLS relay floors). */
+export interface Floor {
+  /** Column heading after the `×`. */
+  label: string
+  /** The system's name in the results. */
+  system: string
+}
+
 export function formatNumber (value: number, unit: MetricSpec['unit']): string {
   if (!Number.isFinite(value)) return '—'
+  if (unit === 's/GiB') return value.toFixed(2)
   if (unit === 'ms') return value < 10 ? value.toFixed(2) : value.toFixed(1)
   return Math.round(value).toLocaleString('en-US')
 }
@@ -48,13 +57,13 @@ function row (cells: readonly string[]): string {
 }
 
 /**
- * The results as one markdown table: a row per metric and system, the figure, its ratio to raw TCP and to the best
- * peer of the same run (system ÷ reference, so below 1× is slower for MB/s and faster for ms), and the targets.
+ * The results as one markdown table: a row per metric and system, the figure, its ratio to raw TCP, to each floor
+ * and to the best peer of the same run (system ÷ reference, so below 1× is slower for MB/s and faster for ms), and the targets.
  */
-export function renderTable (systems: readonly TableSystem[], results: Results, targets: readonly Target[]): string {
+export function renderTable (systems: readonly TableSystem[], results: Results, targets: readonly Target[], floors: readonly Floor[] = []): string {
   const lines = [
-    row(['workload', 'system', 'value', '× raw TCP', '× best peer', 'target']),
-    row(['---', '---', '---:', '---:', '---:', '---']),
+    row(['workload', 'system', 'value', '× raw TCP', ...floors.map((f) => `× ${f.label}`), '× best peer', 'target']),
+    row(['---', '---', '---:', '---:', ...floors.map(() => '---:'), '---:', '---']),
   ]
   for (const metric of METRICS) {
     const raw = results.figure(BASELINE, metric.id)
@@ -69,6 +78,10 @@ export function renderTable (systems: readonly TableSystem[], results: Results, 
         system.name,
         formatNumber(value, metric.unit),
         formatRatio(raw === undefined ? undefined : value / raw),
+        ...floors.map((floor) => {
+          const floorValue = results.figure(floor.system, metric.id)
+          return formatRatio(floorValue === undefined ? undefined : value / floorValue)
+        }),
         formatRatio(best === undefined ? undefined : value / best.value) + (best?.name === system.name ? ' (best)' : ''),
         verdicts.join('; '),
       ]))

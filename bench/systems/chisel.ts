@@ -14,18 +14,18 @@ async function startChisel (context: SystemContext): Promise<StartedSystem> {
   const auth = `bench:${randomBytes(12).toString('hex')}`
   const { serverPort, bulkPort, httpPort } = await pickNamedPorts(['serverPort', 'bulkPort', 'httpPort'])
   return startChildren(async (group) => {
-    group.add(runProcess(chisel, [
+    const server = group.add(runProcess(chisel, [
       'server', '--host', '127.0.0.1', '--port', String(serverPort), '--reverse',
       '--tls-cert', context.tls.certFile, '--tls-key', context.tls.keyFile,
     ], { name: 'chisel server', env: { AUTH: auth } }))
     await group.until(waitUntilAccepting(serverPort, 'chisel server'))
-    group.add(runProcess(chisel, [
+    const client = group.add(runProcess(chisel, [
       'client', '--tls-ca', context.tls.caFile, `https://127.0.0.1:${serverPort}`,
       `R:127.0.0.1:${bulkPort}:127.0.0.1:${context.upstream.bulkPort}`,
       `R:127.0.0.1:${httpPort}:127.0.0.1:${context.upstream.httpPort}`,
     ], { name: 'chisel client', env: { AUTH: auth } }))
     await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, 'chisel'))
-    return { bulkPort, httpPort }
+    return { bulkPort, httpPort, pids: { server: server.pid, client: client.pid } }
   })
 }
 

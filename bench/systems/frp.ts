@@ -56,11 +56,11 @@ async function startFrp (context: SystemContext): Promise<StartedSystem> {
     { name: 'http', remotePort: httpPort, localPort: context.upstream.httpPort },
   ]))
   return startChildren(async (group) => {
-    group.add(runProcess(frps, ['-c', frpsFile], { name: 'frps' }))
+    const server = group.add(runProcess(frps, ['-c', frpsFile], { name: 'frps' }))
     await group.until(waitUntilAccepting(serverPort, 'frps'))
-    group.add(runProcess(frpc, ['-c', frpcFile], { name: 'frpc' }))
+    const client = group.add(runProcess(frpc, ['-c', frpcFile], { name: 'frpc' }))
     await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, 'frp'))
-    return { bulkPort, httpPort }
+    return { bulkPort, httpPort, pids: { frps: server.pid, frpc: client.pid } }
   })
 }
 

@@ -99,12 +99,13 @@ async function startSsh (context: SystemContext, variant: SshVariant): Promise<S
   await writeFile(configFile, sshdConfig(context.dir, sshdPort, keys))
   // Closing kills the client first: that ends the per-connection sshd before the listening one goes.
   return startChildren(async (group) => {
-    group.add(runProcess(SSHD, ['-f', configFile, '-D', '-e'], { name: 'sshd' }))
+    const sshd = group.add(runProcess(SSHD, ['-f', configFile, '-D', '-e'], { name: 'sshd' }))
     await group.until(waitUntilAccepting(sshdPort, 'sshd'))
     const forwards: Array<[number, number]> = [[bulkPort, context.upstream.bulkPort], [httpPort, context.upstream.httpPort]]
-    group.add(runProcess(SSH, sshClientArgs(sshdPort, keys, forwards, variant), { name: `ssh -R (${variant.mode})` }))
+    const client = group.add(runProcess(SSH, sshClientArgs(sshdPort, keys, forwards, variant), { name: `ssh -R (${variant.mode})` }))
     await group.until(waitUntilForwardingBoth({ bulkPort, httpPort }, `ssh -R (${variant.mode})`))
-    return { bulkPort, httpPort }
+    // sshd forwards in its per-connection child; the CPU reading walks the tree.
+    return { bulkPort, httpPort, pids: { sshd: sshd.pid, ssh: client.pid } }
   })
 }
 

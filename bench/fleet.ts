@@ -1,0 +1,330 @@
+/**
+ * `pnpm bench:fleet`: one exit-node (`spokelink server` from the built CLI, a child process) carrying a fleet of
+ * spokes, each a real agent session (`@spokelink/agent`, several agents per child process) whose `/federate`
+ * answers `--response-bytes` from an upstream in the agents' process. Every spoke is scraped every `--interval`
+ * through its data-plane port, staggered like Prometheus staggers targets, and the same upstream directly half an
+ * interval later. Measures, for each `--spokes` count: the exit-node's CPU and RSS above its idle baseline, scrape
+ * duration p50/p99 through the tunnel and direct, and after a SIGTERM and restart on the same ports, how long until
+ * every agent is back and the most upgrade attempts in any one second. Prints one markdown table on stdout.
+ *
+ *   tsx bench/fleet.ts [--spokes 100,1000] [--duration 60s] [--interval 15s] [--response-bytes 1000000]
+ *                      [--agent-processes 4] [--ws]
+ *
+ * Not a test: nothing here asserts; the targets column says how a figure compares with issue 12's.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { createSpokeToken } from '@spokelink/auth'
+import { killAllProcesses, readRssKiB, runProcess, spokelinkBin, waitFor, writeTlsFixtureFiles } from '@spokelink/testkit'
+import type { RunningProcess, TlsFixtureFiles } from '@spokelink/testkit'
+import { startFleetAgents } from './lib/fleet-agents-group.js'
+import type { AgentsTick } from './lib/fleet-agents-group.js'
+import { FleetScraper } from './lib/fleet-scraper.js'
+import type { ScrapeTarget } from './lib/fleet-scraper.js'
+import { pickFreePorts } from './lib/ports.js'
+import { readCpuSeconds } from './lib/proc-cpu.js'
+
+const STARTUP_TIMEOUT_MS = 30_000
+const AGENT_CONNECT_CONCURRENCY = 32
+const AGENT_TICK_MS = 250
+const RSS_SAMPLE_MS = 1000
+/** After a restart, give up waiting for the fleet after this long (the target is 30 s). */
+const RESTART_TIMEOUT_MS = 180_000
+
+interface FleetOptions {
+  spokes: number[]
+  durationMs: number
+  intervalMs: number
+  responseBytes: number
+  agentProcesses: number
+  tls: boolean
+}
+
+/** What one fleet size measured. */
+interface FleetResult {
+  spokes: number
+  load: string
+  firstConnectS: number
+  baselineRssMiB: number
+  cpuCores: number
+  rssPerSpokeKiB: number
+  rssMaxPerSpokeKiB: number
+  tunnelP50: number
+  tunnelP99: number
+  directP50: number
+  directP99: number
+  scrapes: number
+  failures: string
+  exitS: number
+  backAfterSigtermS: number
+  backAfterListenS: number
+  maxAttemptsPerSecond: number
+}
+
+function log (message: string): void {
+  process.stderr.write(`[fleet] ${new Date().toISOString().slice(11, 19)} ${message}\n`)
+}
+
+/** `60s`, `1.5m`, `500ms` or a bare number of milliseconds. */
+function parseDurationMs (name: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
+  if (match?.[1] === undefined) throw new Error(`--${name}: expected a duration like 60s, got "${text}"`)
+  const unit = match[2] ?? 'ms'
+  return Number(match[1]) * (unit === 'm' ? 60_000 : unit === 's' ? 1000 : 1)
+}
+
+function positiveInt (name: string, text: string): number {
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`--${name}: expected a positive integer, got "${text}"`)
+  return value
+}
+
+function parseOptions (): FleetOptions {
+  const { values } = parseArgs({
+    options: {
+      spokes: { type: 'string', default: '100,1000' },
+      duration: { type: 'string', default: '60s' },
+      interval: { type: 'string', default: '15s' },
+      'response-bytes': { type: 'string', default: '1000000' },
+      'agent-processes': { type: 'string', default: '4' },
+      ws: { type: 'boolean', default: false },
+    },
+  })
+  return {
+    spokes: values.spokes.split(',').map((s) => positiveInt('spokes', s.trim())),
+    durationMs: parseDurationMs('duration', values.duration),
+    intervalMs: parseDurationMs('interval', values.interval),
+    responseBytes: positiveInt('response-bytes', values['response-bytes']),
+    agentProcesses: positiveInt('agent-processes', values['agent-processes']),
+    tls: !values.ws,
+  }
+}
+
+function formatLoad (): string {
+  return loadavg().map((l) => l.toFixed(2)).join(' ')
+}
+
+/** The spokes file: one spoke per token, each with one data-plane port for its `prometheus` upstream. */
+async function writeFleetSpokes (file: string, dataPorts: readonly number[]): Promise<string[]> {
+  const tokens: string[] = []
+  const spokes = dataPorts.map((port, i) => {
+    const { token, id, sha256 } = createSpokeToken()
+    tokens.push(token)
+    return { name: spokeName(i), tokens: [{ id, sha256 }], ports: [{ upstream: 'prometheus', listen: `127.0.0.1:${port}` }] }
+  })
+  await writeFile(file, JSON.stringify({ spokes }), { mode: 0o600 })
+  return tokens
+}
+
+function spokeName (i: number): string {
+  return `spoke-${String(i).padStart(4, '0')}`
+}
+
+/**
+ * `spokelink server` on a fixed control port (a restart comes back on the same one), admin on port 0, with the
+ * unauthenticated caps raised: every agent dials from 127.0.0.1, so the per-source cap would otherwise throttle
+ * the fleet's reconnect as if it were one abusive client.
+ */
+async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined): Promise<RunningProcess> {
+  const cap = String(Math.max(2048, 2 * spokes))
+  const child = runProcess(process.execPath, [
+    spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile,
+    '--max-unauthenticated', cap, '--max-unauthenticated-per-source', cap,
+    ...(tls === undefined ? [] : ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile]),
+  ], { name: 'exit-node' })
+  await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'the exit-node to listen', timeoutMs: STARTUP_TIMEOUT_MS })
+  return child
+}
+
+/** RSS once two readings 500 ms apart differ by less than 1 % (or after 5 s). */
+async function settledRssKiB (pid: number): Promise<number> {
+  let previous = await readRssKiB(pid)
+  for (let i = 0; i < 10; i++) {
+    await delay(500)
+    const current = await readRssKiB(pid)
+    if (Math.abs(current - previous) < previous * 0.01) return current
+    previous = current
+  }
+  return previous
+}
+
+async function runFleet (spokes: number, options: FleetOptions, baseDir: string, tls: TlsFixtureFiles | undefined): Promise<FleetResult> {
+  const load = formatLoad()
+  const dir = join(baseDir, `fleet-${spokes}`)
+  mkdirSync(dir, { recursive: true })
+  const [controlPort, ...dataPorts] = await pickFreePorts(spokes + 1)
+  if (controlPort === undefined) throw new Error('no control port')
+  const spokesFile = join(dir, 'spokes.json')
+  const tokens = await writeFleetSpokes(spokesFile, dataPorts)
+  let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls)
+  const baselineRssKiB = await settledRssKiB(exitNode.pid)
+  log(`${spokes} spokes: exit-node up (pid ${exitNode.pid}), RSS ${(baselineRssKiB / 1024).toFixed(1)} MiB; starting agents`)
+  const connectStarted = performance.now()
+  const agents = await startFleetAgents(dir, {
+    server: `${tls === undefined ? 'ws' : 'wss'}://127.0.0.1:${controlPort}/connect`,
+    ...(tls === undefined ? {} : { caFile: tls.caFile }),
+    responseBytes: options.responseBytes,
+    concurrency: AGENT_CONNECT_CONCURRENCY,
+    connectTimeoutMs: STARTUP_TIMEOUT_MS,
+    tickMs: AGENT_TICK_MS,
+  }, tokens, options.agentProcesses)
+  const firstConnectS = (performance.now() - connectStarted) / 1000
+  log(`${spokes} spokes: all connected in ${firstConnectS.toFixed(1)} s; scraping (one interval of warm-up, then ${options.durationMs / 1000} s measured)`)
+  try {
+    const targets: ScrapeTarget[] = dataPorts.map((port, i) => ({ name: spokeName(i), tunnelPort: port, directPort: agents.processOf(i).upstreamPort }))
+    const scraper = new FleetScraper(targets, options.intervalMs, options.responseBytes)
+    await delay(options.intervalMs)
+    scraper.recording = true
+    const cpuBefore = await readCpuSeconds(exitNode.pid)
+    const started = performance.now()
+    let rssMax = 0
+    let rssLast = 0
+    while (performance.now() - started < options.durationMs) {
+      await delay(Math.min(RSS_SAMPLE_MS, Math.max(0, options.durationMs - (performance.now() - started))))
+      rssLast = await readRssKiB(exitNode.pid)
+      rssMax = Math.max(rssMax, rssLast)
+    }
+    const cpuCores = (await readCpuSeconds(exitNode.pid) - cpuBefore) / ((performance.now() - started) / 1000)
+    scraper.recording = false
+    await scraper.stop()
+    log(`${spokes} spokes: ${scraper.tunnel.durations.count} scrapes through the tunnel, ${scraper.direct.durations.count} direct; CPU ${cpuCores.toFixed(2)} cores; restarting the exit-node`)
+
+    // The restart: SIGTERM, the same command again, until every agent is back.
+    const perSecond = new Map<number, number>()
+    const sigtermAt = Date.now()
+    let listeningAt = Number.POSITIVE_INFINITY
+    let backAt: number | undefined
+    for (const group of agents.groups) {
+      group.onTick = (tick: AgentsTick) => {
+        const second = Math.floor((tick.t - sigtermAt) / 1000)
+        if (second >= 0) perSecond.set(second, (perSecond.get(second) ?? 0) + tick.attempts)
+        if (backAt === undefined && tick.t >= listeningAt && agents.groups.reduce((sum, g) => sum + g.connected, 0) === spokes) backAt = tick.t
+      }
+    }
+    await exitNode.kill('SIGTERM', { timeoutMs: 60_000 })
+    const exitedAt = Date.now()
+    exitNode = await startExitNode(controlPort, spokesFile, spokes, tls)
+    listeningAt = Date.now()
+    await waitFor(() => backAt !== undefined, { what: `all ${spokes} agents back after the restart`, timeoutMs: RESTART_TIMEOUT_MS, intervalMs: 100 })
+    const back = backAt ?? NaN
+    for (const group of agents.groups) group.onTick = undefined
+    const maxAttemptsPerSecond = Math.max(0, ...perSecond.values())
+    log(`${spokes} spokes: back ${((back - sigtermAt) / 1000).toFixed(1)} s after SIGTERM; attempts per second: ${[...perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}:${n}`).join(' ')}`)
+
+    const failures = [scraper.tunnel, scraper.direct].map((s) => `${s.failures}${s.firstFailure === undefined ? '' : ` (${s.firstFailure})`}`).join(' / ')
+    return {
+      spokes,
+      load: `${load} → ${formatLoad()}`,
+      firstConnectS,
+      baselineRssMiB: baselineRssKiB / 1024,
+      cpuCores,
+      rssPerSpokeKiB: (rssLast - baselineRssKiB) / spokes,
+      rssMaxPerSpokeKiB: (rssMax - baselineRssKiB) / spokes,
+      tunnelP50: scraper.tunnel.durations.percentile(50),
+      tunnelP99: scraper.tunnel.durations.percentile(99),
+      directP50: scraper.direct.durations.percentile(50),
+      directP99: scraper.direct.durations.percentile(99),
+      scrapes: scraper.tunnel.durations.count,
+      failures,
+      exitS: (exitedAt - sigtermAt) / 1000,
+      backAfterSigtermS: (back - sigtermAt) / 1000,
+      backAfterListenS: (back - listeningAt) / 1000,
+      maxAttemptsPerSecond,
+    }
+  } finally {
+    await Promise.all(agents.groups.map(async (group) => { await group.close() }))
+    await exitNode.kill()
+  }
+}
+
+interface Row {
+  label: string
+  value: (r: FleetResult) => number | string
+  digits?: number
+  target?: (r: FleetResult) => string
+}
+
+const ROWS: Row[] = [
+  { label: 'exit-node CPU while scraping (cores)', value: (r) => r.cpuCores, digits: 2, target: (r) => `≤ 0.3 ${r.cpuCores <= 0.3 ? '✅' : '❌'}` },
+  { label: 'exit-node RSS at rest, no sessions (MiB)', value: (r) => r.baselineRssMiB, digits: 1 },
+  { label: 'exit-node RSS above rest per spoke, end of window (KiB)', value: (r) => r.rssPerSpokeKiB, digits: 1, target: (r) => `≤ 64 ${r.rssPerSpokeKiB <= 64 ? '✅' : '❌'}` },
+  { label: 'same, highest sample in the window (KiB)', value: (r) => r.rssMaxPerSpokeKiB, digits: 1, target: (r) => `≤ 64 ${r.rssMaxPerSpokeKiB <= 64 ? '✅' : '❌'}` },
+  { label: 'scrape p50 through the tunnel (ms)', value: (r) => r.tunnelP50, digits: 1 },
+  { label: 'scrape p50 direct (ms)', value: (r) => r.directP50, digits: 1 },
+  { label: 'scrape p50 tunnel ÷ direct', value: (r) => r.tunnelP50 / r.directP50, digits: 2 },
+  { label: 'scrape p99 through the tunnel (ms)', value: (r) => r.tunnelP99, digits: 1 },
+  { label: 'scrape p99 direct (ms)', value: (r) => r.directP99, digits: 1 },
+  { label: 'scrape p99 tunnel ÷ direct', value: (r) => r.tunnelP99 / r.directP99, digits: 2 },
+  { label: 'scrapes measured through the tunnel', value: (r) => r.scrapes, digits: 0 },
+  { label: 'failed scrapes (tunnel / direct)', value: (r) => r.failures },
+  { label: 'agents processes started until every agent connected (s)', value: (r) => r.firstConnectS, digits: 1 },
+  { label: 'restart: SIGTERM until the old exit-node exited (s)', value: (r) => r.exitS, digits: 1 },
+  { label: 'restart: SIGTERM until every agent is back (s)', value: (r) => r.backAfterSigtermS, digits: 1, target: (r) => `≤ 30 ${r.backAfterSigtermS <= 30 ? '✅' : '❌'}` },
+  { label: 'restart: new exit-node listening until every agent is back (s)', value: (r) => r.backAfterListenS, digits: 1 },
+  { label: 'restart: most upgrade attempts in one second', value: (r) => r.maxAttemptsPerSecond, digits: 0, target: (r) => `≤ 1,000 ${r.maxAttemptsPerSecond <= 1000 ? '✅' : '❌'}` },
+  { label: 'load average (1/5/15 min), start → end', value: (r) => r.load },
+]
+
+function formatCell (value: number | string, digits: number): string {
+  if (typeof value === 'string') return value
+  if (!Number.isFinite(value)) return '—'
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+/** One row per figure, one column per fleet size, the growth from the first size to the last, the targets at the largest. */
+function renderFleetTable (results: readonly FleetResult[]): string {
+  const first = results[0]
+  const last = results[results.length - 1]
+  const header = ['figure', ...results.map((r) => `${r.spokes.toLocaleString('en-US')} spokes`)]
+  const growth = first !== undefined && last !== undefined && first !== last
+  if (growth) header.push(`× from ${first.spokes} to ${last.spokes}`)
+  header.push(`target at ${last?.spokes.toLocaleString('en-US') ?? '—'}`)
+  const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => i === 0 ? '---' : '---:').join(' | ')} |`]
+  for (const row of ROWS) {
+    const cells = [row.label, ...results.map((r) => formatCell(row.value(r), row.digits ?? 1))]
+    if (growth) {
+      const a = row.value(first)
+      const b = row.value(last)
+      cells.push(typeof a === 'number' && typeof b === 'number' && a !== 0 && Number.isFinite(b / a) ? `${(b / a).toFixed(2)}×` : '')
+    }
+    cells.push(last === undefined || row.target === undefined ? '' : row.target(last))
+    lines.push(`| ${cells.join(' | ')} |`)
+  }
+  return lines.join('\n')
+}
+
+async function main (): Promise<void> {
+  const options = parseOptions()
+  const baseDir = mkdtempSync(join(tmpdir(), 'spokelink-fleet-'))
+  process.on('exit', () => { rmSync(baseDir, { recursive: true, force: true }) })
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => { process.exit(130) })
+  const started = performance.now()
+  const results: FleetResult[] = []
+  try {
+    const tls = options.tls ? await writeTlsFixtureFiles(baseDir) : undefined
+    for (const spokes of options.spokes) results.push(await runFleet(spokes, options, baseDir, tls))
+  } finally {
+    await killAllProcesses()
+  }
+  const cpu = cpus()
+  process.stdout.write([
+    '## spokelink fleet benchmark (loopback)',
+    '',
+    `- machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}; node ${process.version}`,
+    `- one exit-node child (${options.tls ? 'wss' : 'ws'}); agents in ${options.agentProcesses} processes, one session per spoke; /federate ${options.responseBytes.toLocaleString('en-US')} bytes from an upstream in the agents' process`,
+    `- every spoke scraped every ${options.intervalMs / 1000} s on a new connection at a per-target offset (hash of its name), and directly half an interval later; ` +
+      `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = SIGTERM, the same command again, until every agent reports connected`,
+    '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter',
+    '',
+    renderFleetTable(results),
+    '',
+    `whole run: ${((performance.now() - started) / 1000).toFixed(0)} s`,
+    '',
+  ].join('\n'))
+}
+
+await main()
