@@ -152,9 +152,10 @@ for spoke in spoke-a spoke-b; do
     fatal "helm install agent -n $spoke --wait" "$out $(kubectl -n "$spoke" logs deploy/agent-spokelink-agent 2>&1 | tail -n 5)"
   fi
 done
+# (wait_for runs a command again and again: checks that compute something are functions, not "$(…)" arguments.)
+connected() { [ "$(exit_node_metric "spokelink_spoke_connected{spoke=\"$1\"}")" = 1 ]; }
 for spoke in spoke-a spoke-b; do
-  wait_for "exit-node spokelink_spoke_connected{spoke=\"$spoke\"} 1" 30 \
-    test "$(exit_node_metric "spokelink_spoke_connected{spoke=\"$spoke\"}")" = 1 || true
+  wait_for "exit-node spokelink_spoke_connected{spoke=\"$spoke\"} 1" 30 connected "$spoke" || true
   got="$(exit_node_metric "spokelink_sessions{spoke=\"$spoke\"}")"
   check "exit-node /metrics spokelink_sessions{spoke=\"$spoke\"} = 1" "$(ok_if test "$got" = 1)" "got: $got"
 done
@@ -169,7 +170,8 @@ hub_prom_ip="$(kubectl -n hub get pods -l app.kubernetes.io/name=prometheus -o j
 # Every (via, spoke, cluster) the hub holds federated series for: exactly these four, none crossed.
 want=$'cluster=spoke-a,spoke=spoke-a,via=sd\ncluster=spoke-a,spoke=spoke-a,via=service\ncluster=spoke-b,spoke=spoke-b,via=sd\ncluster=spoke-b,spoke=spoke-b,via=service'
 combos() { promq 'count by (via, spoke, cluster) (prometheus_build_info{via!=""})' | cut -d' ' -f1 | sort; }
-wait_for "the hub to hold both spokes' series by both jobs" 60 test "$(combos)" = "$want" || true
+all_combos() { [ "$(combos)" = "$want" ]; }
+wait_for "the hub to hold both spokes' series by both jobs" 60 all_combos || true
 got="$(combos)"
 check "hub series: each spoke's own cluster label, by Service and by /v1/sd, none crossed" \
   "$(ok_if test "$got" = "$want")" "got: $(tr '\n' ' ' <<<"$got")"
