@@ -49,8 +49,11 @@ spokelink() { podman run --rm -v "$work:/work" "$SPOKELINK_IMAGE" "$@"; }
 # Hub Prometheus query (python3 in the cluster's network namespace, through the pod IP).
 hub_prom_ip=
 promq() { in_netns python3 "$KUBE_DIR/promq.py" "http://$hub_prom_ip:9090" "$1"; }
-exit_node_ip() { kubectl -n hub get pods -l app.kubernetes.io/name=spokelink-exit-node \
-  --field-selector=status.phase=Running -o jsonpath='{.items[0].status.podIP}'; }
+# The exit-node pod that is Ready and not being deleted (after a delete, the old one drains next to the new one).
+exit_node_ip() {
+  kubectl -n hub get pods -l app.kubernetes.io/name=spokelink-exit-node -o jsonpath='{range .items[*]}{.status.podIP} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}' \
+    | awk '$2 == "True" && $3 == "" { print $1; exit }'
+}
 exit_node_metric() { # exit_node_metric 'spokelink_sessions{spoke="spoke-a"}' → its value, or nothing
   in_netns curl -s --max-time 3 "http://$(exit_node_ip):9464/metrics" | awk -v m="$1" '$1 == m { print $2 }'
 }
@@ -102,13 +105,13 @@ spokes:
   - name: spoke-a
     labels: {cluster: spoke-a}
     tokens: []
-    maxSessions: 2
+    maxSessions: 3   # 2 agent replicas + 1 surge pod during a rolling update
     ports:
       - {upstream: prometheus, listen: "0.0.0.0:19090"}
   - name: spoke-b
     labels: {cluster: spoke-b}
     tokens: []
-    maxSessions: 2
+    maxSessions: 3   # 2 agent replicas + 1 surge pod during a rolling update
     ports:
       - {upstream: prometheus, listen: "0.0.0.0:19091"}
 YAML
@@ -222,8 +225,8 @@ revoked_at="$(now)"
 helm upgrade hub "$chart_exit" -n hub --reuse-values --set-file spokes="$work/spokes.yaml" >/dev/null 2>&1 \
   || fatal "helm upgrade hub with spoke-b revoked" "$(helm status hub -n hub 2>&1 | tail -n 5)"
 # The kubelet rewrites the mounted Secret on its next sync of the pod; the exit-node then cuts the session.
-cut() { [ "$(exit_node_metric 'spokelink_sessions{spoke="spoke-b"}')" = 0 ]; }
-if wait_for "spoke-b's session cut" 120 cut; then
+b_cut() { [ "$(exit_node_metric 'spokelink_sessions{spoke="spoke-b"}')" = 0 ]; }
+if wait_for "spoke-b's session cut" 120 b_cut; then
   check "spoke-b's session cut $(elapsed "$revoked_at" "$(now)") s after helm upgrade" ok
 else
   check "spoke-b's session cut" fail "spokelink_sessions{spoke=\"spoke-b\"} = $(exit_node_metric 'spokelink_sessions{spoke="spoke-b"}')"
