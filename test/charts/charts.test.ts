@@ -391,6 +391,13 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       expect(mainContainer(deployment).args).toContain('--join-file=/etc/spokelink/join/join-token')
     })
 
+    test('scaling 1 → 2 replicas changes no pod template (soft anti-affinity at any count), so no agent restarts', async () => {
+      const one = deploymentOf(await renderChart(AGENT, [join(CHARTS_DIR, AGENT, 'ci', 'two-replicas-values.yaml')], ['podAntiAffinity=soft', 'replicas=1']))
+      const two = deploymentOf(await renderChart(AGENT, [join(CHARTS_DIR, AGENT, 'ci', 'two-replicas-values.yaml')], ['podAntiAffinity=soft', 'replicas=2']))
+      expect(JSON.stringify(one.spec.template.spec)).toContain('preferredDuringSchedulingIgnoredDuringExecution')
+      expect(JSON.stringify(one.spec.template)).toBe(JSON.stringify(two.spec.template))
+    })
+
     test('a join token file with a trailing newline (helm --set-file) is stored trimmed', async () => {
       const file = join(tmp, 'join-with-newline.yaml')
       await writeFile(file, toYaml({ joinToken: `${fixtureJoinToken}\n` }))

@@ -68,7 +68,7 @@ else
   fi
   mark_built coredns "$go_version" "$coredns_version"
 fi
-"$KUBE_TOOLS/bin/coredns" -version | sed -n 1p
+"$KUBE_TOOLS/bin/coredns" -version | sed -n 1p   # sed reads to the end: head could make -version die of SIGPIPE (exit 141 under pipefail)
 
 phase "pause (static, from k8s.io/kubernetes build/pause/linux/pause.c)"
 pause_src="$(cd "$here/tools" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"

@@ -29,18 +29,40 @@ scratch_image() {
   echo "$image: built ($name $sum)"
 }
 
+# prometheus_image: Debian's prometheus (the machine's package, 2.42) on the local Debian base image, run as
+# nobody (65534); the scenario's spoke and hub Prometheus. Rebuilt only when the binary changes.
+prometheus_image() {
+  local image="$KUBE_IMAGES_PROMETHEUS" binary=/usr/bin/prometheus sum
+  if [ ! -x "$binary" ]; then apt-get install -y -qq --no-install-recommends prometheus >/dev/null; fi
+  sum="$(sha256sum <"$binary" | cut -c1-16)"
+  if [ "$(podman image inspect --format '{{ index .Labels "io.spokelink.kube.binary" }}' "$image" 2>/dev/null || true)" = "$sum" ]; then
+    echo "$image: cached (prometheus $sum)"
+    return
+  fi
+  local old; old="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
+  local ctr; ctr="$(buildah from "$SPOKELINK_BASE_IMAGE")"
+  buildah copy --quiet --chmod 0755 "$ctr" "$binary" /usr/bin/prometheus >/dev/null
+  buildah config --entrypoint '["/usr/bin/prometheus"]' --cmd '' --user 65534:65534 --workingdir /tmp \
+    --label "io.spokelink.kube.binary=$sum" "$ctr"
+  buildah commit --quiet --rm "$ctr" "$image" >/dev/null
+  if [ -n "$old" ]; then podman rmi "$old" >/dev/null 2>&1 || true; fi
+  echo "$image: built ($("$binary" --version 2>&1 | head -n 1 | cut -d' ' -f1-3) $sum)"
+}
+
 case "${1:-}" in
   build)
     scratch_image "$KUBE_IMAGES_PAUSE" "$KUBE_TOOLS/bin/pause" 65535
     scratch_image "$KUBE_IMAGES_COREDNS" "$KUBE_TOOLS/bin/coredns" 65532
     bash "$repo/scripts/build-image"
+    prometheus_image
     ;;
   import)
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
     # The spokelink image also under the cli's version, the charts' default tag (scripts/build-image tags it).
     version="$(node -p "require('$repo/packages/cli/package.json').version")"
-    for image in "$KUBE_IMAGES_PAUSE" "$KUBE_IMAGES_COREDNS" "$SPOKELINK_IMAGE" "${SPOKELINK_IMAGE%:*}:$version"; do
+    for image in "$KUBE_IMAGES_PAUSE" "$KUBE_IMAGES_COREDNS" "$SPOKELINK_IMAGE" "${SPOKELINK_IMAGE%:*}:$version" \
+      "$KUBE_IMAGES_PROMETHEUS"; do
       # docker-archive keeps the full name (localhost/…:tag) that pods refer to.
       podman save --quiet --format docker-archive -o "$tmp/image.tar" "$image"
       ctr images import "$tmp/image.tar" >/dev/null

@@ -26,6 +26,8 @@ export CONTAINERD_ADDRESS="$KUBE_RUN/containerd.sock"
 
 export KUBE_IMAGES_PAUSE=localhost/pause:ci
 export KUBE_IMAGES_COREDNS=localhost/coredns:ci
+export KUBE_IMAGES_PROMETHEUS=localhost/prometheus:ci
+export SPOKELINK_BASE_IMAGE=localhost/spokelink-base:bookworm-node20
 export SPOKELINK_IMAGE="${SPOKELINK_IMAGE:-localhost/spokelink:dev}"
 
 phase_started=$SECONDS

@@ -35,10 +35,12 @@ else
 fi
 uid="$(kubectl -n kube-smoke exec exit-node -- id -u 2>&1 || true)"
 check "exit-node runs as a non-root uid (kubectl exec id -u)" "$(ok_if grep -qE '^[1-9][0-9]*$' <<<"$uid")" "id -u: $uid"
-if kubectl -n kube-smoke logs exit-node 2>/dev/null | grep -q '"msg":"listening"'; then
+# (The logs in a variable: `kubectl logs | grep -q` fails under pipefail when grep's early exit SIGPIPEs kubectl.)
+exit_node_logs="$(kubectl -n kube-smoke logs exit-node 2>&1 || true)"
+if grep -q '"msg":"listening"' <<<"$exit_node_logs"; then
   check 'exit-node logs "listening" (kubectl logs)' ok
 else
-  check 'exit-node logs "listening" (kubectl logs)' fail "$(kubectl -n kube-smoke logs exit-node 2>&1 | tail -n 5)"
+  check 'exit-node logs "listening" (kubectl logs)' fail "$(tail -n 5 <<<"$exit_node_logs")"
 fi
 pod_ip="$(kubectl -n kube-smoke get pod exit-node -o jsonpath='{.status.podIP}')"
 by_pod_ip="$(in_netns curl -s --max-time 5 "http://$pod_ip:8123/readyz" 2>&1 || true)"

@@ -141,6 +141,9 @@ resolvConf: $KUBE_STATE/resolv.conf
 podCIDR: $KUBE_POD_CIDR
 podLogsDir: $KUBE_STATE/pod-logs
 serializeImagePulls: false
+# Mounted Secrets/ConfigMaps are refreshed on the pod's periodic sync: 10 s instead of 1 min, so a helm upgrade
+# of the spokes Secret (new tokens, a revocation) reaches the exit-node in seconds (scenario.sh waits for it).
+syncFrequency: 10s
 # The machine's disk is shared: never evict our pods for it, never garbage-collect our imported images.
 evictionHard: {memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 imageGCHighThresholdPercent: 100
