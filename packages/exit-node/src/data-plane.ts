@@ -202,7 +202,7 @@ export class DataPlane {
       return
     }
     const started = performance.now()
-    session.activeStreams++
+    session.streamOpened()
     this.#metrics.streamsActive.inc({ spoke, upstream })
     this.#metrics.streamsOpenedTotal.inc({ spoke, upstream })
     // Bytes are counted while the connection lives (a keep-alive scrape connection may never close).
@@ -217,7 +217,7 @@ export class DataPlane {
     if (failure !== undefined && this.#log.isLevelEnabled('debug')) {
       this.#log.debug({ spoke, sessionId: session.sessionId, streamId: stream.id, upstream, err: failure }, `stream ${result === 'refused' ? 'refused' : result === 'idle_timeout' ? 'closed idle' : 'aborted'}`)
     }
-    session.activeStreams--
+    session.streamClosed()
     this.#metrics.streamsActive.dec({ spoke, upstream })
     this.#metrics.streamsTotal.inc({ spoke, upstream, result })
     untrack()

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { setImmediate } from 'node:timers/promises'
 import os from 'node:os'
@@ -18,14 +17,8 @@ import {
   DATA_STREAM_DEFAULTS,
   MUX_SESSION_DEFAULTS,
   PROTOCOL_NAME,
-  ProtocolError,
-  createMuxSession,
-  createWebSocketDuplex,
-  encodeFramedJson,
-  parseHello,
-  readFramedJson,
 } from '@spokelink/protocol'
-import type { MuxSession, MuxSessionOptions, MuxStream, Welcome } from '@spokelink/protocol'
+import type { Hello, MuxSession, MuxSessionOptions } from '@spokelink/protocol'
 import { sessionRevocationReason } from '@spokelink/auth'
 import type { SessionCredential, SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
@@ -49,8 +42,8 @@ import { buildTargetGroups, isUnspecifiedHost } from './service-discovery.js'
 import type { TargetGroup } from './service-discovery.js'
 import { SessionRegistry } from './session-registry.js'
 import { SessionSlots, maxSessionsOf } from './session-slots.js'
-import type { SpokeSession } from './spoke-session.js'
-import { serveCertificateRequests } from './certificate-requests.js'
+import { SpokeSession } from './spoke-session.js'
+import type { HelloAdmission } from './spoke-session.js'
 import type { ClientCertificateAuthority, ClientCertificateCheck } from './client-certificates.js'
 import { clipUntrusted } from './untrusted-text.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
@@ -562,59 +555,35 @@ export class ExitNode {
 
   /** Runs one agent connection; called synchronously on upgrade so no message is lost. */
   #startSession (ws: WebSocket, credential: SessionCredential, remoteAddress: string | undefined): void {
-    const { spoke, tokenId } = credential
-    const sessionId = randomBytes(6).toString('hex')
-    const log = this.#log.child({ spoke, sessionId, tokenId })
-    const mux = createMuxSession(createWebSocketDuplex(ws), 'server', {
-      ...this.#options.mux,
+    const { spoke } = credential
+    const session = new SpokeSession(ws, credential, remoteAddress, {
+      mux: { ...this.#options.mux, keepaliveIntervalMs: this.#options.keepaliveIntervalMs, keepaliveTimeoutMs: this.#options.keepaliveTimeoutMs },
       keepaliveIntervalMs: this.#options.keepaliveIntervalMs,
-      keepaliveTimeoutMs: this.#options.keepaliveTimeoutMs,
-    }, { logger: log })
+      helloTimeoutMs: this.#options.helloTimeoutMs,
+      maxLogFieldChars: this.#options.maxLogFieldChars,
+    }, {
+      logger: this.#log,
+      admit: (candidate, hello) => this.#admitHello(candidate, hello),
+      dataPlane: this.#dataPlane,
+      register: (ready) => { this.#sessions.add(ready) },
+    })
+    const { mux } = session
     this.#muxes.add(mux)
-    // WebSocket pings keep idle proxies and load balancers from dropping the socket.
-    const wsPing = setInterval(() => { ws.ping() }, this.#options.keepaliveIntervalMs).unref()
-    let session: SpokeSession | undefined
-    mux.on('close', (err?: Error) => {
-      clearInterval(wsPing)
-      clearTimeout(helloTimer)
+    session.on('close', (err, ready) => {
       this.#muxes.delete(mux)
       this.#sessionSlots.release(spoke)
       if (err instanceof Error && 'code' in err && typeof err.code === 'string' && err.code.startsWith('SLK_ERR_MUX_') &&
         err.code !== 'SLK_ERR_MUX_TRANSPORT_CLOSED' && err.code !== 'SLK_ERR_MUX_SESSION_CLOSED') {
         this.#metrics.muxProtocolErrorsTotal.inc({ spoke })
       }
-      if (session === undefined) return
+      if (!ready) return
       this.#sessions.remove(session)
       this.#dataPlane.detach(session)
-      log.info({ err, durationMs: Date.now() - openedAt }, 'session closed')
     })
-    const openedAt = Date.now()
-    const disconnect = (reason: string, closeCode: number = CLOSE_CODE.REVOKED): void => {
-      // A close frame tells the agent why; the abort backs it up if the agent does not answer.
-      ws.close(closeCode, reason)
-      setTimeout(() => { mux.abort(new ExitNodeError('SLK_ERR_EXIT_SESSION_REVOKED', `session closed: ${reason}`)) }, 1000).unref()
-    }
-    const helloTimer = setTimeout(() => {
-      log.warn({ remoteAddress }, 'agent sent no hello in time')
-      ws.close(CLOSE_CODE.HELLO_FAILED, 'no hello in time')
-      mux.abort(new ExitNodeError('SLK_ERR_EXIT_HELLO', 'agent sent no hello in time'))
-    }, this.#options.helloTimeoutMs)
-    mux.on('stream', (stream: MuxStream) => {
-      stream.on('error', (err) => { log.debug({ streamId: stream.id, err }, 'agent stream closed') })
-      if (session !== undefined || stream.id !== 1) {
-        // Agents open only the control stream today; anything else is refused rather than left hanging.
-        stream.destroy()
-        return
-      }
-      void this.#runHello(mux, stream, { ...credential, sessionId, remoteAddress: remoteAddress ?? 'unknown', disconnect }, log).then((ready) => {
-        clearTimeout(helloTimer)
-        session = ready
-        if (session === undefined) return
-        this.#fleet.sessionOpened(session)
-        this.#fleetMetrics.sessionOpensTotal.inc({ spoke })
-        log.info({ agent: clipUntrusted(session.agent, this.#options.maxLogFieldChars), remoteAddress, ports: session.ports }, 'session opened')
-        this.#warnOnOtherSources(session, log)
-      })
+    session.on('ready', () => {
+      this.#fleet.sessionOpened(session)
+      this.#fleetMetrics.sessionOpensTotal.inc({ spoke })
+      this.#warnOnOtherSources(session, session.log)
     })
   }
 
@@ -630,47 +599,19 @@ export class ExitNode {
     log.warn({ remoteAddress: session.remoteAddress, otherSessions, sameToken: others.some((other) => other.tokenId === session.tokenId) }, 'spoke has live sessions from another source address')
   }
 
-  async #runHello (mux: MuxSession, control: MuxStream, identity: SessionCredential & { sessionId: string, remoteAddress: string, disconnect: SpokeSession['disconnect'] }, log: Logger): Promise<SpokeSession | undefined> {
-    const { sessionId, spoke, tokenId, tokenSha256, certSerial, remoteAddress, disconnect } = identity
-    const fail = (code: string, message: string): undefined => {
-      log.warn({ code, reason: clipUntrusted(message, this.#options.maxLogFieldChars) }, 'hello refused')
-      const welcome: Welcome = { ok: false, code, error: message }
-      control.end(encodeFramedJson(welcome))
-      void mux.close({ graceMs: 1000 })
-      return undefined
-    }
-    let hello
-    try {
-      // No deadline of its own: the session's hello timer aborts the mux, which fails this read.
-      hello = parseHello(await readFramedJson(control))
-    } catch (err) {
-      return err instanceof ProtocolError ? fail(err.code, err.message) : fail('SLK_ERR_PROTO_HEADER_INVALID', 'hello could not be read')
-    }
-    const config = this.#spokes.spokes.find((candidate) => candidate.name === spoke)
-    const revoked = sessionRevocationReason(this.#spokes, identity, this.#clock())
-    if (config === undefined || revoked !== undefined) return fail('SLK_ERR_EXIT_SESSION_REVOKED', revoked ?? 'spoke removed')
-    if (mux.closed) return undefined
+  /** Decides a parsed hello against the spokes file as it is now. */
+  #admitHello (session: SpokeSession, hello: Hello): HelloAdmission {
+    const config = this.#spokes.spokes.find((candidate) => candidate.name === session.spoke)
+    const revoked = sessionRevocationReason(this.#spokes, session, this.#clock())
+    if (config === undefined || revoked !== undefined) return { ok: false, reason: revoked ?? 'spoke removed' }
     const offered = new Set(hello.upstreams)
-    const wanted = config.ports.filter((port) => offered.has(port.upstream))
-    const session: SpokeSession = { sessionId, spoke, tokenId, tokenSha256, ...(certSerial === undefined ? {} : { certSerial }), remoteAddress, agent: hello.agent, agentVersion: hello.agentVersion ?? '', labels: hello.labels, mux, ports: [], activeStreams: 0, disconnect }
-    session.ports = await this.#dataPlane.attach(session, wanted)
-    const { ports } = session
-    if (mux.closed) {
-      this.#dataPlane.detach(session)
-      return undefined
-    }
-    this.#sessions.add(session)
-    if (wanted.length < config.ports.length) {
-      const missing = config.ports.filter((port) => !offered.has(port.upstream)).map((port) => port.upstream)
-      log.warn({ missing }, 'agent does not offer every upstream of its spoke')
-    }
     const certificates = config.requireClientCert === true ? this.#clientCertificates : undefined
-    const welcome: Welcome = certificates === undefined ? { ok: true, spoke, ports } : { ok: true, spoke, ports, clientCert: 'required' }
-    control.write(encodeFramedJson(welcome))
-    // The control stream stays open for the session's life; after the welcome it carries certificate requests only.
-    if (certificates === undefined) control.resume()
-    else void serveCertificateRequests(control, async (csrPem) => this.#issueClientCertificate(certificates, session, csrPem), log)
-    return session
+    return {
+      ok: true,
+      wanted: config.ports.filter((port) => offered.has(port.upstream)),
+      missing: config.ports.filter((port) => !offered.has(port.upstream)).map((port) => port.upstream),
+      issueCertificate: certificates === undefined ? undefined : async (ready, csrPem) => this.#issueClientCertificate(certificates, ready, csrPem),
+    }
   }
 
   async #issueClientCertificate (certificates: ClientCertificateAuthority, session: SpokeSession, csrPem: string): Promise<{ certPem: string, serial: string, notAfter: Date }> {
