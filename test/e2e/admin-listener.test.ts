@@ -6,35 +6,25 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
-import { Writable } from 'node:stream'
 import { beforeEach, describe, expect, onTestFailed, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import { Registry } from 'prom-client'
 import { createExitNode } from '@spokelink/exit-node'
-import { freePort } from '@spokelink/testkit'
+import { createLogCapture, freePort } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
 const SPOKE = 'acme-bank-prod'
 
-let logLines: Array<Record<string, unknown>> = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logLines.push(JSON.parse(line) as Record<string, unknown>)
-    callback()
-  },
-})
+const logs = createLogCapture()
 
 beforeEach(() => {
-  logLines = []
-  onTestFailed(() => { process.stderr.write(`--- logs of the failed test (info and above) ---\n${logLines.filter((l) => Number(l.level) >= 30).map((l) => JSON.stringify(l)).join('\n')}\n`) })
+  logs.clear()
+  onTestFailed(() => { process.stderr.write(`--- logs of the failed test ---\n${logs.text()}`) })
 })
 
-function testLogger (name: string): Logger {
-  return pino({ level: 'debug', base: { name } }, logSink)
-}
+const testLogger = (name: string): Logger => logs.logger(name)
 
 function spokesConfig (token: CreatedSpokeToken, dataPort: number): SpokesConfig {
   return parseSpokesConfig([
@@ -73,7 +63,7 @@ describe('admin listener', () => {
     expect((await get(adminPort, '/metrics')).body).toMatch(/^# HELP spokelink_/m)
 
     // Tests and operators tell the two 'listening' lines apart by `listener`; the control one comes first.
-    const listening = logLines.filter((l) => l.msg === 'listening')
+    const listening = logs.entries().filter((l) => l.msg === 'listening')
     expect(listening.map((l) => [l.listener, l.port])).toEqual([['control', port], ['admin', adminPort]])
   })
 
@@ -124,7 +114,7 @@ describe('graceful shutdown', () => {
     const [err] = await disconnected
     expect(err).toMatchObject({ code: 'SLK_ERR_AGENT_SERVER_RESTARTING' })
     expect(err?.message).toContain('websocket close 1001 exit-node shutting down')
-    const agentLines = logLines.filter((l) => l.name === 'agent' && (l.msg === 'exit-node restarting' || l.msg === 'disconnected'))
+    const agentLines = logs.entries().filter((l) => l.name === 'agent' && (l.msg === 'exit-node restarting' || l.msg === 'disconnected'))
     expect(agentLines).toEqual([expect.objectContaining({ level: 30, msg: 'exit-node restarting', closeCode: 1001, code: 'SLK_ERR_AGENT_SERVER_RESTARTING' })])
   })
 })

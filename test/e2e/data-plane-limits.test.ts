@@ -5,36 +5,26 @@
  */
 import { once } from 'node:events'
 import net from 'node:net'
-import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { SpokesConfig } from '@spokelink/auth'
-import { deterministicSource, expectedSha256, freePort, hashStream, waitFor } from '@spokelink/testkit'
+import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, waitFor } from '@spokelink/testkit'
 import type { ExitNodeOptions } from '@spokelink/exit-node'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
 const SPOKE = 'orion-aws'
 
-let logLines: Array<Record<string, unknown>> = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logLines.push(JSON.parse(line) as Record<string, unknown>)
-    callback()
-  },
-})
+const logs = createLogCapture()
 
 beforeEach(() => {
-  logLines = []
-  onTestFailed(() => { process.stderr.write(`--- logs of the failed test (info and above) ---\n${logLines.filter((l) => Number(l.level) >= 30).map((l) => JSON.stringify(l)).join('\n')}\n`) })
+  logs.clear()
+  onTestFailed(() => { process.stderr.write(`--- logs of the failed test ---\n${logs.text()}`) })
 })
 
-function testLogger (name: string): Logger {
-  return pino({ level: 'debug', base: { name } }, logSink)
-}
+const testLogger = (name: string): Logger => logs.logger(name)
 
 /** An upstream that echoes; `sockets` are its open connections, so a test can see them close. */
 async function startEchoUpstream (): Promise<{ port: number, sockets: Set<net.Socket>, accepted: () => number }> {
@@ -150,7 +140,7 @@ describe('data-plane limits', () => {
     expect(refused).toEqual(Array.from({ length: 10 }, () => 'ECONNRESET'))
     expect(await metricValue(registry, 'spokelink_streams_total', { upstream: 'a', result: 'port_full' })).toBe(10)
     expect(upstream.accepted()).toBe(3)
-    const full = logLines.filter((l) => l.msg === 'data-plane port full; connections refused')
+    const full = logs.entries().filter((l) => l.msg === 'data-plane port full; connections refused')
     expect(full[0]).toMatchObject({ level: 40, spoke: SPOKE, upstream: 'a', maxConnections: 3, refused: 1 })
     expect(full.length).toBeLessThan(10)
     for (const socket of held) expect(socket.destroyed).toBe(false)
@@ -177,7 +167,7 @@ describe('data-plane limits', () => {
     expect(refused).toEqual(Array.from({ length: 4 }, () => 'ECONNRESET'))
     expect(await echoThrough(ports.b, 64 * 1024, 3)).toBe(expectedSha256(64 * 1024, 3))
     expect(await metricValue(registry, 'spokelink_streams_total', { upstream: 'b', result: 'open_failed' })).toBe(0)
-    const scaled = logLines.find((l) => l.msg === 'data-plane port caps scaled down to fit the session stream budget')
+    const scaled = logs.entries().find((l) => l.msg === 'data-plane port caps scaled down to fit the session stream budget')
     expect(scaled).toMatchObject({ level: 40, streamBudget: 4, maxConnections: { a: 2, b: 2 } })
   })
 })
