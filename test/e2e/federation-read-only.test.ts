@@ -24,6 +24,7 @@ import type { FixtureExporter, RecordingRelay, RunningPrometheus } from '@spokel
 
 const SPOKE = 'orion-aws'
 const SCRAPE_MS = 1000
+const MAX_FORM_BYTES = 4096
 const FIXTURE = [
   '# HELP ro_fixture_reading A constant.',
   '# TYPE ro_fixture_reading gauge',
@@ -89,6 +90,7 @@ describe('hub Prometheus federates a spoke whose agent runs --read-only promethe
       '--server', `ws://127.0.0.1:${Number(listening.port)}/connect`,
       '--upstream', `prometheus=${relay.target}`,
       '--read-only', 'prometheus',
+      '--policy-max-body-bytes', String(MAX_FORM_BYTES),
       '--health-listen', '127.0.0.1:0',
       '--log-level', 'debug',
     ], { name: 'agent', env: { SPOKELINK_TOKEN: token } })
@@ -123,6 +125,13 @@ describe('hub Prometheus federates a spoke whose agent runs --read-only promethe
     const labels = await fetch(`${base}/api/v1/label/sensor/values`, { signal: AbortSignal.timeout(10_000) })
     expect(await labels.json()).toEqual({ status: 'success', data: ['a'] })
     expect((await fetch(`${base}/-/ready`, { signal: AbortSignal.timeout(10_000) })).status).toBe(200)
+    // --policy-max-body-bytes: a form of exactly the limit reaches Prometheus, one byte more is refused.
+    const formOf = (bytes: number): string => { const head = 'query=ro_fixture_reading&pad='; return head + 'p'.repeat(bytes - head.length) }
+    const atLimit = await fetch(`${base}/api/v1/query`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: formOf(MAX_FORM_BYTES), signal: AbortSignal.timeout(10_000) })
+    expect(((await atLimit.json()) as { data: { result: Array<{ value: [number, string] }> } }).data.result.map((r) => r.value[1])).toEqual(['7.25'])
+    const overLimit = await fetch(`${base}/api/v1/query`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: formOf(MAX_FORM_BYTES + 1), signal: AbortSignal.timeout(10_000) })
+    expect([overLimit.status, overLimit.headers.get('spokelink-policy-reason')]).toEqual([403, 'body_too_large'])
+    await overLimit.arrayBuffer()
 
     // 3. Every forbidden or ambiguous request: 403, one line, and not one byte of it reaches Prometheus.
     const expectedCounts = new Map<string, number>()
@@ -142,6 +151,7 @@ describe('hub Prometheus federates a spoke whose agent runs --read-only promethe
 
     // 4. The agent counts each refusal by reason.
     const metrics = await (await fetch(`http://127.0.0.1:${Number(health.port)}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+    expectedCounts.set('body_too_large', 1)
     for (const [reason, count] of expectedCounts) {
       expect(metrics).toContain(`spokelink_policy_denied_total{upstream="prometheus",reason="${reason}"} ${count}`)
     }

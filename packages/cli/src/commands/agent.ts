@@ -1,7 +1,7 @@
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { decodeJoinToken, parseSpokeToken, quoteValue } from '@spokelink/auth'
-import { ClientIdentity, checkServerUrl, createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer, validateAgentOptions } from '@spokelink/agent'
+import { ClientIdentity, POLICY_PROXY_DEFAULTS, checkServerUrl, createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer, validateAgentOptions } from '@spokelink/agent'
 import type { AgentOptions } from '@spokelink/agent'
 import { addCheckConfigOption, addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
@@ -27,6 +27,10 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'upstream', kind: 'list', arg: 'name=host:port', help: 'an upstream this agent may dial (repeatable); nothing else is ever dialed' },
   { name: 'read-only', kind: 'list', arg: 'name', help: 'only let the hub read this Prometheus upstream: GET/HEAD of /federate, /metrics, the query API, /-/healthy, /-/ready (repeatable); anything else gets 403' },
   { name: 'allow', kind: 'list', arg: "name='GET /path,…'", help: 'only these requests reach this HTTP upstream (GET implies HEAD; a trailing /* matches the rest; repeatable); anything else gets 403' },
+  { name: 'policy-max-header-bytes', kind: 'count', arg: 'bytes', default: POLICY_PROXY_DEFAULTS.maxHeaderBytes, help: 'under --read-only/--allow: largest request head (request line and headers); more is refused as header_too_large' },
+  { name: 'policy-max-body-bytes', kind: 'count', arg: 'bytes', default: POLICY_PROXY_DEFAULTS.maxBodyBytes, help: 'under --read-only/--allow: largest request body (a POST query form, read whole before it is forwarded); more is refused as body_too_large' },
+  { name: 'policy-max-headers', kind: 'count', arg: 'n', default: POLICY_PROXY_DEFAULTS.maxHeadersCount, help: 'under --read-only/--allow: most headers in one request; more are refused as header_too_large' },
+  { name: 'policy-max-upstream-sockets', kind: 'count', arg: 'n', default: POLICY_PROXY_DEFAULTS.maxUpstreamSockets, help: 'under --read-only/--allow: keep-alive connections to each policed upstream, at most (more requests wait for one)' },
   { name: 'ca-file', kind: 'string', arg: 'file', help: 'extra CA certificate (PEM) to trust for wss' },
   { name: 'state-dir', kind: 'string', arg: 'dir', help: 'where the agent keeps its client key and certificate (spokes with requireClientCert); the key is made here and never sent' },
   { name: 'insecure', kind: 'boolean', help: 'allow plain ws:// to a non-loopback exit-node (TLS ends at a proxy you trust)' },
@@ -107,6 +111,12 @@ async function prepareAgent (command: Command, context: CommandContext): Promise
     token: credentials.token,
     upstreams,
     policies,
+    policy: {
+      maxHeaderBytes: numberSetting(config, 'policy-max-header-bytes'),
+      maxBodyBytes: numberSetting(config, 'policy-max-body-bytes'),
+      maxHeadersCount: numberSetting(config, 'policy-max-headers'),
+      maxUpstreamSockets: numberSetting(config, 'policy-max-upstream-sockets'),
+    },
     caPem,
     caSha256: credentials.caSha256,
     insecure: config.insecure === true,
