@@ -247,6 +247,53 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect(await admin.deleteSlice(endpointSliceName('orion-live', pods.b.name))).toBe('deleted')
   }, 60_000)
 
+  test('a spoke Service upgraded to no selector loses the controllers\' leftover slices and Endpoints; one with a selector keeps them', async () => {
+    const services = { upgraded: 'orion-upgraded', selected: 'orion-selected' }
+    const [tokenUpgraded, tokenSelected] = [createSpokeToken(), createSpokeToken()]
+    // What Kubernetes' endpointslice and endpoints controllers leave on a Service that had a selector, naming a pod
+    // of that time (no controller-manager runs here: they are made by hand, as the controllers label them).
+    const leftovers = async (service: string, selector: Record<string, string> | undefined): Promise<void> => {
+      await create(`/api/v1/namespaces/${NAMESPACE}/services`, { metadata: { name: service }, spec: { ports: [{ port: 9090 }], selector } })
+      await create(SLICES, {
+        metadata: { name: `${service}-ctrl`, labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: ['10.244.0.99'], conditions: { ready: true } }],
+        ports: [{ port: 19090, protocol: 'TCP' }],
+      })
+      await create(`/api/v1/namespaces/${NAMESPACE}/endpoints`, {
+        metadata: { name: service, labels: { 'endpoints.kubernetes.io/managed-by': 'endpoint-controller' } },
+        subsets: [{ addresses: [{ ip: '10.244.0.99' }], ports: [{ port: 19090 }] }],
+      })
+    }
+    await leftovers(services.upgraded, undefined)
+    await leftovers(services.selected, { app: 'exit-node' })
+    const endpointsStatus = async (name: string): Promise<number> => (await api.request('GET', `/api/v1/namespaces/${NAMESPACE}/endpoints/${name}`)).status
+
+    const [portUpgraded, portSelected] = [await freePort(), await freePort()]
+    const spokes = `spokes:
+  - name: ${services.upgraded}
+    tokens: [{id: "${tokenUpgraded.id}", sha256: "${tokenUpgraded.sha256}"}]
+    ports: [{upstream: prometheus, listen: "127.0.0.1:${portUpgraded}"}]
+  - name: ${services.selected}
+    tokens: [{id: "${tokenSelected.id}", sha256: "${tokenSelected.sha256}"}]
+    ports: [{upstream: prometheus, listen: "127.0.0.1:${portSelected}"}]
+`
+    const node = await startPublishingExitNode(spokes, pods.a, 'exit-node-a')
+    const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: await startUpstream() }]
+    await startAgent({ server: node.url, token: tokenUpgraded.token, upstreams }, testLogger('agent-upgraded'))
+    await startAgent({ server: node.url, token: tokenSelected.token, upstreams }, testLogger('agent-selected'))
+    await waitFor(async () => (await getSlice(endpointSliceName(services.selected, pods.a.name))) !== undefined && (await getSlice(endpointSliceName(services.upgraded, pods.a.name))) !== undefined, { what: 'both spokes published', timeoutMs: 15_000 })
+    await node.exitNode.endpointSlices?.settled()
+
+    expect((await slicesOfService(services.upgraded)).map((slice) => slice.metadata.name)).toEqual([endpointSliceName(services.upgraded, pods.a.name)])
+    expect(await endpointsStatus(services.upgraded)).toBe(404)
+    expect((await slicesOfService(services.selected)).map((slice) => slice.metadata.name).sort()).toEqual([`${services.selected}-ctrl`, endpointSliceName(services.selected, pods.a.name)].sort())
+    expect(await endpointsStatus(services.selected)).toBe(200)
+    expect(await metric(node.registry, 'spokelink_endpoint_controller_leftovers_deleted_total')).toBe(2)
+    expect(logLines.filter((line) => line.includes('left on the spoke Service')).length).toBe(1)
+    expect(await metric(node.registry, 'spokelink_endpoint_slice_errors_total', { operation: 'leftovers' })).toBe(0)
+  }, 60_000)
+
   test('with a Role on endpointslices only, publishing works and the sweep turns itself off after one 403', async () => {
     await create(`/api/v1/namespaces/${NAMESPACE}/serviceaccounts`, { metadata: { name: 'slices-only' } })
     const role = parseYaml(await readFile(ROLE_FILE, 'utf8')) as { rules: Array<{ resources: string[] }> }

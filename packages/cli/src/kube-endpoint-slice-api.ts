@@ -122,5 +122,17 @@ export function createKubeEndpointSliceApi (kubeConfig: KubeConfig, namespace: s
       const pod = await call(`get pod ${namespace}/${name}`, async () => core.readNamespacedPod({ name, namespace }), { 404: undefined })
       return pod?.metadata?.uid
     },
+    serviceHasSelector: async (name) => {
+      const service = await call(`get service ${namespace}/${name}`, async () => core.readNamespacedService({ name, namespace }), { 404: undefined })
+      return service === undefined ? undefined : Object.keys(service.spec?.selector ?? {}).length > 0
+    },
+    getEndpoints: async (name) => {
+      const endpoints = await call(`get endpoints ${namespace}/${name}`, async () => core.readNamespacedEndpoints({ name, namespace }), { 404: undefined })
+      return endpoints === undefined ? undefined : { managedBy: endpoints.metadata?.labels?.['endpoints.kubernetes.io/managed-by'], resourceVersion: endpoints.metadata?.resourceVersion ?? '' }
+    },
+    deleteEndpoints: async (name, resourceVersion) => {
+      const result = await call(`delete endpoints ${namespace}/${name}`, async () => core.deleteNamespacedEndpoints({ name, namespace, body: { preconditions: { resourceVersion } } }), { 404: 'gone' as const, 409: 'conflict' as const })
+      return typeof result === 'string' ? result : 'deleted'
+    },
   }
 }

@@ -19,6 +19,18 @@ export interface EndpointSliceApi {
   deleteSlice: (name: string, resourceVersion?: string) => Promise<'deleted' | 'gone' | 'conflict'>
   /** The uid of a Pod of the namespace; undefined when no Pod has that name. */
   getPodUid: (name: string) => Promise<string | undefined>
+  /** Whether a Service of the namespace has a selector; undefined when no Service has that name. */
+  serviceHasSelector: (name: string) => Promise<boolean | undefined>
+  /** A v1 Endpoints object: its `endpoints.kubernetes.io/managed-by` label and resourceVersion; undefined when absent. */
+  getEndpoints: (name: string) => Promise<StoredEndpoints | undefined>
+  /** Deletes a v1 Endpoints object at `resourceVersion`; `'gone'` when it was not there, `'conflict'` when it changed. */
+  deleteEndpoints: (name: string, resourceVersion: string) => Promise<'deleted' | 'gone' | 'conflict'>
+}
+
+/** What the publisher reads of a v1 Endpoints object (the leftover of a Service that had a selector). */
+export interface StoredEndpoints {
+  managedBy: string | undefined
+  resourceVersion: string
 }
 
 /** The fields of a `discovery.k8s.io/v1` EndpointSlice that spokelink writes and compares. */

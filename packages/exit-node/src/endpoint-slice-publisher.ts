@@ -78,6 +78,7 @@ interface PublisherMetrics {
   slices: Gauge
   errorsTotal: Counter<'operation'>
   sweptTotal: Counter
+  leftoversTotal: Counter
 }
 
 function createPublisherMetrics (registry: Registry): PublisherMetrics {
@@ -86,8 +87,13 @@ function createPublisherMetrics (registry: Registry): PublisherMetrics {
     slices: new Gauge({ name: 'spokelink_endpoint_slices', help: 'EndpointSlices this replica keeps (one per spoke it holds a session for)', registers }),
     errorsTotal: new Counter({ name: 'spokelink_endpoint_slice_errors_total', help: 'Failed Kubernetes API calls for EndpointSlices by operation', labelNames: ['operation'], registers }),
     sweptTotal: new Counter({ name: 'spokelink_endpoint_slices_swept_total', help: 'EndpointSlices of dead exit-node pods deleted by this replica', registers }),
+    leftoversTotal: new Counter({ name: 'spokelink_endpoint_controller_leftovers_deleted_total', help: 'EndpointSlices and Endpoints that Kubernetes\' controllers left on a spoke Service after its selector was removed, deleted by this replica', registers }),
   }
 }
+
+/** What Kubernetes' own controllers label the EndpointSlices and Endpoints they make for a Service with a selector. */
+const CONTROLLER_SLICES = 'endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io'
+const CONTROLLER_ENDPOINTS = 'endpoint-controller'
 
 /** One line about a failed API call; the API adapter keeps tokens out of messages. */
 function describeError (err: unknown): string {
@@ -116,6 +122,9 @@ export class EndpointSlicePublisher {
   readonly #retryTimers = new Map<string, NodeJS.Timeout>()
   /** Own slices believed to exist, by spoke. */
   readonly #published = new Set<string>()
+  /** Spokes whose Service was checked for the endpoints controllers' leftovers (once per spoke and process). */
+  readonly #leftoversChecked = new Set<string>()
+  #leftoversForbidden = false
   readonly #onOnline = (spoke: string): void => { this.#markDirty(spoke) }
   readonly #onOffline = (spoke: string): void => { this.#markDirty(spoke) }
   #reconcileTimer: NodeJS.Timeout | undefined
@@ -246,9 +255,46 @@ export class EndpointSlicePublisher {
       if (!this.#published.has(spoke)) this.#log.info({ spoke, slice: desired.name, service: this.serviceOf(spoke) }, 'endpoint slice published')
       this.#published.add(spoke)
       this.#metrics.slices.set(this.#published.size)
+      await this.#deleteControllerLeftovers(spoke)
       return
     }
     throw new ExitNodeError('SLK_ERR_EXIT_KUBE_API', `endpoint slice ${desired.name} kept changing under this replica`)
+  }
+
+  /**
+   * A spoke Service that had a selector (a release upgraded to selector-less Services) keeps what Kubernetes' own
+   * controllers made for it: the endpointslice controller's slices, and the Endpoints object that the mirroring
+   * controller then copies into slices. Nothing removes them once the selector is gone, and they name the pods of
+   * that time: kube-proxy would keep sending a share of the scrapes there. Deleted once per spoke, and only when the
+   * Service has no selector (with one, the controllers own them and would make them again). Never throws.
+   */
+  async #deleteControllerLeftovers (spoke: string): Promise<void> {
+    if (this.#leftoversForbidden || this.#leftoversChecked.has(spoke)) return
+    this.#leftoversChecked.add(spoke)
+    const service = this.serviceOf(spoke)
+    try {
+      if (await this.#api.serviceHasSelector(service) !== false) return
+      const deleted: string[] = []
+      for (const slice of await this.#api.listSlices(`${CONTROLLER_SLICES},kubernetes.io/service-name=${service}`)) {
+        if (await this.#api.deleteSlice(slice.name, slice.resourceVersion) === 'deleted') deleted.push(`endpointslice/${slice.name}`)
+      }
+      const endpoints = await this.#api.getEndpoints(service)
+      if (endpoints?.managedBy === CONTROLLER_ENDPOINTS && await this.#api.deleteEndpoints(service, endpoints.resourceVersion) === 'deleted') deleted.push(`endpoints/${service}`)
+      if (deleted.length > 0) {
+        this.#metrics.leftoversTotal.inc(deleted.length)
+        this.#log.info({ spoke, service, deleted }, 'deleted what Kubernetes\' endpoints controllers left on the spoke Service from when it had a selector')
+      }
+    } catch (err) {
+      this.#metrics.errorsTotal.inc({ operation: 'leftovers' })
+      if (err instanceof ExitNodeError && err.httpStatus === 403) {
+        this.#leftoversForbidden = true
+        this.#log.warn({ err: describeError(err) }, 'cannot read services or endpoints: slices left by Kubernetes\' controllers on a Service that once had a selector are not deleted (grant services get, endpoints get/delete)')
+      } else {
+        // Checked again with the spoke's next publish.
+        this.#leftoversChecked.delete(spoke)
+        this.#log.warn({ spoke, service, err: describeError(err) }, 'could not check the spoke Service for the endpoints controllers\' leftovers')
+      }
+    }
   }
 
   async #withdrawOne (spoke: string): Promise<void> {
@@ -290,7 +336,8 @@ export class EndpointSlicePublisher {
       }
     }
     for (const session of this.#sessions.all()) {
-      if (!ownBySpoke.has(session.spoke)) this.#markDirty(session.spoke)
+      // (A spoke whose leftovers check failed is checked again by its sync.)
+      if (!ownBySpoke.has(session.spoke) || (!this.#leftoversForbidden && !this.#leftoversChecked.has(session.spoke))) this.#markDirty(session.spoke)
     }
     await this.#sweep(foreign)
   }

@@ -35,4 +35,4 @@ export { createEndpointSlicePublisher, EndpointSlicePublisher, ENDPOINT_SLICE_PU
 export type { EndpointSlicePublisherOptions, EndpointSlicePublisherDeps } from './endpoint-slice-publisher.js'
 export { buildEndpointSlice, endpointSliceName, servicePortName, MANAGED_SELECTOR } from './endpoint-slice-manifest.js'
 export type { PodIdentity } from './endpoint-slice-manifest.js'
-export type { EndpointSliceApi, EndpointSliceManifest, EndpointSliceOwner, StoredEndpointSlice } from './endpoint-slice-api.js'
+export type { EndpointSliceApi, EndpointSliceManifest, EndpointSliceOwner, StoredEndpointSlice, StoredEndpoints } from './endpoint-slice-api.js'
