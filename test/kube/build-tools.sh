@@ -30,7 +30,8 @@ k8s_version=v1.34.3
 k8s_minor="${k8s_version#v1.}"; k8s_minor="${k8s_minor%%.*}"
 version_pkg=k8s.io/component-base/version
 k8s_ldflags="-s -w -X $version_pkg.gitVersion=$k8s_version -X $version_pkg.gitMajor=1 -X $version_pkg.gitMinor=$k8s_minor -X $version_pkg.gitTreeState=clean -X $version_pkg.buildDate=1970-01-01T00:00:00Z"
-k8s_sum="$(sha256sum "$here/tools/go.mod" "$here/tools/go.sum" | sha256sum | cut -c1-16)"
+# The files' contents only (sha256sum's output names the files, which would tie the stamp to the clone's path).
+k8s_sum="$(cat "$here/tools/go.mod" "$here/tools/go.sum" | sha256sum | cut -c1-16)"
 k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 if [ "$apiserver_only" -eq 1 ]; then k8s_cmds=(kube-apiserver); fi
 
