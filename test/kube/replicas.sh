@@ -240,7 +240,7 @@ wait_for "every spoke on the new pods" 60 only_new || true
 rolled_at="$(now)"
 echo "after: $(placement)"
 # Three more scrapes, so a loss at the very end is counted.
-wait_for "three scrapes after the update" 20 scraped_after "$(awk -v t="$rolled_at" 'BEGIN { print t + 2 * 3 }')" || true
+wait_for "three scrapes after the update" 20 scraped_after "$(awk -v t="$rolled_at" -v i="$scrape_interval" 'BEGIN { printf "%.3f", t + 2 * i }')" || true
 update_to="$(now)"
 stats="$(lost_scrapes "$update_from" "$update_to")"
 lost="$(max_lost "$stats")"
