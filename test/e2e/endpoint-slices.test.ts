@@ -169,6 +169,8 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
       { name: `p${dataPort}`, port: dataPort, protocol: 'TCP' },
       { name: 'prometheus', port: dataPort, protocol: 'TCP' },
     ])
+    // The slice can be seen at the apiserver before the exit-node has read the create's answer.
+    await node.exitNode.endpointSlices?.settled()
     expect(await metric(node.registry, 'spokelink_endpoint_slices')).toBe(1)
 
     // A second agent replica of the same spoke; the first one leaving keeps the slice.
