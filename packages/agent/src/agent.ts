@@ -295,7 +295,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (this.#stop.signal.aborted) break
       this.emit('disconnected', failure)
       this.#recordFailure(failure)
-      const waitMs = (this.#permanentFailure === undefined ? this.#backoff : this.#permanentBackoff).nextDelayMs()
+      // 1001/1012 after the hello: the exit-node ended the session on purpose (a restart, new ports).
+      const planned = failure instanceof AgentError && (failure.code === 'SLK_ERR_AGENT_SERVER_RESTARTING' || failure.code === 'SLK_ERR_AGENT_RECONFIGURED')
+      const waitMs = (this.#permanentFailure === undefined ? this.#backoff : this.#permanentBackoff).nextDelayMs({ planned })
       this.#logFailure(failure, waitMs)
       this.#setState('backoff')
       await delay(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {

@@ -33,9 +33,14 @@ export class Backoff {
     this.#connectedAt = this.#now()
   }
 
-  /** The delay before the next attempt; a connection that stayed up `stableAfterMs` resets the sequence. */
-  nextDelayMs (): number {
-    if (this.#connectedAt !== undefined && this.#now() - this.#connectedAt >= this.#options.stableAfterMs) this.#attempt = 0
+  /**
+   * The delay before the next attempt. A connection that stayed up `stableAfterMs` resets the sequence, and so does
+   * one the server ended on purpose (`planned`: it closed an established session for a restart or a
+   * reconfiguration): earlier failures say nothing about the next attempt then, and a rolling update of the
+   * exit-node soon after a reconnect must not wait out their backoff.
+   */
+  nextDelayMs (options: { planned?: boolean } = {}): number {
+    if (this.#connectedAt !== undefined && (options.planned === true || this.#now() - this.#connectedAt >= this.#options.stableAfterMs)) this.#attempt = 0
     this.#connectedAt = undefined
     const ceiling = Math.min(this.#options.maxDelayMs, this.#options.initialDelayMs * 2 ** Math.min(this.#attempt, 30))
     this.#attempt++

@@ -26,4 +26,19 @@ describe('Backoff', () => {
     now += 60_000
     expect(backoff.nextDelayMs()).toBe(500)
   })
+
+  test('a session the server ended on purpose (planned) resets the sequence at once; without a connection it does not', () => {
+    let now = 0
+    const backoff = new Backoff({ initialDelayMs: 1000, maxDelayMs: 30_000, stableAfterMs: 60_000 }, { rng: () => 0.5, now: () => now })
+    backoff.nextDelayMs()
+    backoff.nextDelayMs()
+    backoff.nextDelayMs()
+    // Failed attempts that never connected: planned changes nothing.
+    expect(backoff.nextDelayMs({ planned: true })).toBe(4000)
+    backoff.connected()
+    now += 5000
+    // Connected 5 s, then the exit-node's 1001: back to the first delay, not 16 s.
+    expect(backoff.nextDelayMs({ planned: true })).toBe(500)
+    expect(backoff.nextDelayMs()).toBe(1000)
+  })
 })
