@@ -110,7 +110,7 @@ async function upgrade (port: number): Promise<{ socket: Socket, received: Buffe
   await once(socket, 'connect')
   socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
-  let head = Buffer.alloc(0)
+  let head: Buffer = Buffer.alloc(0)
   while (!head.includes('\r\n\r\n')) head = Buffer.concat([head, (await once(socket, 'data'))[0] as Buffer])
   const end = head.indexOf('\r\n\r\n') + 4
   expect(head.subarray(0, 12).toString()).toBe('HTTP/1.1 101')
