@@ -81,12 +81,15 @@ function unmaskAt (piece: Buffer, mask: Buffer, offset: number): void {
  * Call it before the socket delivers data: on the server in the `handleUpgrade` callback, on the client
  * in `'open'` (both run before the first socket read). Returns false, changing nothing, when the
  * receiver is not the shape this was written against (another `ws` major), when events are deferred
- * (`allowSynchronousEvents: false`) or `binaryType` is not `nodebuffer`, or when data was already read.
+ * (`allowSynchronousEvents: false`) or `binaryType` is not `nodebuffer`, or when it is not between two
+ * messages (data already read).
  */
 export function streamBinaryPayloads (ws: WebSocket): boolean {
   const receiver: unknown = (ws as unknown as { _receiver?: unknown })._receiver
   if (!isReceiverState(receiver)) return false
-  if (!receiver._allowSynchronousEvents || receiver._binaryType !== 'nodebuffer' || receiver._bufferedBytes !== 0 || receiver._state !== GET_INFO) return false
+  if (!receiver._allowSynchronousEvents || receiver._binaryType !== 'nodebuffer') return false
+  // Only between messages: fragments ws already holds would be lost when the message ends here.
+  if (receiver._bufferedBytes !== 0 || receiver._state !== GET_INFO || receiver._fragmented !== 0 || receiver._fragments.length > 0) return false
   const wholeFrame = receiver.getData
   frameOffsets.set(receiver, 0)
   receiver.getData = function streamingGetData (this: WsReceiverState, cb: (err?: Error) => void): void {

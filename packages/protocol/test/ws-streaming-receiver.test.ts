@@ -223,5 +223,9 @@ describe('streamBinaryPayloads', () => {
     const before = reading._receiver.getData
     expect(streamBinaryPayloads(reading as unknown as WebSocket)).toBe(false)
     expect(reading._receiver.getData).toBe(before)
+    // Between two fragments of a message: ws holds the first ones, which streaming would drop at FIN.
+    const midMessage = { _receiver: { ...reading._receiver, _buffers: [], _bufferedBytes: 0, _fragmented: 2, _fragments: [Buffer.from('held')] } }
+    expect(streamBinaryPayloads(midMessage as unknown as WebSocket)).toBe(false)
+    expect(midMessage._receiver.getData).toBe(before)
   })
 })
