@@ -64,8 +64,8 @@ const CLOSE_UNSUPPORTED_DATA = 1003
  * each write batch goes out as one binary message (its chunks written uncopied after one frame header,
  * {@link createBinaryFrameWriter}), each received piece of a binary message is pushed as a chunk as it
  * arrives ({@link streamBinaryPayloads}: message boundaries mean nothing to a byte stream), and a full
- * read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}). A text message destroys the duplex with
- * `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
+ * read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
+ * A text message destroys the duplex with `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
  * terminates the WebSocket. Call it synchronously when the WebSocket is created or accepted: messages
  * that arrive before it is attached are lost.
  * @throws MuxError `SLK_ERR_MUX_INVALID_OPTION` for a bad `maxBufferedBytes`.
