@@ -208,30 +208,59 @@ async function measureIdle (context: Omit<SystemContext, 'dir'>, baseDir: string
 
 const ssh = (system: TableSystem): boolean => system.name.startsWith('ssh')
 
-/** The issue's targets, evaluated against the peers that ran in this run. */
+/** `≥ 0.8× ssh -N -R: 0.91× ✅`, or why there is no ratio. */
+function ratioVerdict (label: string, value: number, reference: number | undefined, bound: number, better: 'higher' | 'lower'): string {
+  if (reference === undefined) return `${better === 'higher' ? '≥' : '≤'} ${bound}× ${label}: n/a`
+  const ratio = value / reference
+  const met = better === 'higher' ? ratio >= bound : ratio <= bound
+  return `${better === 'higher' ? '≥' : '≤'} ${bound}× ${label}: ${formatRatio(ratio)} ${met ? '✅' : '❌'}`
+}
+
+/** Issue 12's single-tunnel targets, as ratios to the floors and peers measured in this run. */
 function issueTargets (systems: readonly SystemState[]): Target[] {
-  const singleStream = (metric: 'bulk1Down' | 'bulk1Up'): Target => ({
+  const isWss = (system: TableSystem): boolean => system.name === spokelinkWss.name
+  const isSpokelink = (system: TableSystem): boolean => system.kind === 'spokelink'
+  const sshFigure = (metric: 'bulk1Down' | 'bulk1Up' | 'bulk16Down', results: Results): { name: string, value: number } | undefined =>
+    bestPeer(METRICS.find((m) => m.id === metric) ?? METRICS[0], systems.filter(ssh), results)
+  const vsPeers = (metric: 'bulk1Down' | 'bulk1Up'): Target => ({
     metric,
-    applies: (system) => system.name === spokelinkWss.name,
+    applies: isWss,
     verdict: (value, results) => {
-      const parts: string[] = []
-      for (const peer of [frp, chisel]) {
-        const peerValue = results.figure(peer.name, metric)
-        const state = systems.find((s) => s.name === peer.name)
-        if (peerValue === undefined) parts.push(`≥ 2× ${peer.name}: n/a (${state?.skipped === undefined ? 'not run' : 'skipped'})`)
-        else parts.push(`≥ 2× ${peer.name}: ${formatRatio(value / peerValue)} ${value >= 2 * peerValue ? '✅' : '❌'}`)
-      }
-      const sshBest = bestPeer(METRICS.find((m) => m.id === metric) ?? METRICS[0], systems.filter(ssh), results)
-      if (sshBest === undefined) parts.push('≥ 0.6× ssh -R: n/a')
-      else parts.push(`≥ 0.6× ${sshBest.name}: ${formatRatio(value / sshBest.value)} ${value >= 0.6 * sshBest.value ? '✅' : '❌'}`)
-      return parts.join('; ')
+      const sshBest = sshFigure(metric, results)
+      return [
+        ratioVerdict(rathole.name, value, results.figure(rathole.name, metric), 1, 'higher'),
+        ratioVerdict(sshBest?.name ?? 'ssh -R', value, sshBest?.value, 0.8, 'higher'),
+      ].join('; ')
     },
   })
-  const isSpokelink = (system: TableSystem): boolean => system.kind === 'spokelink'
+  const vsFloor = (metric: 'get2kP50' | 'get2kP99'): Target => ({
+    metric,
+    applies: isSpokelink,
+    verdict: (value, results) => ratioVerdict(nodeRelayFloor.name, value, results.figure(nodeRelayFloor.name, metric), 1.1, 'lower'),
+  })
   return [
-    singleStream('bulk1Down'),
-    singleStream('bulk1Up'),
-    { metric: 'get2kP50', applies: isSpokelink, verdict: (value) => `≤ 1 ms ${value <= 1 ? '✅' : '❌'}` },
+    vsPeers('bulk1Down'),
+    vsPeers('bulk1Up'),
+    {
+      metric: 'bulk16Down',
+      applies: isWss,
+      verdict: (value, results) => {
+        const best = sshFigure('bulk16Down', results)
+        return ratioVerdict(best?.name ?? 'ssh -R', value, best?.value, 0.8, 'higher')
+      },
+    },
+    {
+      metric: 'cpu1Down',
+      applies: isWss,
+      verdict: (value, results) => ratioVerdict(nodeRelayTlsFloor.name, value, results.figure(nodeRelayTlsFloor.name, 'cpu1Down'), 1.2, 'lower'),
+    },
+    {
+      metric: 'cpu1Down',
+      applies: (system) => system.name === spokelinkWs.name,
+      verdict: (value, results) => ratioVerdict(nodeRelayFloor.name, value, results.figure(nodeRelayFloor.name, 'cpu1Down'), 1.3, 'lower'),
+    },
+    vsFloor('get2kP50'),
+    vsFloor('get2kP99'),
     { metric: 'idleRss', applies: isSpokelink, verdict: (value) => `≤ 64 KiB ${value <= 64 ? '✅' : '❌'}` },
   ]
 }

@@ -1,6 +1,9 @@
 import { Duplex } from 'node:stream'
 import type { WebSocket } from 'ws'
 import { MuxError } from './errors.js'
+import { createBinaryFrameWriter } from './ws-frame-writer.js'
+import type { BinaryFrameWriter } from './ws-frame-writer.js'
+import { streamBinaryPayloads } from './ws-streaming-receiver.js'
 
 /** Options of {@link createWebSocketDuplex}. */
 export interface WebSocketDuplexOptions {
@@ -12,7 +15,8 @@ export interface WebSocketDuplexOptions {
   maxBufferedBytes?: number
   /**
    * Largest WebSocket message built from a write batch. Small frames are merged up to it (each message
-   * costs a frame header, a mask and a wakeup on the peer); a single larger chunk goes alone, uncopied.
+   * costs a frame header and a wakeup on the peer); a single larger chunk goes alone. Nothing is copied
+   * either way: the chunks are written after the message's header.
    * Keeps every message below the peer's `maxPayload` (4 MiB on the exit-node and agent) whatever the
    * batch size; 64 KiB to 1 MiB measured within noise of each other here, larger slightly ahead.
    * @default 1048576
@@ -26,28 +30,29 @@ export const WEBSOCKET_DUPLEX_DEFAULTS = Object.freeze({ maxBufferedBytes: 1024 
 const noop = (): void => {}
 const HEADER_MAX_BYTES = 64
 
-/** Concatenates consecutive chunks up to `maxBytes` per message; a chunk above it is its own message. */
-export function groupIntoMessages (chunks: Buffer[], maxBytes: number): Buffer[] {
-  const messages: Buffer[] = []
-  let group: Buffer[] = []
-  let size = 0
-  const flush = (): void => {
-    const [only] = group
-    if (group.length === 1 && only !== undefined) messages.push(only)
-    else if (group.length > 1) messages.push(Buffer.concat(group, size))
-    group = []
-    size = 0
-  }
+/** Consecutive chunks that go out as one WebSocket message. */
+export interface FrameGroup {
+  chunks: Buffer[]
+  bytes: number
+}
+
+/** Groups consecutive chunks into messages of up to `maxBytes` each; a chunk above it is a message of its own. */
+export function groupIntoFrames (chunks: readonly Buffer[], maxBytes: number): FrameGroup[] {
+  const groups: FrameGroup[] = []
+  let group: FrameGroup = { chunks: [], bytes: 0 }
   for (let i = 0; i < chunks.length; i++) {
     const chunk = chunks[i] as Buffer
     // A frame header (12 bytes) decides together with the payload after it, so the two share a message.
     const unit = chunk.length <= HEADER_MAX_BYTES ? chunk.length + (chunks[i + 1]?.length ?? 0) : chunk.length
-    if (size > HEADER_MAX_BYTES && size + unit > maxBytes) flush()
-    group.push(chunk)
-    size += chunk.length
+    if (group.bytes > HEADER_MAX_BYTES && group.bytes + unit > maxBytes) {
+      groups.push(group)
+      group = { chunks: [], bytes: 0 }
+    }
+    group.chunks.push(chunk)
+    group.bytes += chunk.length
   }
-  flush()
-  return messages
+  if (group.chunks.length > 0) groups.push(group)
+  return groups
 }
 
 // RFC 6455 close codes.
@@ -56,9 +61,11 @@ const CLOSE_UNSUPPORTED_DATA = 1003
 
 /**
  * Wraps a `ws` WebSocket as a byte `Duplex` carrying binary messages (after websockets/ws `createWebSocketStream`):
- * each write batch goes out as one binary message, each received binary message is pushed as a chunk,
- * and a full read buffer pauses the socket. A text message destroys the duplex with
- * `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
+ * each write batch goes out as one binary message (its chunks written uncopied after one frame header,
+ * {@link createBinaryFrameWriter}), each received piece of a binary message is pushed as a chunk as it
+ * arrives ({@link streamBinaryPayloads}: message boundaries mean nothing to a byte stream), and a full
+ * read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
+ * A text message destroys the duplex with `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
  * terminates the WebSocket. Call it synchronously when the WebSocket is created or accepted: messages
  * that arrive before it is attached are lost.
  * @throws MuxError `SLK_ERR_MUX_INVALID_OPTION` for a bad `maxBufferedBytes`.
@@ -78,9 +85,22 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
     return true
   }
 
-  const send = (chunk: Buffer, callback: (err?: Error | null) => void): void => {
-    if (whenOpen(() => { send(chunk, callback) })) return
-    ws.send(chunk, { binary: true }, callback)
+  // Set up on open: ws has no socket before. Undefined when ws is not the shape they were written against.
+  let writeFrame: BinaryFrameWriter | undefined
+  const attachFastPaths = (): void => {
+    streamBinaryPayloads(ws)
+    writeFrame = createBinaryFrameWriter(ws)
+  }
+  if (!whenOpen(attachFastPaths)) attachFastPaths()
+
+  const send = (group: FrameGroup, callback: (err?: Error | null) => void): void => {
+    if (whenOpen(() => { send(group, callback) })) return
+    if (writeFrame !== undefined) {
+      writeFrame(group.chunks, group.bytes, callback)
+      return
+    }
+    const [only] = group.chunks
+    ws.send(group.chunks.length === 1 && only !== undefined ? only : Buffer.concat(group.chunks, group.bytes), { binary: true }, callback)
   }
 
   const duplex = new Duplex({
@@ -93,15 +113,15 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
       if (ws.isPaused && ws.readyState === ws.OPEN) ws.resume()
     },
     write (chunk: Buffer, _encoding, callback) {
-      send(chunk, callback)
+      send({ chunks: [chunk], bytes: chunk.length }, callback)
     },
-    // Every WebSocket message costs a frame header, a mask on the client and a wakeup on the peer, so a
-    // batch is merged, but into messages of at most maxMessageBytes: the peer reassembles (copies) a
-    // message that spans many TCP reads, and refuses one above its maxPayload.
+    // Every WebSocket message costs a frame header and a wakeup on the peer, so a batch goes out as one
+    // message, its chunks written uncopied after one header, but in messages of at most maxMessageBytes:
+    // the peer refuses one above its maxPayload.
     writev (chunks, callback) {
-      const messages = groupIntoMessages(chunks.map((c) => c.chunk as Buffer), maxMessageBytes)
-      const last = messages.length - 1
-      messages.forEach((message, i) => { send(message, i === last ? callback : noop) })
+      const groups = groupIntoFrames(chunks.map((c) => c.chunk as Buffer), maxMessageBytes)
+      const last = groups.length - 1
+      groups.forEach((group, i) => { send(group, i === last ? callback : noop) })
     },
     final (callback) {
       if (whenOpen(() => { duplex._final(callback) })) return

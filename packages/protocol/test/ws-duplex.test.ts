@@ -6,7 +6,7 @@ import { describe, expect, onTestFinished, test } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { waitFor } from '@spokelink/testkit'
 import { createMuxSession, createWebSocketDuplex } from '../src/index.js'
-import { groupIntoMessages } from '../src/ws-duplex.js'
+import { groupIntoFrames } from '../src/ws-duplex.js'
 import type { MuxStream } from '../src/index.js'
 
 const MiB = 1024 * 1024
@@ -98,16 +98,17 @@ describe('createWebSocketDuplex', () => {
   })
 })
 
-describe('groupIntoMessages', () => {
-  test('merges small chunks up to the cap, keeps a header with its payload, sends a big chunk uncopied', () => {
+describe('groupIntoFrames', () => {
+  test('groups small chunks up to the cap, keeps a header with its payload, a big chunk alone, nothing copied', () => {
     const header = Buffer.alloc(12, 1)
     const big = Buffer.alloc(300_000, 2)
     const small = Array.from({ length: 10 }, (_, i) => Buffer.alloc(40_000, i))
-    const messages = groupIntoMessages([...small, header, big], 100_000)
-    expect(messages.map((m) => m.length)).toEqual([80_000, 80_000, 80_000, 80_000, 80_000, 12 + 300_000])
-    // Buffer.equals, not toEqual: a deep equal walks 700 KB byte by byte and takes seconds.
-    expect(Buffer.concat(messages).equals(Buffer.concat([...small, header, big])), 'the messages carry the chunks in order').toBe(true)
-    const [alone] = groupIntoMessages([big], 100_000)
-    expect(alone).toBe(big)
+    const groups = groupIntoFrames([...small, header, big], 100_000)
+    expect(groups.map((g) => g.bytes)).toEqual([80_000, 80_000, 80_000, 80_000, 80_000, 12 + 300_000])
+    expect(groups.map((g) => g.chunks.reduce((n, c) => n + c.length, 0))).toEqual(groups.map((g) => g.bytes))
+    // The very chunks, in order: identity, not a deep equal (which walks 700 KB byte by byte).
+    const flat = groups.flatMap((g) => g.chunks)
+    expect(flat.length).toBe(12)
+    expect(flat.every((chunk, i) => chunk === [...small, header, big][i]), 'the groups hold the chunks themselves, in order').toBe(true)
   })
 })
