@@ -25,6 +25,25 @@ describe('OpenDeadlines on an injected clock', () => {
     expect(clock.pendingTimers).toBe(0)
   })
 
+  test('an item added after the oldest was answered expires at its own deadline, not when the timer armed for the answered one fires', () => {
+    // The fleet bench's "socket hang up": a scrape's stream, opened 20 s after an answered one, was reset 10 s later.
+    const clock = createManualClock()
+    const expired: Array<[string, number]> = []
+    const deadlines = new OpenDeadlines<string>(30_000, clock, (item) => { expired.push([item, clock.now()]) })
+    deadlines.add('answered')
+    deadlines.delete('answered')
+    clock.advance(20_000)
+    deadlines.add('pending')
+    clock.advance(10_000)
+    expect(expired).toEqual([])
+    expect(deadlines.size).toBe(1)
+    clock.advance(19_999)
+    expect(expired).toEqual([])
+    clock.advance(1)
+    expect(expired).toEqual([['pending', 50_000]])
+    expect(clock.pendingTimers).toBe(0)
+  })
+
   test('timeoutMs 0 disables deadlines; clear() drops them and the timer', () => {
     const clock = createManualClock()
     const expired: string[] = []

@@ -12,6 +12,8 @@ export class OpenDeadlines<T> {
   readonly #onExpire: (item: T) => void
   readonly #deadlines = new Map<T, number>()
   #cancelTimer: CancelTimer | undefined
+  /** The deadline the timer was armed for; its entry may have been answered since. */
+  #armedFor = 0
 
   /** `timeoutMs` 0 disables deadlines; `onExpire` is called once per item whose deadline passed. */
   constructor (timeoutMs: number, clock: MuxClock, onExpire: (item: T) => void) {
@@ -49,15 +51,16 @@ export class OpenDeadlines<T> {
     // Only the first entry matters: it is the oldest, so its deadline is the earliest.
     const oldest = this.#deadlines.values().next()
     if (oldest.done === true) return
+    this.#armedFor = oldest.value
     this.#cancelTimer = this.#clock.setTimeout(this.#expire, Math.max(0, oldest.value - this.#clock.now()))
   }
 
   readonly #expire = (): void => {
     this.#cancelTimer = undefined
-    let now: number | undefined
+    // A timer can fire a millisecond before the clock agrees: the deadline it was armed for is due. Not the
+    // oldest entry's now: the one it was armed for may have been answered, and a later one is not due yet.
+    const now = Math.max(this.#clock.now(), this.#armedFor)
     for (const [item, deadline] of this.#deadlines) {
-      // A timer can fire a millisecond before the clock agrees; the oldest is due if it fired.
-      now ??= Math.max(this.#clock.now(), deadline)
       if (deadline > now) break
       this.#deadlines.delete(item)
       this.#onExpire(item)
