@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { createSpokeToken } from '@spokelink/auth'
-import { killAllProcesses, readRssKiB, runProcess, spokelinkBin, waitFor, writeTlsFixtureFiles } from '@spokelink/testkit'
+import { killAllProcesses, parseMetricsText, readRssKiB, runProcess, spokelinkBin, waitFor, writeTlsFixtureFiles } from '@spokelink/testkit'
 import type { RunningProcess, TlsFixtureFiles } from '@spokelink/testkit'
 import { startFleetAgents } from './lib/fleet-agents-group.js'
 import type { AgentsTick } from './lib/fleet-agents-group.js'
@@ -42,6 +42,8 @@ interface FleetOptions {
   responseBytes: number
   agentProcesses: number
   tls: boolean
+  /** The exit-node's `--log-level`; at `debug` the bench prints why streams were aborted. */
+  exitNodeLogLevel: string
 }
 
 /** What one fleet size measured. */
@@ -51,7 +53,16 @@ interface FleetResult {
   firstConnectS: number
   baselineRssMiB: number
   cpuCores: number
+  /** Exit-node CPU seconds per GiB received by the scraper through the tunnel in the same window. */
+  cpuSecondsPerGiB: number
+  tunnelMiBps: number
   rssPerSpokeKiB: number
+  /** The end-of-window split of RSS above rest, per spoke: V8 heap used, `external` (Buffers), the rest (OpenSSL, malloc). */
+  heapPerSpokeKiB: number
+  externalPerSpokeKiB: number
+  nativePerSpokeKiB: number
+  /** `spokelink_streams_total` by result over the whole run until the restart. */
+  streamResults: string
   rssMaxPerSpokeKiB: number
   tunnelP50: number
   tunnelP99: number
@@ -92,6 +103,7 @@ function parseOptions (): FleetOptions {
       'response-bytes': { type: 'string', default: '1000000' },
       'agent-processes': { type: 'string', default: '4' },
       ws: { type: 'boolean', default: false },
+      'exit-node-log-level': { type: 'string', default: 'info' },
     },
   })
   return {
@@ -101,6 +113,7 @@ function parseOptions (): FleetOptions {
     responseBytes: positiveInt('response-bytes', values['response-bytes']),
     agentProcesses: positiveInt('agent-processes', values['agent-processes']),
     tls: !values.ws,
+    exitNodeLogLevel: values['exit-node-log-level'],
   }
 }
 
@@ -129,15 +142,45 @@ function spokeName (i: number): string {
  * unauthenticated caps raised: every agent dials from 127.0.0.1, so the per-source cap would otherwise throttle
  * the fleet's reconnect as if it were one abusive client.
  */
-async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined): Promise<RunningProcess> {
+async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined, logLevel: string): Promise<ExitNodeProcess> {
   const cap = String(Math.max(2048, 2 * spokes))
   const child = runProcess(process.execPath, [
-    spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile,
+    spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', logLevel,
     '--max-unauthenticated', cap, '--max-unauthenticated-per-source', cap,
     ...(tls === undefined ? [] : ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile]),
   ], { name: 'exit-node' })
   await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'the exit-node to listen', timeoutMs: STARTUP_TIMEOUT_MS })
-  return child
+  const admin = await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'admin', { what: 'the admin listener', timeoutMs: STARTUP_TIMEOUT_MS })
+  return Object.assign(child, { adminPort: Number(admin.port) })
+}
+
+type ExitNodeProcess = RunningProcess & { adminPort: number }
+
+/** What the exit-node's own `/metrics` says about its memory (prom-client's default metrics) and its streams. */
+interface ExitNodeReading {
+  heapUsedKiB: number
+  externalKiB: number
+  rssKiB: number
+  /** `spokelink_streams_total` summed by `result`. */
+  streamResults: Map<string, number>
+}
+
+async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading> {
+  const response = await fetch(`http://127.0.0.1:${exitNode.adminPort}/metrics`)
+  const samples = parseMetricsText(await response.text())
+  const value = (name: string): number => samples.find((s) => s.name === name)?.value ?? NaN
+  const streamResults = new Map<string, number>()
+  for (const s of samples) {
+    if (s.name !== 'spokelink_streams_total') continue
+    const result = s.labels.result ?? '?'
+    streamResults.set(result, (streamResults.get(result) ?? 0) + s.value)
+  }
+  return {
+    heapUsedKiB: value('spokelink_process_nodejs_heap_size_used_bytes') / 1024,
+    externalKiB: value('spokelink_process_nodejs_external_memory_bytes') / 1024,
+    rssKiB: value('spokelink_process_process_resident_memory_bytes') / 1024,
+    streamResults,
+  }
 }
 
 /** RSS once two readings 500 ms apart differ by less than 1 % (or after 5 s). */
@@ -160,8 +203,9 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   if (controlPort === undefined) throw new Error('no control port')
   const spokesFile = join(dir, 'spokes.json')
   const tokens = await writeFleetSpokes(spokesFile, dataPorts)
-  let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls)
+  let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options.exitNodeLogLevel)
   const baselineRssKiB = await settledRssKiB(exitNode.pid)
+  const atRest = await readExitNode(exitNode)
   log(`${spokes} spokes: exit-node up (pid ${exitNode.pid}), RSS ${(baselineRssKiB / 1024).toFixed(1)} MiB; starting agents`)
   const connectStarted = performance.now()
   const agents = await startFleetAgents(dir, {
@@ -188,9 +232,14 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       rssLast = await readRssKiB(exitNode.pid)
       rssMax = Math.max(rssMax, rssLast)
     }
-    const cpuCores = (await readCpuSeconds(exitNode.pid) - cpuBefore) / ((performance.now() - started) / 1000)
+    const cpuSeconds = await readCpuSeconds(exitNode.pid) - cpuBefore
+    const windowS = (performance.now() - started) / 1000
+    const cpuCores = cpuSeconds / windowS
     scraper.recording = false
+    const loaded = await readExitNode(exitNode)
     await scraper.stop()
+    const streamResults = (await readExitNode(exitNode)).streamResults
+    if (options.exitNodeLogLevel === 'debug' || options.exitNodeLogLevel === 'trace') logStreamFailures(exitNode)
     log(`${spokes} spokes: ${scraper.tunnel.durations.count} scrapes through the tunnel, ${scraper.direct.durations.count} direct; CPU ${cpuCores.toFixed(2)} cores; restarting the exit-node`)
 
     // The restart: SIGTERM, the same command again, until every agent is back.
@@ -207,7 +256,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     }
     await exitNode.kill('SIGTERM', { timeoutMs: 60_000 })
     const exitedAt = Date.now()
-    exitNode = await startExitNode(controlPort, spokesFile, spokes, tls)
+    exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options.exitNodeLogLevel)
     listeningAt = Date.now()
     await waitFor(() => backAt !== undefined, { what: `all ${spokes} agents back after the restart`, timeoutMs: RESTART_TIMEOUT_MS, intervalMs: 100 })
     const back = backAt ?? NaN
@@ -215,14 +264,20 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const maxAttemptsPerSecond = Math.max(0, ...perSecond.values())
     log(`${spokes} spokes: back ${((back - sigtermAt) / 1000).toFixed(1)} s after SIGTERM; attempts per second: ${[...perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}:${n}`).join(' ')}`)
 
-    const failures = [scraper.tunnel, scraper.direct].map((s) => `${s.failures}${s.firstFailure === undefined ? '' : ` (${s.firstFailure})`}`).join(' / ')
+    const failures = [scraper.tunnel, scraper.direct].map((s) => `${s.failures}${s.failures === 0 ? '' : ` (${[...s.failureKinds.entries()].map(([kind, n]) => `${n} ${kind}`).join('; ')})`}`).join(' / ')
     return {
       spokes,
       load: `${load} → ${formatLoad()}`,
       firstConnectS,
       baselineRssMiB: baselineRssKiB / 1024,
       cpuCores,
+      cpuSecondsPerGiB: cpuSeconds / (scraper.tunnel.bytes / 2 ** 30),
+      tunnelMiBps: scraper.tunnel.bytes / 2 ** 20 / windowS,
       rssPerSpokeKiB: (rssLast - baselineRssKiB) / spokes,
+      heapPerSpokeKiB: (loaded.heapUsedKiB - atRest.heapUsedKiB) / spokes,
+      externalPerSpokeKiB: (loaded.externalKiB - atRest.externalKiB) / spokes,
+      nativePerSpokeKiB: ((loaded.rssKiB - loaded.heapUsedKiB - loaded.externalKiB) - (atRest.rssKiB - atRest.heapUsedKiB - atRest.externalKiB)) / spokes,
+      streamResults: [...streamResults.entries()].sort((a, b) => b[1] - a[1]).map(([result, n]) => `${result} ${n}`).join(', '),
       rssMaxPerSpokeKiB: (rssMax - baselineRssKiB) / spokes,
       tunnelP50: scraper.tunnel.durations.percentile(50),
       tunnelP99: scraper.tunnel.durations.percentile(99),
@@ -241,6 +296,18 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   }
 }
 
+/** At debug level the exit-node logs why each stream failed: the counts by error code and message, on stderr. */
+function logStreamFailures (exitNode: ExitNodeProcess): void {
+  const reasons = new Map<string, number>()
+  for (const entry of exitNode.logs) {
+    if (typeof entry.msg !== 'string' || !/^stream (aborted|refused|closed idle)$/.test(entry.msg)) continue
+    const err = entry.err as { code?: string, message?: string } | undefined
+    const reason = `${entry.msg}: ${err?.code ?? '?'} ${err?.message?.replace(/\d+/g, 'n') ?? ''}`
+    reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
+  }
+  for (const [reason, n] of reasons) log(`  ${n} × ${reason}`)
+}
+
 interface Row {
   label: string
   value: (r: FleetResult) => number | string
@@ -250,9 +317,14 @@ interface Row {
 
 const ROWS: Row[] = [
   { label: 'exit-node CPU while scraping (cores)', value: (r) => r.cpuCores, digits: 2, target: (r) => `≤ 0.3 ${r.cpuCores <= 0.3 ? '✅' : '❌'}` },
+  { label: 'exit-node CPU per GiB scraped through the tunnel (s)', value: (r) => r.cpuSecondsPerGiB, digits: 2 },
+  { label: 'through the tunnel while measuring (MiB/s)', value: (r) => r.tunnelMiBps, digits: 1 },
   { label: 'exit-node RSS at rest, no sessions (MiB)', value: (r) => r.baselineRssMiB, digits: 1 },
   { label: 'exit-node RSS above rest per spoke, end of window (KiB)', value: (r) => r.rssPerSpokeKiB, digits: 1, target: (r) => `≤ 64 ${r.rssPerSpokeKiB <= 64 ? '✅' : '❌'}` },
   { label: 'same, highest sample in the window (KiB)', value: (r) => r.rssMaxPerSpokeKiB, digits: 1, target: (r) => `≤ 64 ${r.rssMaxPerSpokeKiB <= 64 ? '✅' : '❌'}` },
+  { label: 'of which V8 heap used, per spoke (KiB)', value: (r) => r.heapPerSpokeKiB, digits: 1 },
+  { label: 'of which external (Buffers), per spoke (KiB)', value: (r) => r.externalPerSpokeKiB, digits: 1 },
+  { label: 'of which the rest (OpenSSL, malloc, heap not in use), per spoke (KiB)', value: (r) => r.nativePerSpokeKiB, digits: 1 },
   { label: 'scrape p50 through the tunnel (ms)', value: (r) => r.tunnelP50, digits: 1 },
   { label: 'scrape p50 direct (ms)', value: (r) => r.directP50, digits: 1 },
   { label: 'scrape p50 tunnel ÷ direct', value: (r) => r.tunnelP50 / r.directP50, digits: 2 },
@@ -261,6 +333,7 @@ const ROWS: Row[] = [
   { label: 'scrape p99 tunnel ÷ direct', value: (r) => r.tunnelP99 / r.directP99, digits: 2 },
   { label: 'scrapes measured through the tunnel', value: (r) => r.scrapes, digits: 0 },
   { label: 'failed scrapes (tunnel / direct)', value: (r) => r.failures },
+  { label: 'exit-node streams by result (warm-up included)', value: (r) => r.streamResults },
   { label: 'agents processes started until every agent connected (s)', value: (r) => r.firstConnectS, digits: 1 },
   { label: 'restart: SIGTERM until the old exit-node exited (s)', value: (r) => r.exitS, digits: 1 },
   { label: 'restart: SIGTERM until every agent is back (s)', value: (r) => r.backAfterSigtermS, digits: 1, target: (r) => `≤ 30 ${r.backAfterSigtermS <= 30 ? '✅' : '❌'}` },

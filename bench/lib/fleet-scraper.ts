@@ -12,8 +12,12 @@ export interface ScrapeTarget {
 export interface ScrapePathStats {
   durations: LogHistogram
   failures: number
+  /** Response bytes received while recording (whichever scrape they belong to), for CPU per scraped GiB. */
+  bytes: number
   /** The first failure's message, so a broken run says why. */
   firstFailure?: string
+  /** Failures by kind (the message without its port), so a run tells a hang-up from a timeout. */
+  failureKinds: Map<string, number>
 }
 
 /** Prometheus's own default: a scrape that takes longer than this fails. */
@@ -31,12 +35,15 @@ export function scrapeOffsetMs (name: string, intervalMs: number): number {
 }
 
 /** One `GET /federate` on a new connection; resolves with the milliseconds to the last byte. */
-async function scrapeOnce (port: number, expectedBytes: number): Promise<number> {
+async function scrapeOnce (port: number, expectedBytes: number, onBytes: (n: number) => void): Promise<number> {
   const started = performance.now()
   return new Promise<number>((resolve, reject) => {
     const req = get({ host: '127.0.0.1', port, path: FEDERATE_PATH, agent: false, timeout: SCRAPE_TIMEOUT_MS }, (res) => {
       let received = 0
-      res.on('data', (chunk: Buffer) => { received += chunk.length })
+      res.on('data', (chunk: Buffer) => {
+        received += chunk.length
+        onBytes(chunk.length)
+      })
       res.on('end', () => {
         if (res.statusCode !== 200 || received !== expectedBytes) reject(new Error(`port ${port}: status ${String(res.statusCode)}, ${received} of ${expectedBytes} bytes`))
         else resolve(performance.now() - started)
@@ -54,8 +61,8 @@ async function scrapeOnce (port: number, expectedBytes: number): Promise<number>
  * {@link FleetScraper.recording} is set, so memory does not grow with the run.
  */
 export class FleetScraper {
-  readonly tunnel: ScrapePathStats = { durations: new LogHistogram(), failures: 0 }
-  readonly direct: ScrapePathStats = { durations: new LogHistogram(), failures: 0 }
+  readonly tunnel: ScrapePathStats = { durations: new LogHistogram(), failures: 0, bytes: 0, failureKinds: new Map() }
+  readonly direct: ScrapePathStats = { durations: new LogHistogram(), failures: 0, bytes: 0, failureKinds: new Map() }
   recording = false
   readonly #timers: NodeJS.Timeout[] = []
   readonly #inFlight = new Set<Promise<void>>()
@@ -80,12 +87,16 @@ export class FleetScraper {
 
   #scrape (port: number, stats: ScrapePathStats): void {
     const recording = this.recording
-    const done = scrapeOnce(port, this.#responseBytes).then((ms) => {
+    const onBytes = (n: number): void => { if (this.recording) stats.bytes += n }
+    const done = scrapeOnce(port, this.#responseBytes, onBytes).then((ms) => {
       if (recording) stats.durations.add(ms)
     }, (err: unknown) => {
       if (!recording) return
       stats.failures++
-      stats.firstFailure ??= err instanceof Error ? err.message : String(err)
+      const message = err instanceof Error ? err.message : String(err)
+      stats.firstFailure ??= message
+      const kind = message.replace(/^port \d+: /, '').replace(/\d+ of/, 'n of')
+      stats.failureKinds.set(kind, (stats.failureKinds.get(kind) ?? 0) + 1)
     }).finally(() => { this.#inFlight.delete(done) })
     this.#inFlight.add(done)
   }
