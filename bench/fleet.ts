@@ -44,6 +44,8 @@ interface FleetOptions {
   tls: boolean
   /** The exit-node's `--log-level`; at `debug` the bench prints why streams were aborted. */
   exitNodeLogLevel: string
+  /** Extra environment of the exit-node only (`--exit-node-env MALLOC_ARENA_MAX=2,…`), for allocator experiments. */
+  exitNodeEnv: Record<string, string>
 }
 
 /** What one fleet size measured. */
@@ -59,6 +61,7 @@ interface FleetResult {
   rssPerSpokeKiB: number
   /** The end-of-window split of RSS above rest, per spoke: V8 heap used, `external` (Buffers), the rest (OpenSSL, malloc). */
   heapPerSpokeKiB: number
+  heapFreePerSpokeKiB: number
   externalPerSpokeKiB: number
   nativePerSpokeKiB: number
   /** `spokelink_streams_total` by result over the whole run until the restart. */
@@ -104,6 +107,7 @@ function parseOptions (): FleetOptions {
       'agent-processes': { type: 'string', default: '4' },
       ws: { type: 'boolean', default: false },
       'exit-node-log-level': { type: 'string', default: 'info' },
+      'exit-node-env': { type: 'string', default: '' },
     },
   })
   return {
@@ -114,6 +118,11 @@ function parseOptions (): FleetOptions {
     agentProcesses: positiveInt('agent-processes', values['agent-processes']),
     tls: !values.ws,
     exitNodeLogLevel: values['exit-node-log-level'],
+    exitNodeEnv: Object.fromEntries(values['exit-node-env'].split(',').filter((kv) => kv !== '').map((kv) => {
+      const eq = kv.indexOf('=')
+      if (eq <= 0) throw new Error(`--exit-node-env: expected NAME=VALUE[,NAME=VALUE…], got "${kv}"`)
+      return [kv.slice(0, eq), kv.slice(eq + 1)]
+    })),
   }
 }
 
@@ -142,13 +151,13 @@ function spokeName (i: number): string {
  * unauthenticated caps raised: every agent dials from 127.0.0.1, so the per-source cap would otherwise throttle
  * the fleet's reconnect as if it were one abusive client.
  */
-async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined, logLevel: string): Promise<ExitNodeProcess> {
+async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined, options: FleetOptions): Promise<ExitNodeProcess> {
   const cap = String(Math.max(2048, 2 * spokes))
   const child = runProcess(process.execPath, [
-    spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', logLevel,
+    spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', options.exitNodeLogLevel,
     '--max-unauthenticated', cap, '--max-unauthenticated-per-source', cap,
     ...(tls === undefined ? [] : ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile]),
-  ], { name: 'exit-node' })
+  ], { name: 'exit-node', env: options.exitNodeEnv })
   await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'the exit-node to listen', timeoutMs: STARTUP_TIMEOUT_MS })
   const admin = await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'admin', { what: 'the admin listener', timeoutMs: STARTUP_TIMEOUT_MS })
   return Object.assign(child, { adminPort: Number(admin.port) })
@@ -159,6 +168,7 @@ type ExitNodeProcess = RunningProcess & { adminPort: number }
 /** What the exit-node's own `/metrics` says about its memory (prom-client's default metrics) and its streams. */
 interface ExitNodeReading {
   heapUsedKiB: number
+  heapTotalKiB: number
   externalKiB: number
   rssKiB: number
   /** `spokelink_streams_total` summed by `result`. */
@@ -177,6 +187,7 @@ async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading
   }
   return {
     heapUsedKiB: value('spokelink_process_nodejs_heap_size_used_bytes') / 1024,
+    heapTotalKiB: value('spokelink_process_nodejs_heap_size_total_bytes') / 1024,
     externalKiB: value('spokelink_process_nodejs_external_memory_bytes') / 1024,
     rssKiB: value('spokelink_process_process_resident_memory_bytes') / 1024,
     streamResults,
@@ -203,7 +214,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   if (controlPort === undefined) throw new Error('no control port')
   const spokesFile = join(dir, 'spokes.json')
   const tokens = await writeFleetSpokes(spokesFile, dataPorts)
-  let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options.exitNodeLogLevel)
+  let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
   const baselineRssKiB = await settledRssKiB(exitNode.pid)
   const atRest = await readExitNode(exitNode)
   log(`${spokes} spokes: exit-node up (pid ${exitNode.pid}), RSS ${(baselineRssKiB / 1024).toFixed(1)} MiB; starting agents`)
@@ -256,7 +267,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     }
     await exitNode.kill('SIGTERM', { timeoutMs: 60_000 })
     const exitedAt = Date.now()
-    exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options.exitNodeLogLevel)
+    exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
     listeningAt = Date.now()
     await waitFor(() => backAt !== undefined, { what: `all ${spokes} agents back after the restart`, timeoutMs: RESTART_TIMEOUT_MS, intervalMs: 100 })
     const back = backAt ?? NaN
@@ -275,8 +286,9 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       tunnelMiBps: scraper.tunnel.bytes / 2 ** 20 / windowS,
       rssPerSpokeKiB: (rssLast - baselineRssKiB) / spokes,
       heapPerSpokeKiB: (loaded.heapUsedKiB - atRest.heapUsedKiB) / spokes,
+      heapFreePerSpokeKiB: ((loaded.heapTotalKiB - loaded.heapUsedKiB) - (atRest.heapTotalKiB - atRest.heapUsedKiB)) / spokes,
       externalPerSpokeKiB: (loaded.externalKiB - atRest.externalKiB) / spokes,
-      nativePerSpokeKiB: ((loaded.rssKiB - loaded.heapUsedKiB - loaded.externalKiB) - (atRest.rssKiB - atRest.heapUsedKiB - atRest.externalKiB)) / spokes,
+      nativePerSpokeKiB: ((loaded.rssKiB - loaded.heapTotalKiB - loaded.externalKiB) - (atRest.rssKiB - atRest.heapTotalKiB - atRest.externalKiB)) / spokes,
       streamResults: [...streamResults.entries()].sort((a, b) => b[1] - a[1]).map(([result, n]) => `${result} ${n}`).join(', '),
       rssMaxPerSpokeKiB: (rssMax - baselineRssKiB) / spokes,
       tunnelP50: scraper.tunnel.durations.percentile(50),
@@ -323,8 +335,9 @@ const ROWS: Row[] = [
   { label: 'exit-node RSS above rest per spoke, end of window (KiB)', value: (r) => r.rssPerSpokeKiB, digits: 1, target: (r) => `≤ 64 ${r.rssPerSpokeKiB <= 64 ? '✅' : '❌'}` },
   { label: 'same, highest sample in the window (KiB)', value: (r) => r.rssMaxPerSpokeKiB, digits: 1, target: (r) => `≤ 64 ${r.rssMaxPerSpokeKiB <= 64 ? '✅' : '❌'}` },
   { label: 'of which V8 heap used, per spoke (KiB)', value: (r) => r.heapPerSpokeKiB, digits: 1 },
+  { label: 'of which V8 heap allocated but free, per spoke (KiB)', value: (r) => r.heapFreePerSpokeKiB, digits: 1 },
   { label: 'of which external (Buffers), per spoke (KiB)', value: (r) => r.externalPerSpokeKiB, digits: 1 },
-  { label: 'of which the rest (OpenSSL, malloc, heap not in use), per spoke (KiB)', value: (r) => r.nativePerSpokeKiB, digits: 1 },
+  { label: 'of which the rest (OpenSSL, malloc arenas, code), per spoke (KiB)', value: (r) => r.nativePerSpokeKiB, digits: 1 },
   { label: 'scrape p50 through the tunnel (ms)', value: (r) => r.tunnelP50, digits: 1 },
   { label: 'scrape p50 direct (ms)', value: (r) => r.directP50, digits: 1 },
   { label: 'scrape p50 tunnel ÷ direct', value: (r) => r.tunnelP50 / r.directP50, digits: 2 },
