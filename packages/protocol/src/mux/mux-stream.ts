@@ -37,6 +37,20 @@ export interface StreamSession {
 
 type WriteCallback = (error?: Error | null) => void
 
+/** Node's pool slab (`Buffer.poolSize`): slices of it are shared by design and never worth copying. */
+const POOL_SLAB_BYTES = 8 * 1024
+
+/**
+ * A piece about to wait in a stream's buffer, copied when it is a small part of a larger chunk (a WebSocket
+ * message or socket read carrying other streams' frames): kept as a slice, it would keep the whole chunk alive
+ * until the application reads it, so a slow stream's window of small pieces could hold many large chunks.
+ * Copied, a waiting stream holds at most twice its buffered bytes (plus pool slabs).
+ */
+function compactForBuffering (piece: Buffer): Buffer {
+  const backing = piece.buffer.byteLength
+  return backing > POOL_SLAB_BYTES && piece.length * 2 < backing ? Buffer.from(piece) : piece
+}
+
 /**
  * One yamux stream as a Node `Duplex` (bytes, `allowHalfOpen`): `end()` sends FIN, `destroy()` before both
  * sides finished sends RST, a peer's FIN ends the readable side and a peer's RST destroys the stream with
@@ -117,7 +131,8 @@ export class MuxStream extends Duplex {
     if (this.#finReceived || this.destroyed) return
     this.#received += piece.length
     this.#session.counters.bufferedBytes += piece.length
-    this.push(piece)
+    // A flowing reader with nothing buffered gets the piece at once (no copy); anything else waits in the buffer.
+    this.push(this.readableFlowing === true && this.readableLength === 0 ? piece : compactForBuffering(piece))
     // A flowing reader may have taken the chunk inside push() without a read() call.
     this.#afterConsume()
   }
