@@ -26,7 +26,7 @@ import type { AgentsTick } from './lib/fleet-agents-group.js'
 import { FleetScraper } from './lib/fleet-scraper.js'
 import type { ScrapeTarget } from './lib/fleet-scraper.js'
 import { pickFreePorts } from './lib/ports.js'
-import { readCpuSeconds } from './lib/proc-cpu.js'
+import { readCpuSeconds, readTotalCpuSeconds } from './lib/proc-cpu.js'
 
 const STARTUP_TIMEOUT_MS = 30_000
 const AGENT_CONNECT_CONCURRENCY = 32
@@ -55,6 +55,9 @@ interface FleetResult {
   firstConnectS: number
   baselineRssMiB: number
   cpuCores: number
+  /** The load generator's share: the agents' processes together, and this process (the scraper). */
+  agentsCpuCores: number
+  benchCpuCores: number
   /** Exit-node CPU seconds per GiB received by the scraper through the tunnel in the same window. */
   cpuSecondsPerGiB: number
   tunnelMiBps: number
@@ -77,6 +80,12 @@ interface FleetResult {
   backAfterSigtermS: number
   backAfterListenS: number
   maxAttemptsPerSecond: number
+}
+
+/** This process's CPU (the scraper runs here). */
+function cpuTimeSeconds (): number {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1e6
 }
 
 function log (message: string): void {
@@ -235,6 +244,9 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     await delay(options.intervalMs)
     scraper.recording = true
     const cpuBefore = await readCpuSeconds(exitNode.pid)
+    const agentPids = agents.groups.flatMap((g) => g.child.pid === undefined ? [] : [g.child.pid])
+    const agentsCpuBefore = await readTotalCpuSeconds(agentPids)
+    const benchCpuBefore = cpuTimeSeconds()
     const started = performance.now()
     let rssMax = 0
     let rssLast = 0
@@ -246,6 +258,8 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const cpuSeconds = await readCpuSeconds(exitNode.pid) - cpuBefore
     const windowS = (performance.now() - started) / 1000
     const cpuCores = cpuSeconds / windowS
+    const agentsCpuCores = (await readTotalCpuSeconds(agentPids) - agentsCpuBefore) / windowS
+    const benchCpuCores = (cpuTimeSeconds() - benchCpuBefore) / windowS
     scraper.recording = false
     const loaded = await readExitNode(exitNode)
     await scraper.stop()
@@ -282,6 +296,8 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       firstConnectS,
       baselineRssMiB: baselineRssKiB / 1024,
       cpuCores,
+      agentsCpuCores,
+      benchCpuCores,
       cpuSecondsPerGiB: cpuSeconds / (scraper.tunnel.bytes / 2 ** 30),
       tunnelMiBps: scraper.tunnel.bytes / 2 ** 20 / windowS,
       rssPerSpokeKiB: (rssLast - baselineRssKiB) / spokes,
@@ -329,6 +345,7 @@ interface Row {
 
 const ROWS: Row[] = [
   { label: 'exit-node CPU while scraping (cores)', value: (r) => r.cpuCores, digits: 2, target: (r) => `≤ 0.3 ${r.cpuCores <= 0.3 ? '✅' : '❌'}` },
+  { label: 'load generator CPU: agents processes together / the scraper (cores)', value: (r) => `${r.agentsCpuCores.toFixed(2)} / ${r.benchCpuCores.toFixed(2)}` },
   { label: 'exit-node CPU per GiB scraped through the tunnel (s)', value: (r) => r.cpuSecondsPerGiB, digits: 2 },
   { label: 'through the tunnel while measuring (MiB/s)', value: (r) => r.tunnelMiBps, digits: 1 },
   { label: 'exit-node RSS at rest, no sessions (MiB)', value: (r) => r.baselineRssMiB, digits: 1 },

@@ -95,7 +95,7 @@ export class FleetScraper {
       stats.failures++
       const message = err instanceof Error ? err.message : String(err)
       stats.firstFailure ??= message
-      const kind = message.replace(/^port \d+: /, '').replace(/\d+ of/, 'n of')
+      const kind = message.replace(/^port \d+: /, '').replace(/\d+ of/, 'n of').replace(/(\d+\.){3}\d+:\d+/g, 'ADDRESS:PORT')
       stats.failureKinds.set(kind, (stats.failureKinds.get(kind) ?? 0) + 1)
     }).finally(() => { this.#inFlight.delete(done) })
     this.#inFlight.add(done)
