@@ -58,6 +58,9 @@ interface FleetResult {
   /** The load generator's share: the agents' processes together, and this process (the scraper). */
   agentsCpuCores: number
   benchCpuCores: number
+  /** Longest event-loop delay in the measured window: the exit-node's, the worst agents process's. */
+  exitNodeLoopDelayMaxMs: number
+  agentsLoopDelayMaxMs: number
   /** Exit-node CPU seconds per GiB received by the scraper through the tunnel in the same window. */
   cpuSecondsPerGiB: number
   tunnelMiBps: number
@@ -176,6 +179,8 @@ type ExitNodeProcess = RunningProcess & { adminPort: number }
 
 /** What the exit-node's own `/metrics` says about its memory (prom-client's default metrics) and its streams. */
 interface ExitNodeReading {
+  /** The longest event-loop delay since the previous read of `/metrics` (prom-client resets it at each). */
+  loopDelayMaxMs: number
   heapUsedKiB: number
   heapTotalKiB: number
   externalKiB: number
@@ -195,6 +200,7 @@ async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading
     streamResults.set(result, (streamResults.get(result) ?? 0) + s.value)
   }
   return {
+    loopDelayMaxMs: value('spokelink_process_nodejs_eventloop_lag_max_seconds') * 1000,
     heapUsedKiB: value('spokelink_process_nodejs_heap_size_used_bytes') / 1024,
     heapTotalKiB: value('spokelink_process_nodejs_heap_size_total_bytes') / 1024,
     externalKiB: value('spokelink_process_nodejs_external_memory_bytes') / 1024,
@@ -243,10 +249,13 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const scraper = new FleetScraper(targets, options.intervalMs, options.responseBytes)
     await delay(options.intervalMs)
     scraper.recording = true
+    // Reading /metrics resets prom-client's event-loop delay histogram: the end-of-window figure covers the window only.
+    await readExitNode(exitNode)
     const cpuBefore = await readCpuSeconds(exitNode.pid)
     const agentPids = agents.groups.flatMap((g) => g.child.pid === undefined ? [] : [g.child.pid])
     const agentsCpuBefore = await readTotalCpuSeconds(agentPids)
     const benchCpuBefore = cpuTimeSeconds()
+    for (const group of agents.groups) group.loopDelayMaxMs = 0
     const started = performance.now()
     let rssMax = 0
     let rssLast = 0
@@ -262,6 +271,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const benchCpuCores = (cpuTimeSeconds() - benchCpuBefore) / windowS
     scraper.recording = false
     const loaded = await readExitNode(exitNode)
+    const agentsLoopDelayMaxMs = Math.max(...agents.groups.map((g) => g.loopDelayMaxMs))
     await scraper.stop()
     const streamResults = (await readExitNode(exitNode)).streamResults
     if (options.exitNodeLogLevel === 'debug' || options.exitNodeLogLevel === 'trace') logStreamFailures(exitNode)
@@ -298,6 +308,8 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       cpuCores,
       agentsCpuCores,
       benchCpuCores,
+      exitNodeLoopDelayMaxMs: loaded.loopDelayMaxMs,
+      agentsLoopDelayMaxMs,
       cpuSecondsPerGiB: cpuSeconds / (scraper.tunnel.bytes / 2 ** 30),
       tunnelMiBps: scraper.tunnel.bytes / 2 ** 20 / windowS,
       rssPerSpokeKiB: (rssLast - baselineRssKiB) / spokes,
@@ -346,6 +358,7 @@ interface Row {
 const ROWS: Row[] = [
   { label: 'exit-node CPU while scraping (cores)', value: (r) => r.cpuCores, digits: 2, target: (r) => `≤ 0.3 ${r.cpuCores <= 0.3 ? '✅' : '❌'}` },
   { label: 'load generator CPU: agents processes together / the scraper (cores)', value: (r) => `${r.agentsCpuCores.toFixed(2)} / ${r.benchCpuCores.toFixed(2)}` },
+  { label: 'longest event-loop delay: exit-node / worst agents process (ms)', value: (r) => `${r.exitNodeLoopDelayMaxMs.toFixed(0)} / ${r.agentsLoopDelayMaxMs.toFixed(0)}` },
   { label: 'exit-node CPU per GiB scraped through the tunnel (s)', value: (r) => r.cpuSecondsPerGiB, digits: 2 },
   { label: 'through the tunnel while measuring (MiB/s)', value: (r) => r.tunnelMiBps, digits: 1 },
   { label: 'exit-node RSS at rest, no sessions (MiB)', value: (r) => r.baselineRssMiB, digits: 1 },

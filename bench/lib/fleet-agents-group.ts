@@ -24,6 +24,8 @@ export class FleetAgentsProcess {
   readonly tokens: number
   upstreamPort = 0
   connected = 0
+  /** The longest event-loop delay this process reported since the bench last reset it. */
+  loopDelayMaxMs = 0
   onTick: ((tick: AgentsTick) => void) | undefined
   readonly #ready: Promise<void>
   #stderrTail = ''
@@ -49,6 +51,7 @@ export class FleetAgentsProcess {
         if (typeof entry.upstreamPort === 'number') this.upstreamPort = entry.upstreamPort
         else if (typeof entry.t === 'number' && typeof entry.attempts === 'number' && typeof entry.connected === 'number') {
           this.connected = entry.connected
+          if (typeof entry.loopDelayMaxMs === 'number') this.loopDelayMaxMs = Math.max(this.loopDelayMaxMs, entry.loopDelayMaxMs)
           this.onTick?.({ t: entry.t, attempts: entry.attempts, connected: entry.connected })
         } else if (typeof entry.connected === 'number') {
           clearTimeout(timer)

@@ -11,6 +11,7 @@
 import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createAgent } from '@spokelink/agent'
 import type { Agent } from '@spokelink/agent'
@@ -82,8 +83,12 @@ async function main (): Promise<void> {
   }
   await Promise.all(Array.from({ length: config.concurrency }, worker))
   process.stdout.write(JSON.stringify({ connected: agents.length, ms: Math.round(performance.now() - started) }) + '\n')
+  // How late this process's event loop ran since the previous tick: a starved load generator shows here.
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 })
+  loopDelay.enable()
   setInterval(() => {
-    process.stdout.write(JSON.stringify({ t: Date.now(), attempts, connected }) + '\n')
+    process.stdout.write(JSON.stringify({ t: Date.now(), attempts, connected, loopDelayMaxMs: Math.round(loopDelay.max / 1e6) }) + '\n')
+    loopDelay.reset()
     attempts = 0
   }, config.tickMs)
   const stop = (): void => { process.exit(0) }
