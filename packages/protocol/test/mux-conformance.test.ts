@@ -536,6 +536,9 @@ describe('yamux conformance against a raw peer', () => {
     expect(session.stats.windowStalls).toBe(1)
     peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.ACK, 1, 100_000)
     await waitFor(() => written, { what: 'the write callback' })
+    // The callback means handed to our socket, not received: wait for the peer to have read the rest.
+    await waitFor(() => peer.dataBytes(1) >= 300_000, { what: 'the rest of the write at the peer' })
+    await peer.sync()
     expect(peer.dataBytes(1)).toBe(300_000)
   })
 
