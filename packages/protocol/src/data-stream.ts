@@ -9,7 +9,9 @@ import { SYSTEM_CLOCK } from './mux/clock.js'
 import type { MuxClock } from './mux/clock.js'
 
 /*
- * The data-stream handshake, both ends, in one place (DESIGN "Wire protocol"):
+ * The data-stream handshake, both ends, in one place (DESIGN "Wire protocol"). Hub-service streams
+ * (README "Remote write through the tunnel") are the same handshake the other way round: the agent opens
+ * with `{hubService}`, the exit-node dials the address its spokes file names and answers the status byte.
  *
  *   exit-node (opener)                              agent (acceptor)
  *   client's first bytes, or firstBytesHoldMs
@@ -27,11 +29,20 @@ export interface StreamHeader {
   upstream: string
 }
 
-/** The one byte the agent answers a stream header with. */
+/** The first message of a stream the agent opens to reach a hub service (the spokes file's `hubServices`). */
+export interface HubStreamHeader {
+  hubService: string
+}
+
+/** The one byte the acceptor answers a stream header with. */
 export const STREAM_STATUS = {
   OK: 0,
   UNKNOWN_UPSTREAM: 1,
   DIAL_FAILED: 2,
+  /** Hub streams: the spoke may not reach this hub service (no `hubServices` entry), or the exit-node has none. */
+  NOT_ALLOWED: 3,
+  /** Hub streams: the spoke already has `maxConnections` streams to this hub service. */
+  BUSY: 4,
 } as const
 /** A value of {@link STREAM_STATUS}. */
 export type StreamStatus = typeof STREAM_STATUS[keyof typeof STREAM_STATUS]
@@ -77,7 +88,18 @@ export function parseStreamHeader (value: unknown): StreamHeader {
   return { upstream }
 }
 
-/** Writes the agent's status byte; a refusal is followed by a length-prefixed `{reason}`. */
+/**
+ * Validates a hub stream header read from the wire.
+ * @throws ProtocolError SLK_ERR_PROTO_HEADER_INVALID
+ */
+export function parseHubStreamHeader (value: unknown): HubStreamHeader {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || !('hubService' in value)) throw invalidHeader()
+  const { hubService } = value
+  if (typeof hubService !== 'string' || !isUpstreamName(hubService)) throw invalidHeader()
+  return { hubService }
+}
+
+/** Writes the acceptor's status byte; a refusal is followed by a length-prefixed `{reason}`. */
 export function writeStreamStatus (stream: Writable, status: StreamStatus, reason?: string): void {
   if (status === STREAM_STATUS.OK) {
     stream.write(Buffer.of(status))
@@ -87,14 +109,17 @@ export function writeStreamStatus (stream: Writable, status: StreamStatus, reaso
 }
 
 /**
- * Reads the agent's answer to a stream header.
- * @throws ProtocolError SLK_ERR_PROTO_UPSTREAM_REFUSED with the agent's reason, SLK_ERR_PROTO_CLOSED
+ * Reads the acceptor's answer to a stream header: the agent's to a data stream, or the exit-node's to a hub
+ * stream (`options.hub`).
+ * @throws ProtocolError SLK_ERR_PROTO_UPSTREAM_REFUSED with the agent's reason (SLK_ERR_PROTO_HUB_SERVICE_REFUSED
+ * with the exit-node's, for a hub stream), SLK_ERR_PROTO_CLOSED
  */
-export async function readStreamStatus (stream: Readable, options: { signal?: AbortSignal } = {}): Promise<void> {
+export async function readStreamStatus (stream: Readable, options: { signal?: AbortSignal, hub?: boolean } = {}): Promise<void> {
   const [status] = await readExactly(stream, 1, options)
   if (status === STREAM_STATUS.OK) return
   const body = await readFramedJson(stream, { ...options, maxBytes: DATA_STREAM_DEFAULTS.maxReasonBytes })
   const reason = typeof body === 'object' && body !== null && 'reason' in body ? printableValue(body.reason) : 'no reason given'
+  if (options.hub === true) throw new ProtocolError('SLK_ERR_PROTO_HUB_SERVICE_REFUSED', `exit-node refused the hub stream: ${reason}`)
   throw new ProtocolError('SLK_ERR_PROTO_UPSTREAM_REFUSED', `agent refused the stream: ${reason}`)
 }
 
@@ -140,10 +165,36 @@ export interface OpenDataStreamOptions {
  * (`SLK_ERR_PROTO_UPSTREAM_REFUSED` for a refusal). It never rejects.
  */
 export async function openDataStream (stream: Duplex, client: Duplex, options: OpenDataStreamOptions): Promise<Error | undefined> {
-  stream.write(encodeFramedJson({ upstream: options.upstream } satisfies StreamHeader))
+  return openWithHeader(stream, client, { upstream: options.upstream } satisfies StreamHeader, false, options)
+}
+
+/** Options of {@link openHubStream}. */
+export interface OpenHubStreamOptions {
+  /** The hub service (a `hubServices` name of the spoke) the exit-node should dial. */
+  hubService: string
+  /** How long the exit-node may take to dial and answer; past it the stream is destroyed with `statusTimeoutError()`. */
+  statusTimeoutMs: number
+  /** The error a late status destroys the stream with. */
+  statusTimeoutError: () => Error
+  /** @default SYSTEM_CLOCK */
+  clock?: MuxClock
+}
+
+/**
+ * The agent's end of a hub stream: {@link openDataStream} the other way round. The local client's bytes follow
+ * the `{hubService}` header at once; the hub's bytes reach it only after the exit-node's OK. Resolves like
+ * {@link relay} (`SLK_ERR_PROTO_HUB_SERVICE_REFUSED` for a refusal); it never rejects.
+ */
+export async function openHubStream (stream: Duplex, client: Duplex, options: OpenHubStreamOptions): Promise<Error | undefined> {
+  return openWithHeader(stream, client, { hubService: options.hubService } satisfies HubStreamHeader, true, options)
+}
+
+async function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | HubStreamHeader, hub: boolean,
+  options: { statusTimeoutMs: number, statusTimeoutError: () => Error, clock?: MuxClock | undefined }): Promise<Error | undefined> {
+  stream.write(encodeFramedJson(header))
   const { statusTimeoutMs, statusTimeoutError, clock } = options
   return relay(client, stream, {
-    beforeBToA: async () => { await readWithin(stream, statusTimeoutMs, statusTimeoutError, async () => { await readStreamStatus(stream) }, clock) },
+    beforeBToA: async () => { await readWithin(stream, statusTimeoutMs, statusTimeoutError, async () => { await readStreamStatus(stream, { hub }) }, clock) },
   })
 }
 
@@ -184,22 +235,41 @@ export interface AcceptedDataStream {
  * @throws ProtocolError SLK_ERR_PROTO_HEADER_TOO_LARGE, SLK_ERR_PROTO_HEADER_INVALID, SLK_ERR_PROTO_CLOSED, or `headerTimeoutError()`
  */
 export async function acceptDataStream (stream: Duplex, options: AcceptDataStreamOptions): Promise<AcceptedDataStream> {
+  const { header, ...answer } = await acceptWithHeader(stream, options, parseStreamHeader)
+  return { upstream: header.upstream, ...answer }
+}
+
+/** A hub stream whose header was read: answer it once, with {@link AcceptedHubStream.refuse} or {@link AcceptedHubStream.relay}. */
+export interface AcceptedHubStream extends Omit<AcceptedDataStream, 'upstream' | 'accept'> {
+  /** The hub service the agent asked for (a valid name, not yet checked against the spokes file). */
+  readonly hubService: string
+}
+
+/**
+ * The exit-node's end of a hub stream: reads and validates the `{hubService}` header like {@link acceptDataStream}.
+ * @throws ProtocolError SLK_ERR_PROTO_HEADER_TOO_LARGE, SLK_ERR_PROTO_HEADER_INVALID, SLK_ERR_PROTO_CLOSED, or `headerTimeoutError()`
+ */
+export async function acceptHubStream (stream: Duplex, options: AcceptDataStreamOptions): Promise<AcceptedHubStream> {
+  const { header, refuse, relay: relayStream } = await acceptWithHeader(stream, options, parseHubStreamHeader)
+  return { hubService: header.hubService, refuse, relay: relayStream }
+}
+
+async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOptions, parse: (value: unknown) => T): Promise<Omit<AcceptedDataStream, 'upstream'> & { header: T }> {
   const clock = options.clock ?? SYSTEM_CLOCK
   const okStatusHoldMs = options.okStatusHoldMs ?? DATA_STREAM_DEFAULTS.okStatusHoldMs
   // Until relay() owns the stream, a reset from the opener must not become an uncaught 'error'.
   const ignoreUntilRelayed = (): void => {}
   stream.on('error', ignoreUntilRelayed)
-  let upstream: string
+  let header: T
   try {
-    const header = await readWithin(stream, options.headerTimeoutMs, options.headerTimeoutError,
-      async () => readFramedJson(stream, { maxBytes: DATA_STREAM_DEFAULTS.maxHeaderBytes }), clock)
-    upstream = parseStreamHeader(header).upstream
+    header = parse(await readWithin(stream, options.headerTimeoutMs, options.headerTimeoutError,
+      async () => readFramedJson(stream, { maxBytes: DATA_STREAM_DEFAULTS.maxHeaderBytes }), clock))
   } catch (err) {
     stream.destroy()
     throw err
   }
   return {
-    upstream,
+    header,
     accept: () => {
       writeStreamStatus(stream, STREAM_STATUS.OK)
       stream.off('error', ignoreUntilRelayed)

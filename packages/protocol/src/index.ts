@@ -21,20 +21,26 @@ export { readWithin } from './read-within.js'
 export type { ReadExactlyOptions } from './read-exactly.js'
 export { encodeFramedJson, writeFramedJson, readFramedJson, FRAMED_JSON_DEFAULTS, FRAMED_JSON_PREFIX_BYTES } from './framed-json.js'
 export type { ReadFramedJsonOptions } from './framed-json.js'
-export { isUpstreamName, parseHello, parseWelcome } from './messages.js'
+export { isUpstreamName, parseHello, parseWelcome, MAX_HUB_SERVICES } from './messages.js'
 export type { Hello, Welcome, GrantedPort } from './messages.js'
 export {
   STREAM_STATUS,
   DATA_STREAM_DEFAULTS,
   DATA_STREAM_ACCEPTOR_MUX_OPTIONS,
   parseStreamHeader,
+  parseHubStreamHeader,
   writeStreamStatus,
   readStreamStatus,
   waitForFirstBytes,
   openDataStream,
   acceptDataStream,
+  openHubStream,
+  acceptHubStream,
 } from './data-stream.js'
-export type { StreamHeader, StreamStatus, StreamRefusal, OpenDataStreamOptions, AcceptDataStreamOptions, AcceptedDataStream } from './data-stream.js'
+export type {
+  StreamHeader, HubStreamHeader, StreamStatus, StreamRefusal, OpenDataStreamOptions, OpenHubStreamOptions,
+  AcceptDataStreamOptions, AcceptedDataStream, AcceptedHubStream,
+} from './data-stream.js'
 export { CERTIFICATE_MESSAGE_MAX_BYTES, parseCertificateRequest, parseCertificateResponse } from './certificate-messages.js'
 export type { CertificateRequest, CertificateResponse } from './certificate-messages.js'
 // mux and ws-duplex exports follow

@@ -24,8 +24,16 @@ export interface GrantedPort {
 export type Welcome =
   // clientCert: the spoke requires a client certificate (the agent asks for one on the control stream). Older agents
   // ignore the field; older exit-nodes never send it.
-  | { ok: true, spoke: string, ports: GrantedPort[], clientCert?: 'required' }
+  //
+  // hubServices: the exit-node accepts hub streams (agent-opened, `{hubService}` header) and names the hub services
+  // this spoke may reach now. Its presence is the capability: an agent never opens a hub stream to an exit-node whose
+  // welcome lacks it (older exit-nodes reset any stream an agent opens). The list is informational (the spokes file
+  // is reloaded; each stream is checked when it opens).
+  | { ok: true, spoke: string, ports: GrantedPort[], clientCert?: 'required', hubServices?: string[] }
   | { ok: false, code: string, error: string }
+
+/** Most hub services a welcome may name (the spokes file allows no more per spoke). */
+export const MAX_HUB_SERVICES = 16
 
 /** Most labels a hello may carry; the exit-node keeps them per session. */
 export const MAX_HELLO_LABELS = 32
@@ -108,5 +116,13 @@ export function parseWelcome (value: unknown): Welcome {
     }
     ports.push({ upstream: port.upstream, host: port.host, port: port.port })
   }
-  return value.clientCert === 'required' ? { ok: true, spoke: value.spoke, ports, clientCert: 'required' } : { ok: true, spoke: value.spoke, ports }
+  const welcome: Welcome = value.clientCert === 'required' ? { ok: true, spoke: value.spoke, ports, clientCert: 'required' } : { ok: true, spoke: value.spoke, ports }
+  if (value.hubServices !== undefined) {
+    const { hubServices } = value
+    if (!Array.isArray(hubServices) || hubServices.length > MAX_HUB_SERVICES || !hubServices.every((name) => typeof name === 'string' && isUpstreamName(name))) {
+      throw invalid('welcome.hubServices')
+    }
+    welcome.hubServices = hubServices as string[]
+  }
+  return welcome
 }
