@@ -42,7 +42,7 @@ export type {
 } from './tls-material.js'
 export { parseSpokesConfig } from './spokes-config.js'
 export { REDACTED_MARK, quoteValue, redactSecrets } from './redact-secrets.js'
-export type { PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
+export type { HubServiceConfig, PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
 export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, watchSpokesFile } from './spokes-file.js'
 export type { SpokesFileReadOutcome, SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
 export { WATCH_TEXT_FILES_DEFAULTS, watchTextFiles } from './watch-text-files.js'

@@ -35,6 +35,21 @@ export interface PortConfig {
   maxConnections?: number
 }
 
+/**
+ * A service in the hub a spoke may reach through its tunnel (the agent's `--hub-service NAME=LISTEN`): the exit-node
+ * dials `address` for streams naming `name`, and never an address the agent sends.
+ */
+export interface HubServiceConfig {
+  /** What the agent names (`remote-write`); same rules as an upstream name. */
+  name: string
+  /** Where the exit-node dials, in the hub (`prometheus-hub.monitoring:9090`); `host` has no brackets. */
+  address: { host: string, port: number }
+  /** Streams the spoke may have open to this service at once (all its sessions together); the exit-node's default when absent. */
+  maxConnections?: number
+  /** A hub stream with no bytes either way for this long is closed (file: `idleTimeout: "5m"`); the exit-node's default when absent. */
+  idleTimeoutMs?: number
+}
+
 /** One spoke cluster. */
 export interface SpokeConfig {
   /** DNS-1123 label, unique; becomes the Kubernetes Service name. */
@@ -45,6 +60,8 @@ export interface SpokeConfig {
   tokens: TokenEntry[]
   /** Data-plane ports the exit-node exposes for the spoke. */
   ports: PortConfig[]
+  /** Hub services the spoke's agents may reach (the other direction); none when absent. */
+  hubServices?: HubServiceConfig[]
   /** Live sessions the spoke may have at once (agent replicas); overrides the file's `maxSessionsPerSpoke`. */
   maxSessions?: number
   /** Agents must hold a client certificate the exit-node issued (bootstrapped once with the token). */
@@ -70,7 +87,10 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$/
 const ROOT_KEYS = ['spokes', 'maxSessionsPerSpoke']
-const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports', 'maxSessions', 'requireClientCert', 'revokedSerials']
+const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports', 'hubServices', 'maxSessions', 'requireClientCert', 'revokedSerials']
+const HUB_SERVICE_KEYS = ['name', 'address', 'maxConnections', 'idleTimeout']
+/** The welcome names every hub service of a spoke, so their count is bounded (`MAX_HUB_SERVICES` of the protocol). */
+const MAX_HUB_SERVICES_PER_SPOKE = 16
 const TOKEN_KEYS = ['id', 'sha256', 'expires', 'created', 'revoked', 'certSerial']
 const SERIAL = /^[0-9a-f]{2,40}$/
 const PORT_KEYS = ['upstream', 'listen', 'idleTimeout', 'maxConnections']
@@ -78,6 +98,8 @@ const DURATION = /^(\d{1,9})(ms|s|m|h)$/
 const DURATION_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
 /** Above this a per-port cap means nothing: a session carries at most 2^31 streams. */
 const MAX_PORT_CONNECTIONS = 2 ** 31
+/** A session carries at most 1024 streams by default; far above that a hub service cap is a typo. */
+const MAX_HUB_CONNECTIONS = 65_536
 const MAX_LABEL_VALUE_LENGTH = 1024
 /** Far above any sane replica count; a typo like 40000 is caught instead of silently disabling the cap. */
 const MAX_SESSIONS_LIMIT = 10_000
@@ -146,6 +168,7 @@ class Validator {
       tokens: this.list(map.tokens, `${path}.tokens`, 'a list of tokens').map((t, i) => this.token(t, `${path}.tokens[${i}]`, name)),
       ports: this.list(map.ports, `${path}.ports`, 'a list of ports').map((p, i) => this.port(p, `${path}.ports[${i}]`, name)),
     }
+    if (map.hubServices !== undefined) spoke.hubServices = this.hubServices(map.hubServices, `${path}.hubServices`)
     if (map.maxSessions !== undefined) spoke.maxSessions = this.sessionLimit(map.maxSessions, `${path}.maxSessions`)
     if (map.requireClientCert !== undefined) {
       if (typeof map.requireClientCert !== 'boolean') this.expected(`${path}.requireClientCert`, 'true or false', map.requireClientCert)
@@ -155,6 +178,46 @@ class Validator {
       spoke.revokedSerials = this.list(map.revokedSerials, `${path}.revokedSerials`, 'a list of certificate serials').map((serial, i) => this.serial(serial, `${path}.revokedSerials[${i}]`))
     }
     return spoke
+  }
+
+  private hubServices (value: unknown, path: string): HubServiceConfig[] {
+    const list = this.list(value, path, 'a list of hub services like {name: remote-write, address: "prometheus-hub.monitoring:9090"}')
+    if (list.length > MAX_HUB_SERVICES_PER_SPOKE) this.fail(path, `at most ${MAX_HUB_SERVICES_PER_SPOKE} hub services per spoke, got ${list.length}`)
+    const names = new Map<string, number>()
+    return list.map((item, i) => {
+      const service = this.hubService(item, `${path}[${i}]`)
+      const other = names.get(service.name)
+      if (other !== undefined) this.fail(`${path}[${i}].name`, `duplicate hub service "${service.name}" (also ${path}[${other}].name)`)
+      names.set(service.name, i)
+      return service
+    })
+  }
+
+  private hubService (value: unknown, path: string): HubServiceConfig {
+    const map = this.mapping(value, path, 'a mapping with name, address and optionally maxConnections, idleTimeout', HUB_SERVICE_KEYS, `${path}.`)
+    const { name, address, maxConnections, idleTimeout } = map
+    if (name === undefined) this.fail(`${path}.name`, 'required: the name agents use with --hub-service (e.g. remote-write)')
+    if (typeof name !== 'string' || !UPSTREAM_NAME.test(name)) {
+      this.expected(`${path}.name`, 'a hub service name matching [a-z0-9][a-z0-9_-]* (at most 63 characters)', name)
+    }
+    if (address === undefined) this.fail(`${path}.address`, 'required: "host:port" the exit-node dials in the hub (e.g. "prometheus-hub.monitoring:9090")')
+    const parsed = typeof address === 'string' ? parseListen(address) : undefined
+    if (parsed === undefined || WILDCARD_HOSTS.has(parsed.host)) {
+      this.expected(`${path}.address`, '"host:port" with an IP or hostname to dial (IPv6 in brackets, not 0.0.0.0 or ::) and a port 1-65535', address)
+    }
+    const service: HubServiceConfig = { name, address: parsed }
+    if (maxConnections !== undefined) {
+      if (typeof maxConnections !== 'number' || !Number.isInteger(maxConnections) || maxConnections < 1 || maxConnections > MAX_HUB_CONNECTIONS) {
+        this.expected(`${path}.maxConnections`, `an integer from 1 to ${MAX_HUB_CONNECTIONS}`, maxConnections)
+      }
+      service.maxConnections = maxConnections
+    }
+    if (idleTimeout !== undefined) {
+      const ms = typeof idleTimeout === 'string' ? parseDuration(idleTimeout) : undefined
+      if (ms === undefined || ms <= 0) this.expected(`${path}.idleTimeout`, 'a duration above zero like "5m", "90s" or "500ms"', idleTimeout)
+      service.idleTimeoutMs = ms
+    }
+    return service
   }
 
   private serial (value: unknown, path: string): string {

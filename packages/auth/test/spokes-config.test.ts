@@ -98,7 +98,7 @@ describe('parseSpokesConfig', () => {
     ['label value number', withSpoke('{name: a, labels: {tier: 1}}'), 'spokes[0].labels.tier: expected a string'],
     ['reserved label name', withSpoke('{name: a, labels: {__x: y}}'), 'spokes[0].labels.__x: expected a Prometheus label name'],
     ['tokens not a list', withSpoke('{name: a, tokens: {id: abcd}}'), 'spokes[0].tokens: expected a list of tokens, got a mapping'],
-    ['unknown spoke key', withSpoke('{name: a, upstreams: []}'), 'spokes.yaml: spokes[0].upstreams: unknown key (expected one of name, labels, tokens, ports, maxSessions, requireClientCert, revokedSerials)'],
+    ['unknown spoke key', withSpoke('{name: a, upstreams: []}'), 'spokes.yaml: spokes[0].upstreams: unknown key (expected one of name, labels, tokens, ports, hubServices, maxSessions, requireClientCert, revokedSerials)'],
     ['maxSessions 0', withSpoke('{name: a, maxSessions: 0}'), 'spokes.yaml: spokes[0].maxSessions: expected an integer from 1 to 10000 (live sessions at once), got number 0'],
     ['maxSessions fraction', withSpoke('{name: a, maxSessions: 1.5}'), 'spokes[0].maxSessions: expected an integer from 1 to 10000'],
     ['maxSessions string', withSpoke('{name: a, maxSessions: "4"}'), 'spokes[0].maxSessions: expected an integer from 1 to 10000 (live sessions at once), got "4"'],
