@@ -31,6 +31,8 @@ import { permanentFailureOf, errorCode } from './permanent-failure.js'
 import type { PermanentFailure } from './permanent-failure.js'
 import { AGENT_VERSION } from './version.js'
 import { dialUpstream } from './upstreams.js'
+import { HubServiceListeners } from './hub-service-listener.js'
+import type { HubServiceListen, HubServiceListenerOptions, HubSession } from './hub-service-listener.js'
 import type { Upstream } from './upstreams.js'
 
 /** Options of {@link createAgent}. */
@@ -88,6 +90,10 @@ export interface AgentOptions {
   clientCertCheckIntervalMs?: number
   /** Deadline for the exit-node's answer to a certificate request. @default 10000 */
   certRequestTimeoutMs?: number
+  /** `--hub-service NAME=LISTEN`: local listeners whose connections are carried to the hub's named services. @default [] */
+  hubServices?: readonly HubServiceListen[]
+  /** Limits of the hub-service listeners (connections per service, status deadline). @default {} */
+  hubService?: HubServiceListenerOptions
 }
 
 /** Agent defaults for the optional settings. */
@@ -113,6 +119,8 @@ export const AGENT_DEFAULTS = {
   clientCertRenewBeforeMs: CLIENT_CERT_DEFAULTS.renewBeforeMs,
   clientCertCheckIntervalMs: 3_600_000,
   certRequestTimeoutMs: 10_000,
+  hubServices: [],
+  hubService: {},
 } as const
 
 type ResolvedAgentOptions = Omit<Required<AgentOptions>, 'caPem' | 'caSha256' | 'clientIdentity'> & Pick<AgentOptions, 'caPem' | 'caSha256' | 'clientIdentity'>
@@ -152,7 +160,12 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option ${name}: expected a positive integer, got ${String(value)}`)
   }
-  for (const [name, value] of Object.entries(resolved.policy)) {
+  const hubNames = new Set<string>()
+  for (const hub of resolved.hubServices) {
+    if (hubNames.has(hub.name)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--hub-service: "${hub.name}" is given twice`)
+    hubNames.add(hub.name)
+  }
+  for (const [name, value] of Object.entries({ ...resolved.policy, ...resolved.hubService })) {
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option policy.${name}: expected a positive integer, got ${String(value)}`)
   }
   if (resolved.caSha256 !== undefined && !isSha256Hex(resolved.caSha256)) {
@@ -191,6 +204,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** The live session's control stream and identity, while its spoke requires a client certificate. */
   #certificateSession: { control: MuxStream, spoke: string, tokenId: string } | undefined
   #certificateCheck: Promise<ClientCertificateOutcome> = Promise.resolve('no-session')
+  readonly #hubListeners: HubServiceListeners
+  /** The live session, once welcomed, for the hub-service listeners. */
+  #hubSession: HubSession | undefined
 
   constructor (options: AgentOptions, deps: { logger: Logger, registry: Registry, rng?: () => number, now?: () => number }) {
     super()
@@ -208,6 +224,26 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (upstream === undefined) continue
       this.#policyProxies.set(policy.upstream, new PolicyProxy(policy, upstream, this.#options.policy, { metrics: this.#metrics, denials: this.#denials, logger: this.#log }))
     }
+    this.#hubListeners = new HubServiceListeners(this.#options.hubServices, this.#options.hubService, {
+      logger: this.#log,
+      metrics: this.#metrics,
+      session: () => this.#hubSession,
+      now: deps.now,
+    })
+  }
+
+  /**
+   * Binds the `--hub-service` listeners (none: nothing to do). Call before {@link Agent.start}; connections that arrive
+   * before the session is welcomed are reset at once.
+   * @throws AgentError SLK_ERR_AGENT_LISTEN naming the service and address
+   */
+  async listenHubServices (): Promise<void> {
+    await this.#hubListeners.listen()
+  }
+
+  /** The bound `--hub-service` addresses by name (port 0 resolved). */
+  get hubServiceAddresses (): Record<string, { host: string, port: number }> {
+    return this.#hubListeners.addresses()
   }
 
   /** Current connection state. */
@@ -265,6 +301,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Stops reconnecting, lets open streams finish for up to `graceMs`, and closes the session. Idempotent. */
   async close (options: { graceMs?: number } = {}): Promise<void> {
     this.#stop.abort()
+    await this.#hubListeners.close()
     // The grace is for data streams; the idle control stream would otherwise hold close() for all of it.
     this.#control?.destroy()
     await this.#mux?.close({ graceMs: options.graceMs ?? 5000 })
@@ -387,6 +424,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         if (welcome.clientCert === 'required') this.#log.warn({ spoke: welcome.spoke }, 'spoke requires a client certificate; start the agent with --state-dir to get one')
         control.resume()
       }
+      this.#hubSession = { mux, supported: welcome.hubServices !== undefined }
+      this.#checkHubServices(welcome.hubServices)
       this.#backoff.connected()
       this.#permanentBackoff.connected()
       this.#lastFailure = ''
@@ -415,9 +454,22 @@ export class Agent extends EventEmitter<AgentEvents> {
       clearInterval(wsPing)
       clearInterval(certificateTimer)
       this.#certificateSession = undefined
+      this.#hubSession = undefined
       this.#mux = undefined
       this.#control = undefined
     }
+  }
+
+  /** One line per session when a `--hub-service` cannot work: the exit-node is older, or does not list it for this spoke. */
+  #checkHubServices (offered: readonly string[] | undefined): void {
+    const wanted = this.#options.hubServices.map((hub) => hub.name)
+    if (wanted.length === 0) return
+    if (offered === undefined) {
+      this.#log.warn({ hubServices: wanted }, 'exit-node does not serve hub services (an older version); --hub-service connections will be refused')
+      return
+    }
+    const missing = wanted.filter((name) => !offered.includes(name))
+    if (missing.length > 0) this.#log.warn({ missing, offered }, 'exit-node lists no hubServices entry for these --hub-service names; their connections will be refused')
   }
 
   async #serveStream (stream: MuxStream): Promise<void> {

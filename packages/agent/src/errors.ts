@@ -15,6 +15,7 @@ export const AGENT_ERROR_CODES = [
   'SLK_ERR_AGENT_CERT_REFUSED',
   'SLK_ERR_AGENT_CERT_TIMEOUT',
   'SLK_ERR_AGENT_RECONFIGURED',
+  'SLK_ERR_AGENT_LISTEN',
 ] as const
 /** A value of {@link AGENT_ERROR_CODES}. */
 export type AgentErrorCode = typeof AGENT_ERROR_CODES[number]

@@ -17,6 +17,7 @@ export const EXIT_NODE_ERROR_CODES = [
   'SLK_ERR_EXIT_KUBE_API',
   'SLK_ERR_EXIT_CERT_REQUESTS',
   'SLK_ERR_EXIT_CERT_ISSUE',
+  'SLK_ERR_EXIT_HUB_STREAM',
 ] as const
 /** A value of {@link EXIT_NODE_ERROR_CODES}. */
 export type ExitNodeErrorCode = typeof EXIT_NODE_ERROR_CODES[number]

@@ -22,6 +22,7 @@ import type { Hello, MuxSession, MuxSessionOptions } from '@spokelink/protocol'
 import { sessionRevocationReason } from '@spokelink/auth'
 import type { SessionCredential, SpokesConfig } from '@spokelink/auth'
 import { DataPlane } from './data-plane.js'
+import { HubServices } from './hub-services.js'
 import { bindServer, boundAddress } from './bind-server.js'
 import { createEndpointSlicePublisher } from './endpoint-slice-publisher.js'
 import type { EndpointSlicePublisher, EndpointSlicePublisherOptions } from './endpoint-slice-publisher.js'
@@ -68,6 +69,11 @@ export interface ExitNodeOptions {
   dataIdleTimeoutMs?: number
   /** Concurrent connections per data-plane port, more are reset at once; a port's `maxConnections` overrides it. @default 256 */
   maxConnectionsPerPort?: number
+  /**
+   * Streams a spoke may have open to one hub service (all its sessions together), more are refused with a reason; a
+   * `hubServices` entry's `maxConnections` overrides it. @default 64
+   */
+  maxConnectionsPerHubService?: number
   /** On close, how long agents have to answer the WebSocket close (1001) before their sockets are cut. @default 1000 */
   closeHandshakeTimeoutMs?: number
   /** Serve wss with this certificate and key (PEM); plain ws when absent. @default undefined */
@@ -130,6 +136,8 @@ export const EXIT_NODE_DEFAULTS = {
   // A hub Prometheus keeps one keep-alive connection per target, so even a few HA replicas, recording
   // rules and dashboards need tens; 256 leaves room for bursts while four ports still fit one session's 1024 streams.
   maxConnectionsPerPort: 256,
+  // Prometheus remote-write runs up to max_shards (50 in 2.42) connections at once; 64 covers that with room.
+  maxConnectionsPerHubService: 64,
   closeHandshakeTimeoutMs: 1000,
   tls: undefined,
   keepaliveIntervalMs: 15_000,
@@ -199,7 +207,7 @@ export function validateExitNodeOptions (options: ExitNodeOptions): Readonly<Res
   const resolved: ResolvedExitNodeOptions = { ...EXIT_NODE_DEFAULTS, ...options }
   const positive = [
     'keepaliveIntervalMs', 'keepaliveTimeoutMs', 'helloTimeoutMs', 'streamOpenTimeoutMs', 'maxMessageBytes', 'expiryCheckIntervalMs',
-    'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'closeHandshakeTimeoutMs',
+    'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'maxConnectionsPerHubService', 'closeHandshakeTimeoutMs',
     'tlsHandshakeTimeoutMs', 'headersTimeoutMs', 'maxUnauthenticatedConnections', 'maxUnauthenticatedPerSource', 'failedAuthBurst',
     'failedAuthRefillMs', 'maxFailedAuthSources', 'maxSessionsPerSpoke', 'logSampleIntervalMs', 'maxLogFieldChars',
   ] as const
@@ -241,6 +249,7 @@ export class ExitNode {
   readonly #wss: WebSocketServer
   readonly #sessions = new SessionRegistry()
   readonly #dataPlane: DataPlane
+  readonly #hubServices: HubServices
   readonly #fleet: FleetView
   readonly #fleetMetrics: FleetMetrics
   readonly #endpointSlices: EndpointSlicePublisher | undefined
@@ -262,7 +271,11 @@ export class ExitNode {
     this.#promRegistry = deps.registry
     // The byte counter flushes the traffic meter before each scrape, so open connections' bytes are in it.
     const traffic: TrafficMeter = new TrafficMeter((spoke, direction, bytes) => { this.#metrics.bytesTotal.inc({ spoke, direction }, bytes) })
-    this.#metrics = createExitNodeMetrics(deps.registry, { beforeBytesScrape: () => { traffic.flush() } })
+    const hubTraffic = new TrafficMeter((key, direction, bytes) => {
+      const [spoke = '', service = ''] = key.split('/')
+      this.#metrics.hubBytesTotal.inc({ spoke, service, direction: direction === 'in' ? 'to_spoke' : 'to_hub' }, bytes)
+    })
+    this.#metrics = createExitNodeMetrics(deps.registry, { beforeBytesScrape: () => { traffic.flush() }, beforeHubBytesScrape: () => { hubTraffic.flush() } })
     this.#fleet = new FleetView(spokes, { sessions: this.#sessions, traffic, clock: this.#clock, infoLabels: this.#options.infoLabels })
     this.#fleetMetrics = createFleetMetrics(deps.registry, this.#fleet, this.#metrics)
     const connectionsCheckingInterval = connectionsCheckingIntervalMs(this.#options.headersTimeoutMs)
@@ -285,6 +298,13 @@ export class ExitNode {
       streamBudget: (this.#options.mux.maxStreams ?? MUX_SESSION_DEFAULTS.maxStreams) - 1,
       refusalLogIntervalMs: REFUSAL_LOG_INTERVAL_MS,
     }, { metrics: this.#metrics, logger: deps.logger, traffic })
+    this.#hubServices = new HubServices({
+      headerTimeoutMs: this.#options.helloTimeoutMs,
+      dialTimeoutMs: this.#options.streamOpenTimeoutMs,
+      maxConnectionsPerService: this.#options.maxConnectionsPerHubService,
+      idleTimeoutMs: this.#options.dataIdleTimeoutMs,
+      refusalLogIntervalMs: REFUSAL_LOG_INTERVAL_MS,
+    }, { metrics: this.#metrics, logger: deps.logger, traffic: hubTraffic, spokes: () => this.#spokes })
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { answerControlRequest(req, res, this.#readiness()) }
     const tls = this.#options.tls
     this.#server = tls === undefined
@@ -396,6 +416,7 @@ export class ExitNode {
       }
     }
     this.#revalidateSessions()
+    this.#hubServices.revalidate(spokes)
   }
 
   /**
@@ -452,6 +473,7 @@ export class ExitNode {
     this.#server.close()
     await this.#closeWebSockets()
     await Promise.allSettled([...this.#muxes].map(async (mux) => { await mux.close({ graceMs: 0 }) }))
+    this.#hubServices.destroyAll()
     for (const ws of this.#wss.clients) ws.terminate()
     this.#server.closeAllConnections()
     this.#wss.close()
@@ -566,6 +588,7 @@ export class ExitNode {
       admit: (candidate, hello) => this.#admitHello(candidate, hello),
       dataPlane: this.#dataPlane,
       register: (ready) => { this.#sessions.add(ready) },
+      serveAgentStream: (ready, stream) => { void this.#hubServices.serve(ready, stream) },
     })
     const { mux } = session
     this.#muxes.add(mux)
@@ -610,6 +633,7 @@ export class ExitNode {
       ok: true,
       wanted: config.ports.filter((port) => offered.has(port.upstream)),
       missing: config.ports.filter((port) => !offered.has(port.upstream)).map((port) => port.upstream),
+      hubServices: (config.hubServices ?? []).map((service) => service.name),
       issueCertificate: certificates === undefined ? undefined : async (ready, csrPem) => this.#issueClientCertificate(certificates, ready, csrPem),
     }
   }

@@ -3,6 +3,7 @@ import type { Registry } from 'prom-client'
 import type { SpokeConfig } from '@spokelink/auth'
 import type { FleetView, SpokeStatus } from './fleet-view.js'
 import { STREAM_RESULTS } from './metrics.js'
+import { HUB_STREAM_RESULTS, UNLISTED_SERVICE } from './hub-services.js'
 import type { ExitNodeMetrics } from './metrics.js'
 
 /** A scrape reads every fleet metric; they share one snapshot this young instead of computing it once each. */
@@ -88,7 +89,12 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel
     prune (removed) {
       snapshot = undefined
       // prom-client removes exact label sets only, so each combination the tunnel metrics use is named.
-      for (const { name: spoke, ports } of removed) {
+      for (const { name: spoke, ports, hubServices } of removed) {
+        for (const service of [...(hubServices ?? []).map((entry) => entry.name), UNLISTED_SERVICE]) {
+          tunnel.hubStreamsActive.remove({ spoke, service })
+          for (const result of HUB_STREAM_RESULTS) tunnel.hubStreamsTotal.remove({ spoke, service, result })
+          for (const direction of ['to_hub', 'to_spoke']) tunnel.hubBytesTotal.remove({ spoke, service, direction })
+        }
         sessionOpensTotal.remove({ spoke })
         tunnel.muxProtocolErrorsTotal.remove({ spoke })
         for (const direction of ['in', 'out']) tunnel.bytesTotal.remove({ spoke, direction })

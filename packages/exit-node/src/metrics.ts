@@ -10,13 +10,16 @@ export interface ExitNodeMetrics {
   authFailuresTotal: Counter<'reason'>
   streamDurationSeconds: Histogram<'spoke' | 'upstream'>
   muxProtocolErrorsTotal: Counter<'spoke'>
+  hubStreamsActive: Gauge<'spoke' | 'service'>
+  hubStreamsTotal: Counter<'spoke' | 'service' | 'result'>
+  hubBytesTotal: Counter<'spoke' | 'service' | 'direction'>
 }
 
 /** Every `result` label of `spokelink_streams_total`, so a removed spoke's series can all be deleted. */
 export const STREAM_RESULTS = ['ok', 'refused', 'idle_timeout', 'aborted', 'no_session', 'open_failed', 'port_full'] as const
 
 /** Creates the metrics named in DESIGN ("The tunnel's own telemetry") on `registry`; the per-spoke fleet gauges are in fleet-metrics.ts. */
-export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesScrape?: () => void } = {}): ExitNodeMetrics {
+export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesScrape?: () => void, beforeHubBytesScrape?: () => void } = {}): ExitNodeMetrics {
   const registers = [registry]
   return {
     streamsActive: new Gauge({ name: 'spokelink_streams_active', help: 'Data streams currently open', labelNames: ['spoke', 'upstream'], registers }),
@@ -32,5 +35,9 @@ export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesS
       registers,
     }),
     muxProtocolErrorsTotal: new Counter({ name: 'spokelink_mux_protocol_errors_total', help: 'Sessions closed because the agent broke the mux protocol', labelNames: ['spoke'], registers }),
+    // service is a name from the spokes file, or _unlisted for one the spoke does not list: agents cannot add series.
+    hubStreamsActive: new Gauge({ name: 'spokelink_hub_streams_active', help: 'Streams agents opened to hub services, open now', labelNames: ['spoke', 'service'], registers }),
+    hubStreamsTotal: new Counter({ name: 'spokelink_hub_streams_total', help: 'Streams agents opened to hub services, by result', labelNames: ['spoke', 'service', 'result'], registers }),
+    hubBytesTotal: new Counter({ name: 'spokelink_hub_bytes_total', help: 'Payload bytes between spokes and hub services; to_hub = from the spoke', labelNames: ['spoke', 'service', 'direction'], registers, collect () { hooks.beforeHubBytesScrape?.() } }),
   }
 }

@@ -38,6 +38,8 @@ export type HelloAdmission =
     wanted: PortConfig[]
     /** Upstreams of the spoke the agent does not offer. */
     missing: string[]
+    /** Names of the spoke's hub services, sent in the welcome (whose `hubServices` field says the exit-node serves hub streams). */
+    hubServices: string[]
     /** Issues client certificates over the control stream (spokes with `requireClientCert`). */
     issueCertificate?: ((session: SpokeSession, csrPem: string) => Promise<{ certPem: string, serial: string, notAfter: Date }>) | undefined
   }
@@ -55,6 +57,8 @@ export interface SpokeSessionDeps {
   }
   /** Makes a welcomed session live (the registry); called before the welcome is sent. */
   register: (session: SpokeSession) => void
+  /** Serves a stream the agent opened after the welcome (a hub stream, README "Remote write through the tunnel"). */
+  serveAgentStream: (session: SpokeSession, stream: MuxStream) => void
 }
 
 interface SpokeSessionEvents {
@@ -125,8 +129,12 @@ export class SpokeSession extends EventEmitter<SpokeSessionEvents> {
     })
     this.mux.on('stream', (stream: MuxStream) => {
       stream.on('error', (err) => { this.log.debug({ streamId: stream.id, err }, 'agent stream closed') })
-      if (this.#ready || stream.id !== 1) {
-        // Agents open only the control stream today; anything else is refused rather than left hanging.
+      if (this.#ready) {
+        this.#deps.serveAgentStream(this, stream)
+        return
+      }
+      if (stream.id !== 1) {
+        // Before the welcome an agent opens only the control stream; anything else is refused rather than left hanging.
         stream.destroy()
         return
       }
@@ -196,7 +204,9 @@ export class SpokeSession extends EventEmitter<SpokeSessionEvents> {
     this.#deps.register(this)
     if (admission.missing.length > 0) this.log.warn({ missing: admission.missing }, 'agent does not offer every upstream of its spoke')
     const { issueCertificate } = admission
-    const welcome: Welcome = issueCertificate === undefined ? { ok: true, spoke: this.spoke, ports } : { ok: true, spoke: this.spoke, ports, clientCert: 'required' }
+    const welcome: Welcome = issueCertificate === undefined
+      ? { ok: true, spoke: this.spoke, ports, hubServices: admission.hubServices }
+      : { ok: true, spoke: this.spoke, ports, clientCert: 'required', hubServices: admission.hubServices }
     control.write(encodeFramedJson(welcome))
     // The control stream stays open for the session's life; after the welcome it carries certificate requests only.
     if (issueCertificate === undefined) control.resume()

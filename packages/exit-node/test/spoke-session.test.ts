@@ -29,12 +29,13 @@ async function sessionPair (helloTimeoutMs: number): Promise<{ session: SpokeSes
   const attached: PortConfig[][] = []
   const deps: SpokeSessionDeps = {
     logger: pino({ level: 'silent' }),
-    admit: () => ({ ok: true, wanted: [], missing: [] }),
+    admit: () => ({ ok: true, wanted: [], missing: [], hubServices: ['remote-write'] }),
     dataPlane: {
       attach: async (_session, ports) => { attached.push(ports); return GRANTED },
       detach: () => {},
     },
     register: (session) => { registered.push(session) },
+    serveAgentStream: (_session, stream) => { stream.destroy() },
   }
   const accepted = once(wss, 'connection') as Promise<[WebSocket]>
   const agent = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false })
@@ -55,7 +56,7 @@ test('an accepted hello binds the ports, registers the session, welcomes the age
   const control = mux.openStream()
   control.on('error', () => {})
   control.write(encodeFramedJson({ version: PROTOCOL_VERSION, agent: 'unit', agentVersion: '1.2.3', upstreams: ['prometheus'], labels: { region: 'eu' } }))
-  expect(parseWelcome(await readFramedJson(control))).toEqual({ ok: true, spoke: 'acme', ports: GRANTED })
+  expect(parseWelcome(await readFramedJson(control))).toEqual({ ok: true, spoke: 'acme', ports: GRANTED, hubServices: ['remote-write'] })
   await ready
   expect(registered).toEqual([session])
   expect({ agent: session.agent, agentVersion: session.agentVersion, labels: session.labels, ports: session.ports }).toEqual({ agent: 'unit', agentVersion: '1.2.3', labels: { region: 'eu' }, ports: GRANTED })

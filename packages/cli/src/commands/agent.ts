@@ -1,7 +1,10 @@
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { decodeJoinToken, parseSpokeToken, quoteValue } from '@spokelink/auth'
-import { ClientIdentity, POLICY_PROXY_DEFAULTS, checkServerUrl, createAgent, parseHttpPolicies, parseUpstreamSpec, startAgentHealthServer, validateAgentOptions } from '@spokelink/agent'
+import {
+  ClientIdentity, HUB_SERVICE_LISTENER_DEFAULTS, POLICY_PROXY_DEFAULTS, checkServerUrl, createAgent, parseHttpPolicies, parseHubServiceSpec, parseUpstreamSpec,
+  startAgentHealthServer, validateAgentOptions,
+} from '@spokelink/agent'
 import type { AgentOptions } from '@spokelink/agent'
 import { addCheckConfigOption, addOptions, resolveCommandConfig } from '../command-options.js'
 import { untilAborted } from '../command-context.js'
@@ -31,6 +34,8 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'policy-max-body-bytes', kind: 'count', arg: 'bytes', default: POLICY_PROXY_DEFAULTS.maxBodyBytes, help: 'under --read-only/--allow: largest request body (a POST query form, read whole before it is forwarded); more is refused as body_too_large' },
   { name: 'policy-max-headers', kind: 'count', arg: 'n', default: POLICY_PROXY_DEFAULTS.maxHeadersCount, help: 'under --read-only/--allow: most headers in one request; more are refused as header_too_large' },
   { name: 'policy-max-upstream-sockets', kind: 'count', arg: 'n', default: POLICY_PROXY_DEFAULTS.maxUpstreamSockets, help: 'under --read-only/--allow: keep-alive connections to each policed upstream, at most (more requests wait for one)' },
+  { name: 'hub-service', kind: 'list', arg: 'name=host:port', help: 'listen here and carry each connection to the hub service NAME (the exit-node\'s spokes file says where it is; repeatable), e.g. remote-write=0.0.0.0:9201' },
+  { name: 'hub-service-max-connections', kind: 'count', arg: 'n', default: HUB_SERVICE_LISTENER_DEFAULTS.maxConnectionsPerHubService, help: 'local connections per --hub-service at once; more are reset at accept' },
   { name: 'ca-file', kind: 'string', arg: 'file', help: 'extra CA certificate (PEM) to trust for wss' },
   { name: 'state-dir', kind: 'string', arg: 'dir', help: 'where the agent keeps its client key and certificate (spokes with requireClientCert); the key is made here and never sent' },
   { name: 'insecure', kind: 'boolean', help: 'allow plain ws:// to a non-loopback exit-node (TLS ends at a proxy you trust)' },
@@ -99,6 +104,7 @@ async function prepareAgent (command: Command, context: CommandContext): Promise
   const credentials = await resolveCredentials(config)
   const upstreams = listSetting(config, 'upstream').map(parseUpstreamSpec)
   const policies = parseHttpPolicies(listSetting(config, 'read-only'), listSetting(config, 'allow'))
+  const hubServices = listSetting(config, 'hub-service').map(parseHubServiceSpec)
   const caPath = stringSetting(config, 'ca-file')
   const caPem = caPath === undefined ? undefined : await readTextFile('ca-file', caPath)
   if (caPath !== undefined && caPem !== undefined) readCertificate('ca-file', caPath, caPem)
@@ -124,6 +130,8 @@ async function prepareAgent (command: Command, context: CommandContext): Promise
     keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
     labels: parseLabels(listSetting(config, 'label')),
     permanentFailureMaxDelayMs: numberSetting(config, 'permanent-failure-backoff-max'),
+    hubServices,
+    hubService: { maxConnectionsPerHubService: numberSetting(config, 'hub-service-max-connections') },
     ...(agentName === undefined ? {} : { agentName }),
   }
   validateAgentOptions(options)
@@ -143,6 +151,7 @@ function printAgentCheck (prepared: PreparedAgent): void {
     credentials: { from: credentials.from, tokenId: id, caPinned: credentials.caSha256 !== undefined, caSha256: credentials.caSha256, caFile: prepared.caPath },
     upstreams: options.upstreams.map((upstream) => `${upstream.name}=${upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host}:${upstream.port}`),
     labels: options.labels,
+    hubServices: (options.hubServices ?? []).map((hub) => `${hub.name}=${hub.host.includes(':') ? `[${hub.host}]` : hub.host}:${hub.port}`),
     healthListen: prepared.health === undefined ? undefined : `${prepared.health.host}:${prepared.health.port}`,
   }, null, 2))
 }
@@ -162,6 +171,7 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
   const agent = createAgent({ ...options, clientIdentity }, { logger, registry })
   logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(options.server).host, caPinned: credentials.caSha256 !== undefined }, 'starting')
   const healthServer = health === undefined ? undefined : await startAgentHealthServer(health, agent, { registry, logger })
+  await agent.listenHubServices()
   agent.start()
   const tokenFile = stringSetting(resolved.config, 'token-file')
   const joinFile = stringSetting(resolved.config, 'join-file')
