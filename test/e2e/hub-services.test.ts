@@ -1,0 +1,191 @@
+import { once } from 'node:events'
+import net from 'node:net'
+import { describe, expect, onTestFinished, test } from 'vitest'
+import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
+import {
+  createLogCapture,
+  freePort,
+  metricValue,
+  sha256Hex,
+  startEchoServer,
+  waitFor,
+} from '@spokelink/testkit'
+import type { Agent } from '@spokelink/agent'
+import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
+import type { RunningExitNode } from './in-process-tunnel.js'
+
+// Hub services in-process: a real exit-node and agent over loopback WebSocket, the agent's --hub-service listener,
+// and TCP servers standing in for the hub's services. Each test names the guard it covers.
+
+interface Rig {
+  exit: RunningExitNode
+  /** The spokes text the exit-node started with, for reload tests. */
+  spokesText: (hubServices: string) => string
+  agent: Agent
+  listenPort: (name: string) => number
+  metrics: () => Promise<string>
+  agentLogs: ReturnType<typeof createLogCapture>
+}
+
+/** An exit-node whose spoke lists `hubServices`, and an agent with `--hub-service` listeners named `listeners`. */
+async function rig (hubServices: string, listeners: string[], agentHub: { maxConnectionsPerHubService?: number } = {}): Promise<Rig> {
+  const logs = createLogCapture()
+  const agentLogs = createLogCapture()
+  const { token, id, sha256 } = createSpokeToken()
+  const spokesText = (services: string): string => `spokes:\n  - name: orion-aws\n    tokens: [{id: "${id}", sha256: "${sha256}"}]\n    hubServices: ${services}\n`
+  const exit = await startExitNode(parseSpokesConfig(spokesText(hubServices), 'test'), logs.logger('exit-node'), { streamOpenTimeoutMs: 60_000 })
+  const agent = await startAgent({
+    server: exit.url,
+    token,
+    upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 1 }],
+    hubServices: listeners.map((name) => ({ name, host: '127.0.0.1', port: 0 })),
+    hubService: agentHub,
+  }, agentLogs.logger('agent'), false)
+  await agent.listenHubServices()
+  await waitFor(() => agent.state === 'connected', { what: 'the agent to connect', timeoutMs: 30_000 })
+  return {
+    exit,
+    spokesText,
+    agent,
+    agentLogs,
+    listenPort: (name) => agent.hubServiceAddresses[name]?.port ?? 0,
+    metrics: async () => {
+      const res = await fetch(`http://127.0.0.1:${exit.adminPort}/metrics`)
+      return res.text()
+    },
+  }
+}
+
+/** Connects to the agent's listener; destroyed when the test ends. */
+async function dial (port: number): Promise<net.Socket> {
+  const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true })
+  socket.on('error', () => {})
+  onTestFinished(() => { socket.destroy() })
+  await once(socket, 'connect')
+  return socket
+}
+
+async function readAll (socket: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of socket) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}
+
+/**
+ * Whether the far end closed the connection: reset, or ended (FIN) — our clients are half-open sockets, so a FIN
+ * leaves them open for writing; an HTTP client reads it as "connection closed before the response".
+ */
+function closedByPeer (socket: net.Socket): boolean {
+  return socket.closed || socket.readableEnded
+}
+
+/** Reads until the far end closes; resolves with what arrived. */
+async function untilClosedByPeer (socket: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+  await waitFor(() => closedByPeer(socket), { what: 'the far end to close the connection' })
+  return Buffer.concat(chunks)
+}
+
+/** A TCP server on 127.0.0.1:0 that counts connections and never answers: a canary for dials it must not get. */
+async function canary (): Promise<{ port: number, connections: () => number }> {
+  let connections = 0
+  const server = net.createServer((socket) => { connections++; socket.destroy() })
+  const port = await listen(server)
+  return { port, connections: () => connections }
+}
+
+describe('hub services through the tunnel (in-process exit-node and agent)', () => {
+  test('a local connection reaches the configured address: 4 MiB echoed byte-exact, bytes counted per spoke and service', async () => {
+    const echo = await startEchoServer()
+    onTestFinished(async () => { await echo.close() })
+    const { listenPort, metrics } = await rig(`[{name: remote-write, address: "127.0.0.1:${echo.port}"}]`, ['remote-write'])
+    const client = await dial(listenPort('remote-write'))
+    const payload = Buffer.alloc(4 * 1024 * 1024)
+    for (let i = 0; i < payload.length; i += 4) payload.writeUInt32BE(i, i)
+    const received = readAll(client)
+    client.end(payload)
+    expect(sha256Hex(await received)).toBe(sha256Hex(payload))
+    expect(echo.connections).toBe(1)
+    await waitFor(async () => {
+      const text = await metrics()
+      expect(metricValue(text, 'spokelink_hub_bytes_total', { spoke: 'orion-aws', service: 'remote-write', direction: 'to_hub' })).toBe(payload.length)
+      expect(metricValue(text, 'spokelink_hub_bytes_total', { spoke: 'orion-aws', service: 'remote-write', direction: 'to_spoke' })).toBe(payload.length)
+      expect(metricValue(text, 'spokelink_hub_streams_total', { spoke: 'orion-aws', service: 'remote-write', result: 'ok' })).toBe(1)
+      return true
+    }, { what: 'hub bytes and streams counted' })
+  })
+
+  test('a name the spoke does not list is refused with a reason: the local client is closed at once, the agent logs why, nothing is dialed', async () => {
+    const bait = await canary()
+    const { listenPort, metrics, agentLogs } = await rig(`[{name: remote-write, address: "127.0.0.1:${bait.port}"}]`, ['loki'])
+    const client = await dial(listenPort('loki'))
+    client.write('POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\n\r\n')
+    // The exit-node's dial deadline is 60 s: a close within waitFor's 10 s shows the refusal, not a timeout.
+    expect(await untilClosedByPeer(client)).toEqual(Buffer.alloc(0))
+    const refusal = await waitFor(() => agentLogs.entries().find((entry) => entry.msg === 'hub stream refused by the exit-node'), { what: 'the agent to log the refusal' })
+    expect(refusal).toMatchObject({ level: 40, hubService: 'loki', code: 'SLK_ERR_PROTO_HUB_SERVICE_REFUSED', reason: 'exit-node refused the hub stream: spoke orion-aws may not reach hub service "loki" (no hubServices entry in the exit-node\'s spokes file)' })
+    const text = await metrics()
+    expect(metricValue(text, 'spokelink_hub_streams_total', { spoke: 'orion-aws', service: '_unlisted', result: 'not_allowed' })).toBe(1)
+    expect(bait.connections()).toBe(0)
+  })
+
+  test('a hub service that is down gives the local client a fast close (no hang) and counts dial_failed', async () => {
+    const downPort = await freePort()
+    const { listenPort, metrics } = await rig(`[{name: remote-write, address: "127.0.0.1:${downPort}"}]`, ['remote-write'])
+    const client = await dial(listenPort('remote-write'))
+    client.write('POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n')
+    expect(await untilClosedByPeer(client)).toEqual(Buffer.alloc(0))
+    await waitFor(async () => metricValue(await metrics(), 'spokelink_hub_streams_total', { spoke: 'orion-aws', service: 'remote-write', result: 'dial_failed' }) === 1, { what: 'dial_failed counted' })
+  })
+
+  test('maxConnections of the hubServices entry: one stream open, the second is refused BUSY; after the first closes a new one is served', async () => {
+    const echo = await startEchoServer()
+    onTestFinished(async () => { await echo.close() })
+    const { listenPort, metrics, agentLogs } = await rig(`[{name: remote-write, address: "127.0.0.1:${echo.port}", maxConnections: 1}]`, ['remote-write'])
+    const first = await dial(listenPort('remote-write'))
+    first.write('one')
+    await once(first, 'data')
+    const second = await dial(listenPort('remote-write'))
+    second.write('two')
+    expect(await untilClosedByPeer(second)).toEqual(Buffer.alloc(0))
+    await waitFor(() => agentLogs.entries().some((entry) => typeof entry.reason === 'string' && entry.reason.includes('already has 1 streams to hub service "remote-write" (maxConnections)')), { what: 'the BUSY reason in the agent log' })
+    expect(metricValue(await metrics(), 'spokelink_hub_streams_total', { spoke: 'orion-aws', service: 'remote-write', result: 'full' })).toBe(1)
+    first.end()
+    await untilClosedByPeer(first)
+    await waitFor(async () => metricValue(await metrics(), 'spokelink_hub_streams_active', { spoke: 'orion-aws', service: 'remote-write' }) === 0, { what: 'the first stream to end' })
+    const third = await dial(listenPort('remote-write'))
+    const answer = readAll(third)
+    third.end('three')
+    expect((await answer).toString()).toBe('three')
+  })
+
+  test('the agent\'s own cap (maxConnectionsPerHubService 1): a second local connection is reset at accept, without a stream', async () => {
+    const echo = await startEchoServer()
+    onTestFinished(async () => { await echo.close() })
+    const { listenPort } = await rig(`[{name: remote-write, address: "127.0.0.1:${echo.port}"}]`, ['remote-write'], { maxConnectionsPerHubService: 1 })
+    const first = await dial(listenPort('remote-write'))
+    first.write('one')
+    await once(first, 'data')
+    // The reset may even beat the client's 'connect' event: no dial() here, just the socket's fate.
+    const second = net.connect({ host: '127.0.0.1', port: listenPort('remote-write') })
+    onTestFinished(() => { second.destroy() })
+    const error = await new Promise<Error | undefined>((resolve) => {
+      second.once('error', resolve)
+      second.once('close', () => { resolve(undefined) })
+    })
+    expect(error).toMatchObject({ code: 'ECONNRESET' })
+    expect(echo.connections).toBe(1)
+  })
+
+  test('a reload that removes the hubServices entry closes the open hub connection too, not only new ones', async () => {
+    const echo = await startEchoServer()
+    onTestFinished(async () => { await echo.close() })
+    const { exit, listenPort, spokesText } = await rig(`[{name: remote-write, address: "127.0.0.1:${echo.port}"}]`, ['remote-write'])
+    const client = await dial(listenPort('remote-write'))
+    client.write('ping')
+    await once(client, 'data')
+    exit.exitNode.updateSpokes(parseSpokesConfig(spokesText('[]'), 'test'))
+    await untilClosedByPeer(client)
+  })
+})
