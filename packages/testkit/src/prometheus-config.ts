@@ -37,10 +37,24 @@ export interface PrometheusConfigOptions {
   scrapeIntervalMs?: number
   /** The scrape jobs. */
   jobs: PrometheusJob[]
+  /** `remote_write` targets (a spoke in agent mode writing to the hub's receiver). @default [] */
+  remoteWrite?: RemoteWriteTarget[]
+}
+
+/** One `remote_write` entry of {@link prometheusConfig}; the queue is tuned for tests (small batches, short waits). */
+export interface RemoteWriteTarget {
+  /** `http://host:port/api/v1/write`. */
+  url: string
+  /** `queue_config.batch_send_deadline`: a batch goes out at least this often. @default 1000 */
+  batchSendDeadlineMs?: number
+  /** `queue_config.min_backoff` and `max_backoff` of the retries after a failed send. @default { min: 100, max: 1000 } */
+  backoffMs?: { min: number, max: number }
+  /** `queue_config.max_shards`. @default 4 */
+  maxShards?: number
 }
 
 /** Defaults of the optional {@link PrometheusConfigOptions}. */
-export const PROMETHEUS_CONFIG_DEFAULTS = { scrapeIntervalMs: 250, globalLabels: {} } as const satisfies Required<Omit<PrometheusConfigOptions, 'jobs'>>
+export const PROMETHEUS_CONFIG_DEFAULTS = { scrapeIntervalMs: 250, globalLabels: {}, remoteWrite: [] } as const satisfies Required<Omit<PrometheusConfigOptions, 'jobs'>>
 
 /** The `match[]` selector a federation job uses when `federate: true`: every series that has a job. */
 export const FEDERATE_ALL_SELECTOR = '{job!=""}'
@@ -113,6 +127,19 @@ export function prometheusConfig (options: PrometheusConfigOptions): string {
       out.push('    http_sd_configs:')
       for (const url of sdUrls) out.push(`      - url: ${q(url)}`, `        refresh_interval: ${refresh}`)
     }
+  }
+  const remoteWrite = options.remoteWrite ?? []
+  if (remoteWrite.length > 0) out.push('remote_write:')
+  for (const target of remoteWrite) {
+    const backoff = target.backoffMs ?? { min: 100, max: 1000 }
+    out.push(
+      `  - url: ${q(target.url)}`,
+      '    queue_config:',
+      `      batch_send_deadline: ${formatPrometheusDuration(target.batchSendDeadlineMs ?? 1000)}`,
+      `      min_backoff: ${formatPrometheusDuration(backoff.min)}`,
+      `      max_backoff: ${formatPrometheusDuration(backoff.max)}`,
+      `      max_shards: ${target.maxShards ?? 4}`,
+    )
   }
   return out.join('\n') + '\n'
 }

@@ -20,6 +20,12 @@ export interface StartPrometheusOptions {
    * @default 60_000
    */
   readyTimeoutMs?: number
+  /** Run in agent mode (`--enable-feature=agent`, a WAL under `--storage.agent.path`): scrape and remote-write only, no query API. @default false */
+  agent?: boolean
+  /** Listen on this port instead of a free one (restarting a Prometheus where its clients expect it); no retry on a lost race. */
+  port?: number
+  /** Keep `prometheus.yml` and the TSDB here instead of a temporary directory; `close()` then leaves it (a restart reuses it). */
+  dataDir?: string
 }
 
 /** One element of an instant-query vector. */
@@ -136,17 +142,19 @@ export async function startPrometheus (options: StartPrometheusOptions): Promise
   if (bin === undefined) throw new Error(missingMessage())
   const name = options.name ?? PROMETHEUS_DEFAULTS.name
   const readyTimeoutMs = options.readyTimeoutMs ?? PROMETHEUS_DEFAULTS.readyTimeoutMs
-  const dataDir = await mkdtemp(join(tmpdir(), `spokelink-${name.replace(/[^\w-]/g, '_')}-`))
+  const ownDataDir = options.dataDir === undefined
+  const dataDir = options.dataDir ?? await mkdtemp(join(tmpdir(), `spokelink-${name.replace(/[^\w-]/g, '_')}-`))
   const configFile = join(dataDir, 'prometheus.yml')
   await writeFile(configFile, options.config)
 
   let started: { proc: RunningProcess, port: number } | undefined
   try {
     for (let attempt = 1; started === undefined; attempt++) {
-      const port = await freePort()
+      const port = options.port ?? await freePort()
       const proc = runProcess(bin, [
         `--config.file=${configFile}`,
-        `--storage.tsdb.path=${join(dataDir, 'data')}`,
+        // Agent mode refuses the server's storage flags, and the reverse.
+        ...(options.agent === true ? ['--enable-feature=agent', `--storage.agent.path=${join(dataDir, 'wal')}`] : [`--storage.tsdb.path=${join(dataDir, 'data')}`]),
         `--web.listen-address=127.0.0.1:${port}`,
         '--web.enable-lifecycle',
         '--log.format=json',
@@ -158,11 +166,11 @@ export async function startPrometheus (options: StartPrometheusOptions): Promise
       } catch (err) {
         await proc.kill('SIGKILL')
         const lostPortRace = /address already in use/i.test(proc.output())
-        if (!lostPortRace || attempt >= START_ATTEMPTS) throw err
+        if (!lostPortRace || attempt >= START_ATTEMPTS || options.port !== undefined) throw err
       }
     }
   } catch (err) {
-    await rm(dataDir, { recursive: true, force: true })
+    if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
     throw err
   }
 
@@ -192,7 +200,7 @@ export async function startPrometheus (options: StartPrometheusOptions): Promise
     close: async () => {
       closing ??= (async () => {
         await proc.kill()
-        await rm(dataDir, { recursive: true, force: true })
+        if (ownDataDir) await rm(dataDir, { recursive: true, force: true })
       })()
       await closing
     },
