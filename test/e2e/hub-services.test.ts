@@ -39,7 +39,8 @@ async function rig (hubServices: string, listeners: string[], agentHub: { maxCon
     token,
     upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 1 }],
     hubServices: listeners.map((name) => ({ name, host: '127.0.0.1', port: 0 })),
-    hubService: agentHub,
+    // A minute for the exit-node's status: a connection closed within waitFor's 10 s was refused, not timed out.
+    hubService: { statusTimeoutMs: 60_000, ...agentHub },
   }, agentLogs.logger('agent'), false)
   await agent.listenHubServices()
   await waitFor(() => agent.state === 'connected', { what: 'the agent to connect', timeoutMs: 30_000 })
@@ -170,10 +171,9 @@ describe('hub services through the tunnel (in-process exit-node and agent)', () 
     // The reset may even beat the client's 'connect' event: no dial() here, just the socket's fate.
     const second = net.connect({ host: '127.0.0.1', port: listenPort('remote-write') })
     onTestFinished(() => { second.destroy() })
-    const error = await new Promise<Error | undefined>((resolve) => {
-      second.once('error', resolve)
-      second.once('close', () => { resolve(undefined) })
-    })
+    let error: Error | undefined
+    second.once('error', (err) => { error = err })
+    await waitFor(() => second.closed, { what: 'the second local connection to be reset' })
     expect(error).toMatchObject({ code: 'ECONNRESET' })
     expect(echo.connections).toBe(1)
   })
