@@ -1,7 +1,10 @@
 import { once } from 'node:events'
 import net from 'node:net'
 import { describe, expect, onTestFinished, test } from 'vitest'
+import { WebSocketServer } from 'ws'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
+import { PROTOCOL_NAME, createMuxSession, createWebSocketDuplex, encodeFramedJson, readFramedJson } from '@spokelink/protocol'
+import type { MuxStream } from '@spokelink/protocol'
 import {
   createLogCapture,
   freePort,
@@ -187,5 +190,43 @@ describe('hub services through the tunnel (in-process exit-node and agent)', () 
     await once(client, 'data')
     exit.exitNode.updateSpokes(parseSpokesConfig(spokesText('[]'), 'test'))
     await untilClosedByPeer(client)
+  })
+})
+
+describe('hub services against an exit-node that does not advertise them (v1 compatibility)', () => {
+  test('the agent opens no hub stream: the local connection is reset at once and one line says why', async () => {
+    // An exit-node of before hub services: its welcome has no hubServices field, and it counts the streams the agent opens.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, handleProtocols: (protocols) => protocols.has(PROTOCOL_NAME) ? PROTOCOL_NAME : false })
+    onTestFinished(() => { for (const ws of wss.clients) ws.terminate(); wss.close() })
+    await once(wss, 'listening')
+    const opened: number[] = []
+    wss.on('connection', (ws) => {
+      const mux = createMuxSession(createWebSocketDuplex(ws), 'server', { keepaliveIntervalMs: 0 })
+      onTestFinished(() => { mux.abort() })
+      mux.on('stream', (stream: MuxStream) => {
+        stream.on('error', () => {})
+        opened.push(stream.id)
+        if (stream.id !== 1) return
+        void readFramedJson(stream).then(() => { stream.write(encodeFramedJson({ ok: true, spoke: 'old', ports: [] })) })
+      })
+    })
+    const port = (wss.address() as net.AddressInfo).port
+    const agentLogs = createLogCapture()
+    const agent = await startAgent({
+      server: `ws://127.0.0.1:${port}/connect`,
+      token: createSpokeToken().token,
+      upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 1 }],
+      hubServices: [{ name: 'remote-write', host: '127.0.0.1', port: 0 }],
+    }, agentLogs.logger('agent'))
+    await agent.listenHubServices()
+    const warned = agentLogs.entries().find((entry) => entry.msg === 'exit-node does not serve hub services (an older version); --hub-service connections will be refused')
+    expect(warned).toMatchObject({ level: 40, hubServices: ['remote-write'] })
+    const client = net.connect({ host: '127.0.0.1', port: agent.hubServiceAddresses['remote-write']?.port ?? 0 })
+    onTestFinished(() => { client.destroy() })
+    let error: Error | undefined
+    client.once('error', (err) => { error = err })
+    await waitFor(() => client.closed, { what: 'the local connection to be reset' })
+    expect(error).toMatchObject({ code: 'ECONNRESET' })
+    expect(opened).toEqual([1])
   })
 })
