@@ -398,6 +398,15 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       expect(JSON.stringify(one.spec.template)).toBe(JSON.stringify(two.spec.template))
     })
 
+    test('hubServices: a --hub-service listener on the pod IP and a ClusterIP Service "<fullname>" with the port, for the spoke\'s remote-write', async () => {
+      const rendered = await renderChart(AGENT, [join(CHARTS_DIR, AGENT, 'ci', 'two-replicas-values.yaml')])
+      expect(mainContainer(deploymentOf(rendered)).args).toContain('--hub-service=remote-write=$(POD_IP):9201')
+      const hub = ofKind<Service>(rendered.objects, 'Service').filter((s) => s.metadata.labels?.['app.kubernetes.io/component'] === 'hub-services')
+      expect(hub.map((s) => [s.metadata.name, s.spec.type, s.spec.ports.map((p) => [p.port, p.targetPort])])).toEqual([[`${RELEASE}-${AGENT}`, 'ClusterIP', [[9201, 9201]]]])
+      const none = await renderChart(AGENT, [join(CHARTS_DIR, AGENT, 'ci', 'existing-secret-values.yaml')])
+      expect(ofKind<Service>(none.objects, 'Service').filter((s) => s.metadata.labels?.['app.kubernetes.io/component'] === 'hub-services')).toEqual([])
+    })
+
     test('a join token file with a trailing newline (helm --set-file) is stored trimmed', async () => {
       const file = join(tmp, 'join-with-newline.yaml')
       await writeFile(file, toYaml({ joinToken: `${fixtureJoinToken}\n` }))
