@@ -138,7 +138,7 @@ export function prometheusConfig (options: PrometheusConfigOptions): string {
       `      batch_send_deadline: ${formatPrometheusDuration(target.batchSendDeadlineMs ?? 1000)}`,
       `      min_backoff: ${formatPrometheusDuration(backoff.min)}`,
       `      max_backoff: ${formatPrometheusDuration(backoff.max)}`,
-      `      max_shards: ${target.maxShards ?? 4}`,
+      `      max_shards: ${target.maxShards ?? 4}`
     )
   }
   return out.join('\n') + '\n'
