@@ -69,7 +69,7 @@ async function round (path: 'direct' | 'tunnel', options: Options, dir: string):
     const create = runSpokelink(['token', 'create', '--spokes', spokesFile, '--spoke', 'bench', '--output', 'json'], { name: 'token create' })
     await create.waitForExit()
     const token = String((JSON.parse(create.stdoutLines.find((line) => line !== '') ?? '{}') as { token: unknown }).token)
-    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', 'warn'], { name: 'server' })
+    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile], { name: 'server' })
     children.push(server)
     const listening = await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'control', { what: 'server listening', timeoutMs: 30_000 })
     const listenPort = await freePort()

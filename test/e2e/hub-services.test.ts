@@ -181,6 +181,52 @@ describe('hub services through the tunnel (in-process exit-node and agent)', () 
     expect(echo.connections).toBe(1)
   })
 
+  test('backpressure end to end: a hub receiver that stops reading leaves the bytes with the client, not in the tunnel; all arrive once it reads', async () => {
+    // The receiver reads nothing until told to; what it got so far is kept to check every byte at the end.
+    const received: Buffer[] = []
+    let receiver: net.Socket | undefined
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      receiver = socket
+      socket.pause()
+      socket.on('data', (chunk: Buffer) => { received.push(chunk) })
+      socket.on('end', () => { socket.end() })
+    })
+    const port = await listen(server)
+    const { exit, listenPort } = await rig(`[{name: remote-write, address: "127.0.0.1:${port}"}]`, ['remote-write'])
+    const client = await dial(listenPort('remote-write'))
+    const payload = Buffer.alloc(96 * 1024 * 1024)
+    for (let i = 0; i < payload.length; i += 4) payload.writeUInt32BE(i, i)
+    // The client writes 64 KiB at a time and honours its own backpressure, as Prometheus's HTTP client does:
+    // `handed` is what it got rid of, i.e. what the kernel and the tunnel took.
+    const CHUNK = 64 * 1024
+    let handed = 0
+    const pump = (): void => {
+      while (handed < payload.length) {
+        const ok = client.write(payload.subarray(handed, handed + CHUNK))
+        handed += CHUNK
+        if (!ok) return
+      }
+      client.end()
+    }
+    client.on('drain', pump)
+    pump()
+    const session = exit.exitNode.sessions.all()[0]
+    if (session === undefined) throw new Error('no session')
+    let last = -1
+    await waitFor(() => {
+      const stalled = handed === last || handed === payload.length
+      last = handed
+      return stalled
+    }, { what: 'the client to stall (or finish) on a receiver that does not read', timeoutMs: 30_000, intervalMs: 1000 })
+    // What the tunnel holds is bounded by the stream's window (at most 16 MiB with auto-tuning) plus the socket
+    // buffers on the way; an unbounded buffer anywhere would have taken all 96 MiB off the client.
+    expect(session.mux.stats.bufferedBytes).toBeLessThanOrEqual(16 * 1024 * 1024)
+    expect(handed).toBeLessThan(48 * 1024 * 1024)
+    receiver?.resume()
+    await waitFor(() => received.reduce((n, chunk) => n + chunk.length, 0) === payload.length, { what: 'every byte at the receiver', timeoutMs: 60_000 })
+    expect(sha256Hex(Buffer.concat(received))).toBe(sha256Hex(payload))
+  })
+
   test('a reload that removes the hubServices entry closes the open hub connection too, not only new ones', async () => {
     const echo = await startEchoServer()
     onTestFinished(async () => { await echo.close() })
