@@ -53,7 +53,7 @@ describe('ExitNode session lifecycle against a protocol-only agent', () => {
     const dataPort = await freePort()
     const { exitNode, url } = await startExitNode(token, dataPort)
     const { ws, welcome } = await connectAgent(url, token.token)
-    expect(welcome).toEqual({ ok: true, spoke: 'acme', ports: [{ upstream: 'prometheus', host: '127.0.0.1', port: dataPort }] })
+    expect(welcome).toEqual({ ok: true, spoke: 'acme', ports: [{ upstream: 'prometheus', host: '127.0.0.1', port: dataPort }], hubServices: [] })
     expect(exitNode.sessions.all().map((session) => session.spoke)).toEqual(['acme'])
 
     const closed = once(ws, 'close') as Promise<[number, Buffer]>
@@ -68,7 +68,7 @@ describe('ExitNode session lifecycle against a protocol-only agent', () => {
     const token = createSpokeToken()
     const { exitNode, url } = await startExitNode(token, await freePort())
     const { ws, welcome } = await connectAgent(url, token.token, ['alertmanager'])
-    expect(welcome).toEqual({ ok: true, spoke: 'acme', ports: [] })
+    expect(welcome).toEqual({ ok: true, spoke: 'acme', ports: [], hubServices: [] })
     const closed = once(ws, 'close') as Promise<[number, Buffer]>
     await exitNode.close()
     const [code] = await closed
