@@ -8,14 +8,9 @@
 import { once } from 'node:events'
 import { X509Certificate } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { afterAll, describe, expect, onTestFinished, test } from 'vitest'
-import pino from 'pino'
-import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { ClientIdentity, STATE_DIR_FILES, createAgent } from '@spokelink/agent'
 import type { Agent, AgentOptions } from '@spokelink/agent'
@@ -36,30 +31,11 @@ import {
   signClientCertificate,
 } from '@spokelink/auth'
 import { ClientCertificateAuthority, createExitNode } from '@spokelink/exit-node'
-import { freePort, killAllProcesses, runSpokelink, waitFor } from '@spokelink/testkit'
+import { createLogCapture, freePort, killAllProcesses, runSpokelink, spokesYaml, waitFor } from '@spokelink/testkit'
 import type { LogEntry, RunningProcess } from '@spokelink/testkit'
-import { FAST_BACKOFF, listen } from './in-process-tunnel.js'
+import { FAST_BACKOFF, echoUpstream } from './in-process-tunnel.js'
 
 const DAY = 86_400_000
-
-function captureLogs (): { logger: (name: string) => Logger, entries: Array<Record<string, unknown>> } {
-  const entries: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') entries.push(JSON.parse(line) as Record<string, unknown>)
-      callback()
-    },
-  })
-  return { logger: (name) => pino({ level: 'info', base: { name } }, sink), entries }
-}
-
-async function startEchoUpstream (): Promise<number> {
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    socket.on('error', () => { /* reset when the test ends */ })
-    pipeline(socket, socket).catch(() => { /* as above */ })
-  })
-  return listen(server)
-}
 
 async function nextEvent (agent: Agent, event: 'connected' | 'disconnected', timeoutMs = 10_000): Promise<unknown> {
   const [value] = await once(agent, event, { signal: AbortSignal.timeout(timeoutMs) }) as [unknown]
@@ -68,21 +44,14 @@ async function nextEvent (agent: Agent, event: 'connected' | 'disconnected', tim
 
 describe('client certificates (requireClientCert) end to end', () => {
   test('issued over the bootstrap session, reconnect with it, second bootstrap and copied token refused, renewal on an injected clock, serial revocation cuts the session', async () => {
-    const logs = captureLogs()
+    const logs = createLogCapture()
     const dir = await mkdtemp(join(tmpdir(), 'slk-mtls-'))
     onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
     const tlsDir = join(dir, 'auto-tls')
     const material = await ensureAutoTls(tlsDir, { hosts: ['127.0.0.1'] })
     const token = createSpokeToken()
     const spokesPath = join(dir, 'spokes.yaml')
-    await writeFile(spokesPath, [
-      'spokes:',
-      '  - name: orion',
-      '    requireClientCert: true',
-      `    tokens: [{id: ${token.id}, sha256: "${token.sha256}"}]`,
-      `    ports: [{upstream: prometheus, listen: "127.0.0.1:${await freePort()}"}]`,
-      '',
-    ].join('\n'))
+    await writeFile(spokesPath, spokesYaml([{ name: 'orion', requireClientCert: true, tokens: [token], ports: [{ upstream: 'prometheus', port: await freePort() }] }]))
 
     // One injected "now" for the exit-node's checks and the agents' renewal decisions: real time plus an offset.
     let offsetMs = 0
@@ -107,7 +76,7 @@ describe('client certificates (requireClientCert) end to end', () => {
     const { port } = await exitNode.listen()
     // The customer gets one string.
     const join1 = decodeJoinToken(encodeJoinToken({ server: `wss://127.0.0.1:${port}/connect`, token: token.token, caSha256: material.caSha256 }))
-    const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: await startEchoUpstream() }]
+    const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: await echoUpstream() }]
 
     const startAgent = async (name: string, stateDir: string, extra: Partial<AgentOptions> = {}): Promise<Agent> => {
       const agent = createAgent({
@@ -133,7 +102,7 @@ describe('client certificates (requireClientCert) end to end', () => {
     first.start()
     await firstConnected
     await waitFor(async () => (await serialInFile()) !== undefined, { what: 'the issued serial in the spokes file' })
-    await waitFor(() => logs.entries.some((e) => e.msg === 'client certificate stored; the next connection presents it'), { what: 'the agent to store the certificate' })
+    await waitFor(() => logs.entries().some((e) => e.msg === 'client certificate stored; the next connection presents it'), { what: 'the agent to store the certificate' })
     const issued = await certInStateDir(stateDir)
     const serial = await serialInFile()
     expect(issued.serialNumber.toLowerCase()).toBe(serial)
@@ -212,7 +181,7 @@ describe('client certificates (requireClientCert) end to end', () => {
     const spokelink = (args: string[]): RunningProcess => runSpokelink(args, { env })
     const isMsg = (msg: string) => (e: LogEntry): boolean => e.msg === msg
     const spokesPath = join(dir, 'spokes.yaml')
-    await writeFile(spokesPath, `spokes:\n  - name: orion\n    requireClientCert: true\n    ports: [{upstream: prometheus, listen: "127.0.0.1:${await freePort()}"}]\n`)
+    await writeFile(spokesPath, spokesYaml([{ name: 'orion', requireClientCert: true, tokens: [], ports: [{ upstream: 'prometheus', port: await freePort() }] }]))
     const tlsDir = join(dir, 'tls')
     const server = spokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesPath, '--auto-tls', tlsDir, '--auto-tls-hosts', '127.0.0.1'])
     const port = Number((await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'control', { what: 'the server to listen', timeoutMs: 60_000 })).port)

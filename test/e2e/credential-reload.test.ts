@@ -14,7 +14,7 @@ import { X509Certificate, randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createServerCertificate, createSpokeToken } from '@spokelink/auth'
-import { createTlsFixture, freePort, killAllProcesses, listenLoopback, runSpokelink, sha256Hex, waitFor } from '@spokelink/testkit'
+import { createTlsFixture, freePort, killAllProcesses, listenLoopback, runSpokelink, sha256Hex, spokesYaml, waitFor } from '@spokelink/testkit'
 import type { LogEntry, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
@@ -95,16 +95,6 @@ async function servedFingerprint (port: number): Promise<string> {
   return fingerprint
 }
 
-function spokesText (tokens: Array<{ id: string, sha256: string }>, dataPort: number): string {
-  return [
-    'spokes:',
-    '  - name: orion',
-    `    tokens: [${tokens.map((t) => `{id: ${t.id}, sha256: "${t.sha256}"}`).join(', ')}]`,
-    `    ports: [{upstream: prometheus, listen: "127.0.0.1:${String(dataPort)}"}]`,
-    '',
-  ].join('\n')
-}
-
 describe('credential and certificate files reloaded without restarts (child processes)', () => {
   let dir: string
   let echo: { port: number, close: () => void }
@@ -131,7 +121,7 @@ describe('credential and certificate files reloaded without restarts (child proc
     const old = createSpokeToken()
     const spokes = join(sub, 'spokes.yaml')
     const dataPort = await freePort()
-    await writeFile(spokes, spokesText([old], dataPort))
+    await writeFile(spokes, spokesYaml([{ name: 'orion', tokens: [old], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
     const secretDir = join(sub, 'secret')
     await mkdir(secretDir)
     const publish = kubeletSecret(secretDir)
@@ -179,7 +169,7 @@ describe('credential and certificate files reloaded without restarts (child proc
     const token = createSpokeToken()
     const spokes = join(sub, 'spokes.yaml')
     const dataPort = await freePort()
-    await writeFile(spokes, spokesText([token], dataPort))
+    await writeFile(spokes, spokesYaml([{ name: 'orion', tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
     const fixture = await createTlsFixture({ hosts: ['127.0.0.1', 'localhost'] })
     // The renewal is signed by the same CA, as cert-manager's would be.
     const renewed = await createServerCertificate({ certPem: fixture.caPem, keyPem: fixture.caKeyPem }, { hosts: ['127.0.0.1', 'localhost'] })

@@ -8,7 +8,7 @@ import type { Agent, AgentOptions } from '@spokelink/agent'
 import type { SpokesConfig } from '@spokelink/auth'
 import { createExitNode } from '@spokelink/exit-node'
 import type { ExitNode, ExitNodeOptions } from '@spokelink/exit-node'
-import { listenLoopback } from '@spokelink/testkit'
+import { listenLoopback, startEchoServer } from '@spokelink/testkit'
 
 /** An exit-node running in the test process, closed when the test finishes. */
 export interface RunningExitNode {
@@ -51,4 +51,17 @@ export async function listen (server: net.Server): Promise<number> {
     await once(server, 'close')
   })
   return port
+}
+
+/** An echo upstream (testkit's {@link startEchoServer}) closed when the test finishes; resolves to its port. */
+export async function echoUpstream (): Promise<number> {
+  const echo = await startEchoServer()
+  onTestFinished(async () => { await echo.close() })
+  return echo.port
+}
+
+/** The next `disconnected` of `agent`, as the Error it carries; rejects after `timeoutMs`. */
+export async function nextDisconnect (agent: Agent, timeoutMs: number): Promise<Error | undefined> {
+  const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(timeoutMs) }) as [Error | undefined]
+  return err
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createSpokeToken, encodeJoinToken } from '@spokelink/auth'
-import { freePort, killAllProcesses, runSpokelink, startFixtureExporter } from '@spokelink/testkit'
+import { freePort, killAllProcesses, runSpokelink, spokesYaml, startFixtureExporter } from '@spokelink/testkit'
 import type { FixtureExporter, LogEntry } from '@spokelink/testkit'
 
 // `spokelink agent --join-file`: the agent chart mounts the join token from a Secret as a file, so it never shows
@@ -32,13 +32,7 @@ describe('agent --join-file (child processes)', () => {
   test('connects with the join token in the file, and takes a rotated one on SIGHUP', async () => {
     const good = createSpokeToken()
     const spokes = join(dir, 'spokes.yaml')
-    await writeFile(spokes, [
-      'spokes:',
-      '  - name: orion-aws',
-      `    tokens: [{id: ${good.id}, sha256: "${good.sha256}"}]`,
-      `    ports: [{upstream: prometheus, listen: "127.0.0.1:${await freePort()}"}]`,
-      '',
-    ].join('\n'))
+    await writeFile(spokes, spokesYaml([{ name: 'orion-aws', tokens: [good], ports: [{ upstream: 'prometheus', port: await freePort() }] }]))
     const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokes], { env: CLEAN_ENV })
     const port = Number((await server.waitForLog(isMsg('listening'), { what: 'the server\'s listening line', timeoutMs: 30_000 })).port)
     const joinFor = (token: string): string => encodeJoinToken({ server: `ws://127.0.0.1:${port}/connect`, token })

@@ -5,66 +5,29 @@
  */
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { describe, expect, onTestFinished, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import type { Agent } from '@spokelink/agent'
 import { createSpokeToken, editSpokesFile, loadSpokesFile, parseSpokesConfig, revokeSpokeToken, watchSpokesFile } from '@spokelink/auth'
 import type { CreatedSpokeToken } from '@spokelink/auth'
-import { freePort, waitFor } from '@spokelink/testkit'
-import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
+import { createLogCapture, freePort, spokesYaml, waitFor } from '@spokelink/testkit'
+import type { SpokesYamlToken } from '@spokelink/testkit'
+import { echoUpstream, nextDisconnect, startAgent, startExitNode } from './in-process-tunnel.js'
 
-/** Log lines of the current test, parsed. */
-function captureLogs (): { logger: (name: string) => Logger, entries: Array<Record<string, unknown>> } {
-  const entries: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') entries.push(JSON.parse(line) as Record<string, unknown>)
-      callback()
-    },
-  })
-  return { logger: (name) => pino({ level: 'info', base: { name } }, sink), entries }
-}
-
-function spokesText (dataPort: number, tokens: Array<{ id: string, sha256: string }>): string {
-  return [
-    'spokes:',
-    '  - name: orion',
-    `    tokens: [${tokens.map((t) => `{id: ${t.id}, sha256: "${t.sha256}"}`).join(', ')}]`,
-    `    ports: [{upstream: prometheus, listen: "127.0.0.1:${dataPort}"}]`,
-    '',
-  ].join('\n')
-}
-
-async function startEchoUpstream (): Promise<number> {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    sockets.add(socket)
-    socket.on('error', () => { /* reset when the test ends */ })
-    pipeline(socket, socket).catch(() => { /* as above */ })
-  })
-  onTestFinished(() => { for (const socket of sockets) socket.destroy() })
-  return listen(server)
-}
-
-/** The next `disconnected` of `agent`, as the Error it carries. */
-async function nextDisconnect (agent: Agent, timeoutMs: number): Promise<Error | undefined> {
-  const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(timeoutMs) }) as [Error | undefined]
-  return err
+/** A spokes file of one spoke, orion, with `tokens` and its prometheus port. */
+function spokesText (dataPort: number, tokens: SpokesYamlToken[]): string {
+  return spokesYaml([{ name: 'orion', tokens, ports: [{ upstream: 'prometheus', port: dataPort }] }])
 }
 
 async function connectedAgent (token: CreatedSpokeToken, url: string, logger: Logger): Promise<Agent> {
-  return startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startEchoUpstream() }] }, logger)
+  return startAgent({ server: url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await echoUpstream() }] }, logger)
 }
 
 describe('session revalidation', () => {
   test('a new hash under the same token id cuts the live session, and the old secret is then refused', async () => {
-    const logs = captureLogs()
+    const logs = createLogCapture()
     const token = createSpokeToken()
     const dataPort = await freePort()
     const { exitNode, url } = await startExitNode(parseSpokesConfig(spokesText(dataPort, [token]), 'test'), logs.logger('exit-node'))
@@ -75,13 +38,13 @@ describe('session revalidation', () => {
     exitNode.updateSpokes(parseSpokesConfig(spokesText(dataPort, [{ id: token.id, sha256: createSpokeToken().sha256 }]), 'test'))
     expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('token hash changed') })
     expect(exitNode.sessions.all()).toEqual([])
-    expect(logs.entries.filter((e) => e.msg === 'session revoked').map((e) => [e.tokenId, e.reason])).toEqual([[token.id, 'token hash changed']])
+    expect(logs.entries().filter((e) => e.msg === 'session revoked').map((e) => [e.tokenId, e.reason])).toEqual([[token.id, 'token hash changed']])
     // Reconnecting with the old secret: 401 before the upgrade.
     expect(await nextDisconnect(agent, 10_000)).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
   })
 
   test('revoked while the spokes file cannot be read (EMFILE): the session is cut within 5 s of reads recovering', async () => {
-    const logs = captureLogs()
+    const logs = createLogCapture()
     const dir = await mkdtemp(join(tmpdir(), 'slk-revalidate-'))
     onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
     const path = join(dir, 'spokes.yaml')
@@ -118,7 +81,7 @@ describe('session revalidation', () => {
     expect(exitNode.sessions.all()).toEqual([])
   })
   test('a ports edit is a routine reconnect: close 1012, info on both sides, and the agent comes back on the new port', async () => {
-    const logs = captureLogs()
+    const logs = createLogCapture()
     const token = createSpokeToken()
     const [oldPort, newPort] = [await freePort(), await freePort()]
     const { exitNode, url } = await startExitNode(parseSpokesConfig(spokesText(oldPort, [token]), 'test'), logs.logger('exit-node'))
@@ -130,11 +93,11 @@ describe('session revalidation', () => {
     expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_RECONFIGURED', message: expect.stringContaining('1012 spoke ports changed') })
     const [welcome] = await back
     expect(welcome.ports).toMatchObject([{ upstream: 'prometheus', port: newPort }])
-    expect(logs.entries.filter((e) => e.msg === 'session reconfigured').map((e) => [e.name, e.level, e.code, e.reason])).toEqual([
+    expect(logs.entries().filter((e) => e.msg === 'session reconfigured').map((e) => [e.name, e.level, e.code, e.reason])).toEqual([
       ['exit-node', 30, undefined, 'spoke ports changed'],
       ['agent', 30, 'SLK_ERR_AGENT_RECONFIGURED', 'exit-node asked for a reconnect (websocket close 1012 spoke ports changed)'],
     ])
     // Nothing reads as a refusal or an attack: no revocation, no warn from either side.
-    expect(logs.entries.filter((e) => e.msg === 'session revoked' || (typeof e.level === 'number' && e.level >= 40))).toEqual([])
+    expect(logs.entries().filter((e) => e.msg === 'session revoked' || (typeof e.level === 'number' && e.level >= 40))).toEqual([])
   })
 })

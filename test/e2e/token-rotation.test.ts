@@ -5,46 +5,16 @@
  */
 import { once } from 'node:events'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { afterAll, describe, expect, onTestFinished, test } from 'vitest'
-import pino from 'pino'
-import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
-import type { Agent } from '@spokelink/agent'
 import { certificateSha256, createSpokeToken, decodeJoinToken, loadSpokesFile, parseSpokesConfig } from '@spokelink/auth'
 import { createExitNode } from '@spokelink/exit-node'
-import { createTlsFixture, freePort, killAllProcesses, runSpokelink, waitFor } from '@spokelink/testkit'
-import { listen, startAgent } from './in-process-tunnel.js'
+import { createLogCapture, createTlsFixture, freePort, killAllProcesses, runSpokelink, spokesYaml, waitFor } from '@spokelink/testkit'
+import { echoUpstream, nextDisconnect, startAgent } from './in-process-tunnel.js'
 
 const HOUR = 3_600_000
-
-function captureLogs (): { logger: (name: string) => Logger, entries: Array<Record<string, unknown>> } {
-  const entries: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') entries.push(JSON.parse(line) as Record<string, unknown>)
-      callback()
-    },
-  })
-  return { logger: (name) => pino({ level: 'info', base: { name } }, sink), entries }
-}
-
-async function startEchoUpstream (): Promise<number> {
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    socket.on('error', () => { /* reset when the test ends */ })
-    pipeline(socket, socket).catch(() => { /* as above */ })
-  })
-  return listen(server)
-}
-
-async function nextDisconnect (agent: Agent, timeoutMs: number): Promise<Error | undefined> {
-  const [err] = await once(agent, 'disconnected', { signal: AbortSignal.timeout(timeoutMs) }) as [Error | undefined]
-  return err
-}
 
 interface RotateOutput { token: string, joinToken: string, id: string, spoke: string, oldTokens: string[], oldTokensExpire: string }
 
@@ -59,19 +29,13 @@ describe('token rotation with overlap', () => {
   afterAll(async () => { await killAllProcesses() })
 
   test('token rotate: the old token works through the overlap, then its session is cut; the agent comes back with the new one', async () => {
-    const logs = captureLogs()
+    const logs = createLogCapture()
     const dir = await mkdtemp(join(tmpdir(), 'slk-rotate-'))
     onTestFinished(async () => { await rm(dir, { recursive: true, force: true }) })
     const path = join(dir, 'spokes.yaml')
     const old = createSpokeToken()
     const dataPort = await freePort()
-    await writeFile(path, [
-      'spokes:',
-      '  - name: orion',
-      `    tokens: [{id: ${old.id}, sha256: "${old.sha256}"}]`,
-      `    ports: [{upstream: prometheus, listen: "127.0.0.1:${dataPort}"}]`,
-      '',
-    ].join('\n'))
+    await writeFile(path, spokesYaml([{ name: 'orion', tokens: [old], ports: [{ upstream: 'prometheus', port: dataPort }] }]))
 
     // The exit-node's notion of "now": real time at the start, moved only by the test.
     let nowMs = Date.now()
@@ -83,7 +47,7 @@ describe('token rotation with overlap', () => {
     onTestFinished(async () => { await exitNode.close() })
     const { port } = await exitNode.listen()
     const url = `ws://127.0.0.1:${port}/connect`
-    const agent = await startAgent({ server: url, token: old.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startEchoUpstream() }] }, logs.logger('agent'))
+    const agent = await startAgent({ server: url, token: old.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await echoUpstream() }] }, logs.logger('agent'))
 
     const tls = await createTlsFixture()
     const caFile = join(dir, 'ca.crt')
@@ -115,7 +79,7 @@ describe('token rotation with overlap', () => {
     expect(await cut).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', message: expect.stringContaining('token expired') })
     await reconnected
     expect(exitNode.sessions.sessionsOf('orion').map((s) => s.tokenId)).toEqual([rotated.id])
-    expect(logs.entries.filter((e) => e.msg === 'session revoked').map((e) => [e.tokenId, e.reason])).toEqual([[old.id, 'token expired']])
+    expect(logs.entries().filter((e) => e.msg === 'session revoked').map((e) => [e.tokenId, e.reason])).toEqual([[old.id, 'token expired']])
 
     // The old token is now refused at the upgrade (403), the new one keeps working.
     const stale = await startAgent({ server: url, token: old.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: 9 }] }, logs.logger('stale-agent'), false)

@@ -10,6 +10,8 @@ export interface SpokesYamlToken {
 export interface SpokesYamlSpoke {
   name: string
   labels?: Record<string, string>
+  /** Writes `requireClientCert: true`: the spoke's agents connect with a certificate issued over a bootstrap session. */
+  requireClientCert?: boolean
   tokens: readonly SpokesYamlToken[]
   ports: ReadonlyArray<{ upstream: string, port: number }>
 }
@@ -26,6 +28,7 @@ export function spokesYaml (spokes: readonly SpokesYamlSpoke[]): string {
     if (spoke.labels !== undefined) {
       lines.push(`    labels: {${Object.entries(spoke.labels).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join(', ')}}`)
     }
+    if (spoke.requireClientCert === true) lines.push('    requireClientCert: true')
     lines.push(spoke.tokens.length === 0 ? '    tokens: []' : '    tokens:')
     for (const token of spoke.tokens) {
       const expires = token.expires === undefined ? '' : `, expires: "${token.expires.toISOString()}"`

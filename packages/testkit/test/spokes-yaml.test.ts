@@ -9,9 +9,10 @@ describe('spokesYaml', () => {
     const text = spokesYaml([
       { name: 'orion', labels: { env: 'test' }, tokens: [a, { ...b, expires, revoked: true }], ports: [{ upstream: 'prometheus', port: 19090 }] },
       { name: 'lyra', tokens: [], ports: [] },
+      { name: 'vega', requireClientCert: true, tokens: [], ports: [] },
     ])
     const config = parseSpokesConfig(text, 'test')
-    const [orion, lyra] = config.spokes
+    const [orion, lyra, vega] = config.spokes
     expect(orion).toMatchObject({ name: 'orion', labels: { env: 'test' } })
     expect(orion?.tokens.map((t) => ({ id: t.id, expires: t.expires, revoked: t.revoked === true }))).toEqual([
       { id: a.id, expires: undefined, revoked: false },
@@ -19,6 +20,8 @@ describe('spokesYaml', () => {
     ])
     expect(orion?.ports.map((p) => ({ upstream: p.upstream, host: p.listen.host, port: p.listen.port }))).toEqual([{ upstream: 'prometheus', host: '127.0.0.1', port: 19090 }])
     expect(lyra).toMatchObject({ name: 'lyra', tokens: [], ports: [] })
+    expect(lyra?.requireClientCert).toBeUndefined()
+    expect(vega).toMatchObject({ name: 'vega', requireClientCert: true })
     expect(text).toContain('  - name: lyra\n    tokens: []\n    ports: []\n')
   })
 })
