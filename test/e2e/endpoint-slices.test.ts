@@ -9,8 +9,6 @@ import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
@@ -20,7 +18,7 @@ import type { CreatedSpokeToken } from '@spokelink/auth'
 import { buildEndpointSlice, createExitNode, endpointSliceName } from '@spokelink/exit-node'
 import type { ExitNode, PodIdentity } from '@spokelink/exit-node'
 import { createKubeEndpointSliceApi, loadKubeConfig } from 'spokelink'
-import { apiServerMissing, freePort, runSpokelink, startApiServer, waitFor } from '@spokelink/testkit'
+import { apiServerMissing, createLogCapture, freePort, runSpokelink, startApiServer, waitFor } from '@spokelink/testkit'
 import type { RunningApiServer } from '@spokelink/testkit'
 import { listen, startAgent } from './in-process-tunnel.js'
 
@@ -31,13 +29,12 @@ const SLICES = `/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices
 const missing = apiServerMissing()
 if (missing !== undefined) process.stdout.write(`skipping endpoint-slices tests: ${missing}\n`)
 
-let logLines: string[] = []
-const logSink = new Writable({ write (chunk: Buffer, _encoding, callback) { logLines.push(chunk.toString('utf8')); callback() } })
+const logs = createLogCapture()
 beforeEach(() => {
-  logLines = []
-  onTestFailed(() => { process.stderr.write(`--- logs of the failed test ---\n${logLines.join('')}`) })
+  logs.clear()
+  onTestFailed(() => { process.stderr.write(`--- logs of the failed test ---\n${logs.text()}`) })
 })
-const testLogger = (name: string): Logger => pino({ level: 'debug', base: { name } }, logSink)
+const testLogger = (name: string): Logger => logs.logger(name)
 
 interface SliceBody {
   metadata: { name: string, labels: Record<string, string>, ownerReferences?: Array<Record<string, unknown>> }
@@ -328,8 +325,8 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     await exitNode.endpointSlices?.reconcile()
     await exitNode.endpointSlices?.reconcile()
     expect(await metric(registry, 'spokelink_endpoint_slice_errors_total', { operation: 'sweep' })).toBe(1)
-    expect(logLines.filter((line) => line.includes('the sweep of dead replicas')).length).toBe(1)
-    expect(logLines.join('')).toContain('HTTP 403')
+    expect(logs.lines.filter((line) => line.includes('the sweep of dead replicas')).length).toBe(1)
+    expect(logs.text()).toContain('HTTP 403')
     expect(await getSlice(other.name)).toBeDefined()
   }, 60_000)
 

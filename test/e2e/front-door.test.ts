@@ -10,11 +10,9 @@ import http from 'node:http'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import tls from 'node:tls'
 import { afterEach, beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import WebSocket from 'ws'
@@ -23,7 +21,7 @@ import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import { PROTOCOL_NAME, PROTOCOL_VERSION, createMuxSession, createWebSocketDuplex, readFramedJson, writeFramedJson } from '@spokelink/protocol'
 import type { MuxSession } from '@spokelink/protocol'
 import {
-  createTlsFixture, deterministicSource, expectedSha256, freePort, hashStream, metricValue, rawHttpExchange, runProcess, runSpokelink,
+  createLogCapture, createTlsFixture, deterministicSource, expectedSha256, freePort, hashStream, metricValue, rawHttpExchange, runProcess, runSpokelink,
   readRssKiB, spokelinkBin, waitFor, webSocketUpgradeRequest,
 } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
@@ -37,32 +35,24 @@ const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
 
 // --- log capture ----------------------------------------------------------------------------------
 
-let logLines: string[] = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    logLines.push(chunk.toString('utf8'))
-    callback()
-  },
-})
+const logs = createLogCapture()
 let secrets: string[] = []
 
 beforeEach(() => {
-  logLines = []
+  logs.clear()
   secrets = []
-  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test (last 200 lines) ---\n${logLines.slice(-200).join('')}`) })
+  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test (last 200 lines) ---\n${logs.lines.slice(-200).join('')}`) })
 })
 
 afterEach(() => {
-  const text = logLines.join('')
+  const text = logs.text()
   for (const secret of secrets) expect(text.includes(secret), 'a token appears in the logs').toBe(false)
 })
 
-function testLogger (name: string): Logger {
-  return pino({ level: 'debug', base: { name } }, logSink)
-}
+const testLogger = (name: string): Logger => logs.logger(name)
 
 function logged (msg: string): Array<Record<string, unknown>> {
-  return logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.msg === msg)
+  return logs.entries().filter((entry) => entry.msg === msg)
 }
 
 function newToken (): CreatedSpokeToken {
@@ -290,7 +280,7 @@ describe('front door', () => {
     expect(version[0]?.offered).toBe(`spokelink.v2, ${'x'.repeat(114)}…(+${huge.length - 128} chars)`)
     expect(logged('agent refused').map((entry) => [entry.reason, entry.repeated])).toEqual([['malformed token', undefined], [undefined, 299]])
     // 600 refusals cost a few lines, not 600 × 15 KB.
-    expect(logLines.join('').length).toBeLessThan(16 * 1024)
+    expect(logs.text().length).toBeLessThan(16 * 1024)
   })
 })
 

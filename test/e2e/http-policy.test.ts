@@ -6,9 +6,7 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
-import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
@@ -19,6 +17,7 @@ import { createExitNode } from '@spokelink/exit-node'
 import type { ExitNode } from '@spokelink/exit-node'
 import {
   POLICY_ATTACKS,
+  createLogCapture,
   deterministicSource,
   expectedSha256,
   freePort,
@@ -33,20 +32,12 @@ const MiB = 1024 * 1024
 const FEDERATE_BYTES = 32 * MiB
 const FEDERATE_SEED = 10
 
-let logLines: string[] = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    logLines.push(chunk.toString('utf8'))
-    callback()
-  },
-})
+const logs = createLogCapture()
 beforeEach(() => {
-  logLines = []
-  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test ---\n${logLines.join('')}`) })
+  logs.clear()
+  onTestFailed(() => { process.stderr.write(`--- spokelink logs of the failed test ---\n${logs.text()}`) })
 })
-function testLogger (name: string): Logger {
-  return pino({ level: 'debug', base: { name } }, logSink)
-}
+const testLogger = (name: string): Logger => logs.logger(name)
 
 /**
  * Plays Prometheus: answers every request with what it saw (`seen METHOD URL BODY`), and `/federate`
@@ -207,7 +198,7 @@ describe('--read-only prometheus: every forbidden or ambiguous request gets 403 
     const text = await exchange(tunnel.dataPort, `DELETE /api/v1/admin/${'x'.repeat(300)}?secret-ish=1 HTTP/1.1\r\nHost: h\r\n\r\n`)
     const [response] = parseResponses(text)
     expect(response?.body).toBe(`spokelink: DELETE /api/v1/admin/${'x'.repeat(128 - '/api/v1/admin/'.length)}... denied by read-only policy on upstream prometheus\n`)
-    expect(logLines.join('')).not.toContain('secret-ish')
+    expect(logs.text()).not.toContain('secret-ish')
   })
 })
 

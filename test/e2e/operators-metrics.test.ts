@@ -5,35 +5,25 @@
 import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
-import { Writable } from 'node:stream'
 import { beforeEach, describe, expect, onTestFailed, onTestFinished, test } from 'vitest'
-import pino from 'pino'
 import type { Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { createAgent, startAgentHealthServer } from '@spokelink/agent'
 import type { AgentOptions } from '@spokelink/agent'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
-import { freePort, sampleValue, waitFor } from '@spokelink/testkit'
+import { createLogCapture, freePort, sampleValue, waitFor } from '@spokelink/testkit'
 import { validateExitNodeOptions } from '@spokelink/exit-node'
 import { FAST_BACKOFF, listen, startExitNode } from './in-process-tunnel.js'
 
-let logLines: Array<Record<string, unknown>> = []
-const logSink = new Writable({
-  write (chunk: Buffer, _encoding, callback) {
-    for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logLines.push(JSON.parse(line) as Record<string, unknown>)
-    callback()
-  },
-})
+const logs = createLogCapture()
 
 beforeEach(() => {
-  logLines = []
-  onTestFailed(() => { process.stderr.write(`--- logs (info and above) ---\n${logLines.filter((l) => Number(l.level) >= 30).map((l) => JSON.stringify(l)).join('\n')}\n`) })
+  logs.clear()
+  onTestFailed(() => { process.stderr.write(`--- logs of the failed test ---\n${logs.text()}`) })
 })
 
-function testLogger (name: string): Logger {
-  return pino({ level: 'debug', base: { name } }, logSink)
-}
+const testLogger = (name: string): Logger => logs.logger(name)
 
 const EXPIRY = '2031-05-04T03:02:01Z'
 const SMALL_BODY = 'x'.repeat(300)
@@ -223,14 +213,14 @@ describe('agent permanent failures', () => {
     onTestFinished(() => { health.close() })
     const healthPort = (health.address() as net.AddressInfo).port
     agent.start()
-    const retries = (): number[] => logLines.filter((l) => l.name === 'agent' && (l.msg === 'reconnecting' || l.level === 50)).map((l) => Number(l.retryInMs))
+    const retries = (): number[] => logs.entries().filter((l) => l.name === 'agent' && (l.msg === 'reconnecting' || l.level === 50)).map((l) => Number(l.retryInMs))
     await waitFor(() => retries().length >= 6, { timeoutMs: 20_000, what: 'six refused attempts' })
     // Full jitter with rng 0.999: the ceilings 20, 40, 80, 160, 300, 300: past the normal cap of 40.
     expect(retries().slice(0, 6)).toEqual([19, 39, 79, 159, 299, 299])
-    const errors = logLines.filter((l) => l.name === 'agent' && l.level === 50)
+    const errors = logs.entries().filter((l) => l.name === 'agent' && l.level === 50)
     expect(errors).toHaveLength(1)
     expect(errors[0]).toMatchObject({ msg: 'disconnected', code: 'SLK_ERR_AGENT_UNAUTHORIZED', permanent: true })
-    expect(JSON.stringify(logLines)).not.toContain(alpha.token.token)
+    expect(logs.text()).not.toContain(alpha.token.token)
     const text = await registry.metrics()
     expect(sampleValue(text, 'spokelink_agent_last_connect_error', { code: 'SLK_ERR_AGENT_UNAUTHORIZED' })).toBe(1)
     expect(sampleValue(text, 'spokelink_agent_permanent_failure')).toBe(1)
