@@ -112,9 +112,12 @@ export class FrontDoor {
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       const phase = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'headers' : err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'tls' : undefined
       const { remoteAddress, remotePort } = socket as Partial<Socket>
-      // Released now, not on 'close' (a tick later), so the deadline below cannot count this connection again.
-      this.upgradeAccepted(remoteAddress, remotePort)
-      if (phase !== undefined) this.#timedOut(phase, remoteAddress)
+      // Released now, not on 'close' (a tick later), so the deadline below cannot count this connection again; and
+      // counted only if still held: on a loaded event loop Node's periodic check can run in the same timers phase
+      // as the deadline, after the deadline counted and destroyed the socket but before 'close' removed it from
+      // Node's list, and report the same connection a second time.
+      const held = this.#releaseHeld(remoteAddress, remotePort)
+      if (phase !== undefined && held) this.#timedOut(phase, remoteAddress)
       socket.destroy()
     })
   }
@@ -127,9 +130,16 @@ export class FrontDoor {
 
   /** The connection from `remoteAddress:remotePort` was upgraded (or is being closed): it no longer counts as unauthenticated. */
   upgradeAccepted (remoteAddress: string | undefined, remotePort: number | undefined): void {
+    this.#releaseHeld(remoteAddress, remotePort)
+  }
+
+  /** Releases the connection's slot and deadline; false when it held none (already released). */
+  #releaseHeld (remoteAddress: string | undefined, remotePort: number | undefined): boolean {
     const key = `${remoteAddress ?? ''}|${remotePort ?? ''}`
     const held = this.#held.get(key)
-    if (held !== undefined) this.#release(key, held)
+    if (held === undefined) return false
+    this.#release(key, held)
+    return true
   }
 
   /** Answers a refused upgrade and closes the socket; the refusal spends the source's failed-auth budget (429 when none is left). */
