@@ -58,9 +58,26 @@ export interface Rendered {
 export const RELEASE = 'hub'
 export const NAMESPACE = 'monitoring'
 
-/** `helm template` of a chart with values files and `--set`s. @throws Error with helm's stderr when it fails */
+/**
+ * `helm template` runs of {@link renderChart}, by chart, values files (path and content) and `--set`s: most value
+ * sets are rendered by several tests, and a helm run costs far more than parsing its output again.
+ */
+const renders = new Map<string, Promise<CommandResult>>()
+
+/**
+ * `helm template` of a chart with values files and `--set`s; the same inputs render once per test file, and each
+ * call parses the output anew, so a test may change the objects it gets.
+ * @throws Error with helm's stderr when it fails
+ */
 export async function renderChart (chart: string, valuesFiles: readonly string[] = [], sets: readonly string[] = []): Promise<Rendered> {
-  const result = await helmTemplate(chart, valuesFiles, sets)
+  const contents = await Promise.all(valuesFiles.map(async (file) => readFile(file, 'utf8')))
+  const key = JSON.stringify([chart, valuesFiles, contents, sets])
+  let render = renders.get(key)
+  if (render === undefined) {
+    render = helmTemplate(chart, valuesFiles, sets)
+    renders.set(key, render)
+  }
+  const result = await render
   if (result.code !== 0) throw new Error(`helm template ${chart} ${valuesFiles.join(' ')} ${sets.join(' ')} failed:\n${result.stderr}`)
   const objects = parseAllDocuments(result.stdout)
     .map((doc) => doc.toJS() as unknown)
