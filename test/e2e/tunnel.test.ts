@@ -163,10 +163,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
   })
 
   // One 1 GiB run (above) is the integrity test at scale; this direction is the same code path and
-  // 256 MiB (many window updates, many WebSocket messages) shows it as well in a quarter of the time.
-  test('256 MiB upstream → client is sha256-exact', async () => {
+  // 64 MiB (hundreds of window updates, a thousand WebSocket messages) shows it as well in a sixteenth of the time.
+  test('64 MiB upstream → client is sha256-exact', async () => {
     dumpLogsOnFailure()
-    const bytes = 256 * MiB
+    const bytes = 64 * MiB
     const seed = 21
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => { /* asserted by the client's hash */ })
@@ -239,9 +239,10 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect(session?.mux.stats.streamsOpenedTotal).toBe(100)
   })
 
-  test('slow reader: buffers stay bounded, the upstream producer is blocked, and all 200 MB arrive sha256-exact', async () => {
+  test('slow reader: buffers stay bounded, the upstream producer is blocked, and all 140 MB arrive sha256-exact', async () => {
     dumpLogsOnFailure()
-    const bytes = 200 * 1000 * 1000
+    // Twice the in-flight bound asserted below (≈ 71 MB), so a producer that was never blocked fails it.
+    const bytes = 140 * 1000 * 1000
     const seed = 41
     // `clientRead` is what the client has consumed; `handed - clientRead` is everything in flight
     // (sockets, WebSockets, both muxes), measured at each write of the producer, not on a timer.
@@ -307,7 +308,7 @@ describe('tunnel (in-process exit-node and agent)', () => {
     expect({ sha256: hash.digest('hex'), bytes: clientRead }).toEqual({ sha256: expectedSha256(bytes, seed), bytes })
     clearInterval(sampler)
     // Everything in flight: ≤ 1 window + the two WebSocket duplex buffers of each side + kernel socket
-    // buffers of three loopback connections (a few MiB each at most) — far below the 200 MB pushed.
+    // buffers of three loopback connections (a few MiB each at most) — half the 140 MB pushed.
     const inFlightBound = MUX_SESSION_DEFAULTS.maxStreamWindowBytes + 4 * WEBSOCKET_DUPLEX_DEFAULTS.maxBufferedBytes + 3 * 16 * MiB
     expect(producer.maxInFlight, `at most ${producer.maxInFlight} bytes were in flight`).toBeLessThan(inFlightBound)
     expect(maxBuffered, `exit-node mux buffered at most ${maxBuffered} bytes`).toBeLessThanOrEqual(exitNodeBound)

@@ -19,17 +19,17 @@ async function relayedPair (): Promise<{ client: net.Socket, a: net.Socket, b: n
 }
 
 describe('relay', () => {
-  test('carries 64 MiB each way at once sha256-exact, passes each half-close on, and resolves clean once both sides closed', async () => {
+  test('carries 16 MiB each way at once sha256-exact, passes each half-close on, and resolves clean once both sides closed', async () => {
     const { client, a, b, server } = await relayedPair()
     const done = relay(a, b)
     // Each end still writes after its readable side ended: read without destroying at the end.
     const down = hashStream(client.iterator({ destroyOnReturn: false }))
     const up = hashStream(server.iterator({ destroyOnReturn: false }))
     // pipe(), not pipeline(): pipeline would destroy each socket once its writing is done, while it still reads.
-    deterministicSource(64 * MiB, 1).pipe(client)
-    deterministicSource(64 * MiB, 2).pipe(server)
-    expect(await up).toEqual({ sha256: expectedSha256(64 * MiB, 1), bytes: 64 * MiB })
-    expect(await down).toEqual({ sha256: expectedSha256(64 * MiB, 2), bytes: 64 * MiB })
+    deterministicSource(16 * MiB, 1).pipe(client)
+    deterministicSource(16 * MiB, 2).pipe(server)
+    expect(await up).toEqual({ sha256: expectedSha256(16 * MiB, 1), bytes: 16 * MiB })
+    expect(await down).toEqual({ sha256: expectedSha256(16 * MiB, 2), bytes: 16 * MiB })
     expect(await done).toBeUndefined()
     expect(a.destroyed && b.destroyed).toBe(true)
   })

@@ -31,11 +31,11 @@ async function wsPair (): Promise<{ client: Duplex, server: Duplex, clientWs: We
 }
 
 describe('createWebSocketDuplex', () => {
-  test('carries a MuxSession: 256 MiB sha256-exact, then a clean close', async () => {
+  test('carries a MuxSession: 64 MiB sha256-exact, then a clean close', async () => {
     const { client, server } = await wsPair()
     const agent = createMuxSession(client, 'client', { keepaliveIntervalMs: 0 })
     const exitNode = createMuxSession(server, 'server', { keepaliveIntervalMs: 0 })
-    const total = 256 * MiB
+    const total = 64 * MiB
     const received = new Promise<{ sha: string, bytes: number }>((resolve, reject) => {
       exitNode.once('stream', (s: MuxStream) => {
         const hash = createHash('sha256')
