@@ -1,5 +1,6 @@
-import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto'
+import { X509Certificate, createPrivateKey, generateKeyPairSync } from 'node:crypto'
 import forge from 'node-forge'
+import { randomSerial, readSigningAuthority, signLeafCertificate } from './ca-signing.js'
 import { AuthError } from './errors.js'
 import type { CertificateAndKey } from './tls-material.js'
 
@@ -76,31 +77,18 @@ export function signClientCertificate (ca: CertificateAndKey, csrPem: string, id
   if (!verified || publicKey === null || publicKey.n.bitLength() < CLIENT_CERT_DEFAULTS.rsaBits) {
     throw new AuthError('SLK_ERR_AUTH_CSR_INVALID', `certificate request is not signed by its own key, or its RSA key has fewer than ${CLIENT_CERT_DEFAULTS.rsaBits} bits`)
   }
-  let caCert: forge.pki.Certificate
-  let caKey: forge.pki.PrivateKey
-  try {
-    caCert = forge.pki.certificateFromPem(ca.certPem)
-    caKey = forge.pki.privateKeyFromPem(ca.keyPem)
-  } catch (err) {
-    throw new AuthError('SLK_ERR_AUTH_TLS', 'client CA certificate or key is not a readable PEM RSA certificate/key', { cause: err })
-  }
-  const cert = forge.pki.createCertificate()
-  cert.publicKey = publicKey
+  const authority = readSigningAuthority(ca, 'client CA')
   const serial = randomSerial()
-  cert.serialNumber = serial
   const notAfter = new Date(identity.now.getTime() + identity.lifetimeMs)
-  cert.validity.notBefore = new Date(identity.now.getTime() - CLIENT_CERT_DEFAULTS.skewMs)
-  cert.validity.notAfter = notAfter
-  cert.setSubject([{ name: 'commonName', value: identity.spoke }, { name: 'organizationalUnitName', value: identity.tokenId }])
-  cert.setIssuer(caCert.subject.attributes)
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', clientAuth: true },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
-  ])
-  cert.sign(caKey, forge.md.sha256.create())
-  return { certPem: forge.pki.certificateToPem(cert), serial, notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000) }
+  const certPem = signLeafCertificate(authority, {
+    publicKey,
+    serial,
+    notBefore: new Date(identity.now.getTime() - CLIENT_CERT_DEFAULTS.skewMs),
+    notAfter,
+    subject: [{ name: 'commonName', value: identity.spoke }, { name: 'organizationalUnitName', value: identity.tokenId }],
+    extensions: [{ name: 'extKeyUsage', clientAuth: true }],
+  })
+  return { certPem, serial, notAfter: new Date(Math.floor(notAfter.getTime() / 1000) * 1000) }
 }
 
 /**
@@ -127,11 +115,4 @@ export function readClientCertificate (cert: string | Buffer, caPem?: string): C
   const tokenId = fields.get('OU')
   if (spoke === undefined || tokenId === undefined) throw new AuthError('SLK_ERR_AUTH_CERT_INVALID', 'client certificate names no spoke (CN) and token (OU)')
   return { spoke, tokenId, serial: x509.serialNumber.toLowerCase(), notBefore: new Date(x509.validFrom), notAfter: new Date(x509.validTo) }
-}
-
-function randomSerial (): string {
-  const bytes = randomBytes(16)
-  // Positive and without a leading zero byte, so the DER INTEGER is minimal and reads back as the same hex.
-  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x40
-  return bytes.toString('hex')
 }

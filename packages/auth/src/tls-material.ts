@@ -1,8 +1,9 @@
-import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto'
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import forge from 'node-forge'
+import { randomSerial, readSigningAuthority, signLeafCertificate } from './ca-signing.js'
 import { AuthError } from './errors.js'
 import { writeFileAtomic } from './write-file-atomic.js'
 
@@ -120,32 +121,23 @@ export async function createServerCertificate (ca: CertificateAndKey, options: S
   const validDays = options.validDays ?? TLS_DEFAULTS.serverValidDays
   validateValidDays(validDays, 'validDays')
   const altNames = toAltNames(options.hosts)
-  let caCert: forge.pki.Certificate
-  let caKey: forge.pki.PrivateKey
-  try {
-    caCert = forge.pki.certificateFromPem(ca.certPem)
-    caKey = forge.pki.privateKeyFromPem(ca.keyPem)
-  } catch (err) {
-    throw new AuthError('SLK_ERR_AUTH_TLS', 'CA certificate or key is not a readable PEM RSA certificate/key', { cause: err })
-  }
+  const authority = readSigningAuthority(ca, 'CA')
   const keys = await generateRsaKeyPair()
-  const cert = forge.pki.createCertificate()
-  cert.publicKey = keys.publicKey
-  cert.serialNumber = randomSerial()
-  setValidity(cert, validDays)
+  const now = Date.now()
   const first = options.hosts[0] ?? 'spokelink'
-  cert.setSubject([{ name: 'commonName', value: first.length <= 64 ? first : 'spokelink' }])
-  cert.setIssuer(caCert.subject.attributes)
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames },
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
-  ])
-  cert.sign(caKey, forge.md.sha256.create())
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) }
+  const certPem = signLeafCertificate(authority, {
+    publicKey: keys.publicKey,
+    serial: randomSerial(),
+    notBefore: new Date(now - CLOCK_SKEW_MS),
+    notAfter: new Date(now + validDays * DAY_MS),
+    subject: [{ name: 'commonName', value: first.length <= 64 ? first : 'spokelink' }],
+    extensions: [
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames },
+      { name: 'subjectKeyIdentifier' },
+    ],
+  })
+  return { certPem, keyPem: forge.pki.privateKeyToPem(keys.privateKey) }
 }
 
 /**
@@ -234,13 +226,6 @@ async function generateRsaKeyPair (): Promise<forge.pki.rsa.KeyPair> {
       }
     })
   })
-}
-
-function randomSerial (): string {
-  const bytes = randomBytes(16)
-  // Positive and without a leading zero byte, so the DER INTEGER is minimal (RFC 5280 §4.1.2.2).
-  bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x40
-  return bytes.toString('hex')
 }
 
 function setValidity (cert: forge.pki.Certificate, validDays: number): void {
