@@ -8,12 +8,5 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$(cd "$(dirname "${BASH_SOURCE[0]}")/
 # buildah's default OCI isolation fails on this machine's cgroup layout; chroot works.
 export BUILDAH_ISOLATION="${BUILDAH_ISOLATION:-chroot}"
 
-phase_started=$SECONDS
-phase_name=
-# `phase NAME` ends the previous phase (printing its time) and starts NAME; `phase` alone ends the last one.
-phase() {
-  if [ -n "$phase_name" ]; then printf '    (%s: %d s)\n' "$phase_name" "$((SECONDS - phase_started))"; fi
-  phase_name="${1:-}"
-  phase_started=$SECONDS
-  if [ -n "$phase_name" ]; then printf '\n==> %s\n' "$phase_name"; fi
-}
+# shellcheck source=phase.sh
+source "$(dirname "${BASH_SOURCE[0]}")/phase.sh"

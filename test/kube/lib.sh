@@ -30,15 +30,8 @@ export KUBE_IMAGES_PROMETHEUS=localhost/prometheus:ci
 export SPOKELINK_BASE_IMAGE=localhost/spokelink-base:bookworm-node20
 export SPOKELINK_IMAGE="${SPOKELINK_IMAGE:-localhost/spokelink:dev}"
 
-phase_started=$SECONDS
-phase_name=
-# `phase NAME` ends the previous phase (printing its time) and starts NAME; `phase` alone ends the last one.
-phase() {
-  if [ -n "$phase_name" ]; then printf '    (%s: %d s)\n' "$phase_name" "$((SECONDS - phase_started))"; fi
-  phase_name="${1:-}"
-  phase_started=$SECONDS
-  if [ -n "$phase_name" ]; then printf '\n==> %s\n' "$phase_name"; fi
-}
+# shellcheck source=../../scripts/lib/phase.sh
+source "$KUBE_DIR/../../scripts/lib/phase.sh"
 
 # Run a command inside the cluster's network namespace (network only: same mounts and cgroups).
 in_netns() { nsenter --net="/run/netns/$KUBE_NETNS" -- "$@"; }
