@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto'
-import { watch } from 'node:fs'
-import type { FSWatcher } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { ConfigError } from './errors.js'
+import { watchFileChanges } from './file-change-trigger.js'
 import { parseSpokesConfig, spokesConfigFingerprint } from './spokes-config.js'
 import type { SpokesConfig } from './spokes-config.js'
 
@@ -110,12 +108,9 @@ export function watchSpokesFile (path: string, options: WatchSpokesFileOptions):
   let lastTextSha256: string | undefined
   let lastTextInvalid = false
   let lastFingerprint = options.initial === undefined ? undefined : spokesConfigFingerprint(options.initial)
-  let lastStat: string | undefined
   let lastReadError: string | undefined
   let retryDelayMs = retryInitialMs
   let retry: NodeJS.Timeout | undefined
-  let debounce: NodeJS.Timeout | undefined
-  let watcher: FSWatcher | undefined
   // Reads run one at a time; a request made while one runs queues exactly one more, which covers every request
   // made meanwhile (they all want "a read that starts after now").
   let queued: Promise<SpokesFileReadOutcome> | undefined
@@ -194,57 +189,16 @@ export function watchSpokesFile (path: string, options: WatchSpokesFileOptions):
     return 'changed'
   }
 
-  const schedule = (): void => {
-    if (closed) return
-    if (debounce !== undefined) clearTimeout(debounce)
-    debounce = setTimeout(() => {
-      debounce = undefined
-      void check()
-    }, debounceMs)
-    debounce.unref()
-  }
-
-  const poll = async (): Promise<void> => {
-    let signature: string
-    try {
-      const s = await stat(path)
-      signature = `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`
-    } catch (err) {
-      signature = `error:${err instanceof Error && 'code' in err ? String(err.code) : 'unknown'}`
-    }
-    if (closed || signature === lastStat) return
-    lastStat = signature
-    schedule()
-  }
-
-  try {
-    watcher = watch(dirname(path), { persistent: false }, () => { schedule() })
-    watcher.on('error', () => {
-      // The directory went away or inotify gave up; the stat poll keeps the watch going.
-      watcher?.close()
-      watcher = undefined
-    })
-  } catch {
-    // fs.watch is unavailable here (missing directory, inotify limit); the stat poll alone is enough.
-    watcher = undefined
-  }
-  const interval = setInterval(() => { void poll() }, pollIntervalMs)
-  interval.unref()
-  const rereadInterval = setInterval(() => { void check() }, rereadIntervalMs)
-  rereadInterval.unref()
-  void poll() // first read, and a baseline for the poll
+  // The first poll is the first read (and a baseline for the next polls).
+  const trigger = watchFileChanges([path], { debounceMs, pollIntervalMs, rereadIntervalMs, onCheck: () => { void check() } })
 
   return {
     reread: check,
     close () {
       if (closed) return
       closed = true
-      clearInterval(interval)
-      clearInterval(rereadInterval)
-      if (debounce !== undefined) clearTimeout(debounce)
+      trigger.close()
       if (retry !== undefined) clearTimeout(retry)
-      watcher?.close()
-      watcher = undefined
     },
   }
 }

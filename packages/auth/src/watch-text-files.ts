@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto'
-import { watch } from 'node:fs'
-import type { FSWatcher } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { ConfigError } from './errors.js'
+import { watchFileChanges } from './file-change-trigger.js'
 
 /** Options of {@link watchTextFiles}. */
 export interface WatchTextFilesOptions {
@@ -60,11 +58,8 @@ export function watchTextFiles (paths: readonly string[], options: WatchTextFile
 
   let closed = false
   let lastSha256 = options.initial === undefined ? undefined : digest(options.initial)
-  let lastStat: string | undefined
   let lastError: string | undefined
-  let debounce: NodeJS.Timeout | undefined
   let chain: Promise<void> = Promise.resolve()
-  const watchers: FSWatcher[] = []
 
   const report = (err: unknown): void => {
     if (closed) return
@@ -86,7 +81,7 @@ export function watchTextFiles (paths: readonly string[], options: WatchTextFile
       const message = err instanceof Error ? err.message : String(err)
       if (message !== lastError) report(err)
       lastError = message
-      lastStat = undefined // the next poll reads again
+      trigger.forgetStat() // the next poll reads again
       return
     }
     lastError = undefined
@@ -111,58 +106,14 @@ export function watchTextFiles (paths: readonly string[], options: WatchTextFile
     return next
   }
 
-  const schedule = (): void => {
-    if (closed) return
-    if (debounce !== undefined) clearTimeout(debounce)
-    debounce = setTimeout(() => {
-      debounce = undefined
-      void check()
-    }, debounceMs)
-    debounce.unref()
-  }
-
-  const poll = async (): Promise<void> => {
-    const signatures = await Promise.all(paths.map(async (path) => {
-      try {
-        const s = await stat(path)
-        return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`
-      } catch (err) {
-        return `error:${err instanceof Error && 'code' in err ? String(err.code) : 'unknown'}`
-      }
-    }))
-    const signature = signatures.join('|')
-    if (closed || signature === lastStat) return
-    lastStat = signature
-    schedule()
-  }
-
-  for (const dir of new Set(paths.map((path) => dirname(path)))) {
-    try {
-      const watcher = watch(dir, { persistent: false }, () => { schedule() })
-      watcher.on('error', () => {
-        // The directory went away or inotify gave up; the stat poll keeps the watch going.
-        watcher.close()
-      })
-      watchers.push(watcher)
-    } catch {
-      // fs.watch is unavailable here (missing directory, inotify limit); the stat poll alone is enough.
-    }
-  }
-  const interval = setInterval(() => { void poll() }, pollIntervalMs)
-  interval.unref()
-  const rereadInterval = setInterval(() => { void check() }, rereadIntervalMs)
-  rereadInterval.unref()
-  void poll()
+  const trigger = watchFileChanges(paths, { debounceMs, pollIntervalMs, rereadIntervalMs, onCheck: () => { void check() } })
 
   return {
     reread: check,
     close () {
       if (closed) return
       closed = true
-      clearInterval(interval)
-      clearInterval(rereadInterval)
-      if (debounce !== undefined) clearTimeout(debounce)
-      for (const watcher of watchers) watcher.close()
+      trigger.close()
     },
   }
 }
