@@ -2,6 +2,7 @@ import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { ConfigError } from './errors.js'
 
 /** Options of {@link watchFileChanges}; the callers validate the delays. */
 export interface FileChangeTriggerOptions {
@@ -89,5 +90,15 @@ export function watchFileChanges (paths: readonly string[], options: FileChangeT
       if (debounce !== undefined) clearTimeout(debounce)
       for (const watcher of watchers) watcher.close()
     },
+  }
+}
+
+/**
+ * Checks a delay option of the file watches: a finite number of milliseconds from `min` up to what `setTimeout` takes.
+ * @throws {ConfigError} `SLK_ERR_CONFIG_INVALID_OPTION` naming the option
+ */
+export function validateMs (name: string, value: number, min: number): void {
+  if (!Number.isFinite(value) || value < min || value > 2_147_483_647) {
+    throw new ConfigError('SLK_ERR_CONFIG_INVALID_OPTION', `${name}: expected a number of milliseconds >= ${min}, got ${String(value)}`)
   }
 }

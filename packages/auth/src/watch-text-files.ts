@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { ConfigError } from './errors.js'
-import { watchFileChanges } from './file-change-trigger.js'
+import { validateMs, watchFileChanges } from './file-change-trigger.js'
 
 /** Options of {@link watchTextFiles}. */
 export interface WatchTextFilesOptions {
@@ -130,11 +130,5 @@ async function readText (path: string): Promise<string> {
   } catch (err) {
     const code = err instanceof Error && 'code' in err ? String(err.code) : 'unknown error'
     throw new ConfigError('SLK_ERR_CONFIG_FILE_WATCH', `${path}: cannot read the watched file (${code})`, { cause: err })
-  }
-}
-
-function validateMs (name: string, value: number, min: number): void {
-  if (!Number.isFinite(value) || value < min || value > 2_147_483_647) {
-    throw new ConfigError('SLK_ERR_CONFIG_INVALID_OPTION', `${name}: expected a number of milliseconds >= ${min}, got ${String(value)}`)
   }
 }
