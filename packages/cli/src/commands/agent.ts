@@ -169,24 +169,8 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
   const stateDir = stringSetting(resolved.config, 'state-dir')
   const clientIdentity = stateDir === undefined ? undefined : await ClientIdentity.open(stateDir)
   const agent = createAgent({ ...options, clientIdentity }, { logger, registry })
-  logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(options.server).host, caPinned: credentials.caSha256 !== undefined }, 'starting')
-  const healthServer = health === undefined ? undefined : await startAgentHealthServer(health, agent, { registry, logger })
-  await agent.listenHubServices()
-  agent.start()
   const tokenFile = stringSetting(resolved.config, 'token-file')
   const joinFile = stringSetting(resolved.config, 'join-file')
-  // The credential file is watched too (a Kubernetes Secret update swaps its ..data symlink): the new token is used
-  // from the next connection on, the live session keeps the one it authenticated with.
-  const credentialFile: CredentialFile | undefined = tokenFile !== undefined
-    ? { flag: 'token-file', path: tokenFile }
-    : joinFile !== undefined ? { flag: 'join-file', path: joinFile } : undefined
-  const fileWatcher = credentialFile === undefined
-    ? undefined
-    : watchCredentialFile(credentialFile, {
-      initialText: await readTextFile(credentialFile.flag, credentialFile.path),
-      server: options.server,
-      caSha256: credentials.caSha256,
-    }, (next) => { agent.setToken(next) }, logger)
   // Only the token is swapped from a re-read join token: a new server URL or CA pin needs a restart.
   const rereadToken = async (): Promise<string | undefined> => {
     if (tokenFile !== undefined) return (await readTextFile('token-file', tokenFile)).trim()
@@ -194,6 +178,7 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
     return undefined
   }
   // SIGHUP: re-read --token-file or --join-file (a rotated Secret) for the next connection; the live session keeps its token.
+  // Subscribed before anything is logged or dialed: a SIGHUP that finds no subscriber stops the process.
   const unsubscribe = context.reload?.subscribe(() => {
     logger.info({ signal: 'SIGHUP' }, 'reload requested')
     if (tokenFile === undefined && joinFile === undefined) {
@@ -207,6 +192,22 @@ async function runAgent (command: Command, context: CommandContext): Promise<voi
       logger.error({ err }, 'token file reload failed; keeping the current token')
     })
   })
+  logger.info({ command: 'agent', settings: describeConfig(resolved, AGENT_OPTIONS), server: new URL(options.server).host, caPinned: credentials.caSha256 !== undefined }, 'starting')
+  const healthServer = health === undefined ? undefined : await startAgentHealthServer(health, agent, { registry, logger })
+  // The credential file is watched too (a Kubernetes Secret update swaps its ..data symlink): the new token is used
+  // from the next connection on, the live session keeps the one it authenticated with.
+  const credentialFile: CredentialFile | undefined = tokenFile !== undefined
+    ? { flag: 'token-file', path: tokenFile }
+    : joinFile !== undefined ? { flag: 'join-file', path: joinFile } : undefined
+  const fileWatcher = credentialFile === undefined
+    ? undefined
+    : watchCredentialFile(credentialFile, {
+      initialText: await readTextFile(credentialFile.flag, credentialFile.path),
+      server: options.server,
+      caSha256: credentials.caSha256,
+    }, (next) => { agent.setToken(next) }, logger)
+  await agent.listenHubServices()
+  agent.start()
   await untilAborted(context.shutdown)
   unsubscribe?.()
   fileWatcher?.close()
