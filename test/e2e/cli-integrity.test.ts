@@ -85,8 +85,11 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     const existing = Array.from({ length: 6 }, (_, i) => ({ id: `prev${String(i)}abc`, sha256: createSpokeToken().sha256 }))
     await writeFile(path, spokesText(existing))
 
-    const creates = Array.from({ length: 14 }, async () => runToExit(['token', 'create', '--spokes', path, '--spoke', 'orion-aws', '--output', 'json']))
-    const revokes = existing.map(async (t) => runToExit(['token', 'revoke', '--spokes', path, t.id, '--output', 'json']))
+    // Twenty processes take the lock in turns, in no order: on a loaded machine the last one can wait longer than
+    // the default --lock-timeout (10 s, its own test is below). What this test asserts is that no edit is lost.
+    const wait = ['--lock-timeout', '50s']
+    const creates = Array.from({ length: 14 }, async () => runToExit(['token', 'create', '--spokes', path, '--spoke', 'orion-aws', '--output', 'json', ...wait]))
+    const revokes = existing.map(async (t) => runToExit(['token', 'revoke', '--spokes', path, t.id, '--output', 'json', ...wait]))
     const results = await Promise.all([...creates, ...revokes])
     for (const result of results) expect(result.exit, result.tail).toEqual({ code: 0, signal: null })
     const createdIds = results.slice(0, 14).map((r) => (JSON.parse(r.stdout[0] ?? '{}') as { id: string }).id)
