@@ -167,6 +167,18 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     expect(await server.kill('SIGTERM')).toEqual({ code: 0, signal: null })
   })
 
+  test('a SIGHUP as soon as the agent logs starting is a reload, not a stop', async () => {
+    const sub = await freshDir()
+    const tokenFile = join(sub, 'token')
+    await writeFile(tokenFile, `${createSpokeToken().token}\n`)
+    const agent = spokelink(['agent', '--server', 'ws://127.0.0.1:9/connect', '--token-file', tokenFile, '--upstream', `prometheus=${exporter.target}`])
+    await agent.waitForLog(isMsg('starting'), { what: 'the agent\'s starting line', timeoutMs: 30_000 })
+    agent.child.kill('SIGHUP')
+    expect(await agent.waitForLog(isMsg('reload done'), { what: 'the early reload', timeoutMs: 15_000 })).toMatchObject({ tokenFile: 'reloaded' })
+    expect(agent.exit).toBeUndefined()
+    expect(await agent.kill('SIGTERM')).toEqual({ code: 0, signal: null })
+  })
+
   test('SIGHUP on the agent re-reads --token-file for its next connection', async () => {
     const sub = await freshDir()
     const good = createSpokeToken()
