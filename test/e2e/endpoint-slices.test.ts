@@ -289,7 +289,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect((await slicesOfService(services.selected)).map((slice) => slice.metadata.name).sort()).toEqual([`${services.selected}-ctrl`, endpointSliceName(services.selected, pods.a.name)].sort())
     expect(await endpointsStatus(services.selected)).toBe(200)
     expect(await metric(node.registry, 'spokelink_endpoint_controller_leftovers_deleted_total')).toBe(2)
-    expect(logLines.filter((line) => line.includes('left on the spoke Service')).length).toBe(1)
+    expect(logs.lines.filter((line) => line.includes('left on the spoke Service')).length).toBe(1)
     expect(await metric(node.registry, 'spokelink_endpoint_slice_errors_total', { operation: 'leftovers' })).toBe(0)
   }, 60_000)
 
