@@ -180,6 +180,8 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
 
     await second.close({ graceMs: 0 })
     await waitFor(async () => await getSlice(sliceName) === undefined ? true : undefined, { what: `slice ${sliceName} deleted`, timeoutMs: 15_000 })
+    // As with the create: the apiserver has deleted it before the exit-node has read the delete's answer.
+    await node.exitNode.endpointSlices?.settled()
     expect(await metric(node.registry, 'spokelink_endpoint_slices')).toBe(0)
     expect(await metric(node.registry, 'spokelink_endpoint_slice_errors_total', { operation: 'publish' })).toBe(0)
   }, 60_000)

@@ -101,7 +101,7 @@ async function startPolicedTunnel (agentOptions: Partial<AgentOptions> = {}, ups
     `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`,
     '',
   ].join('\n'), 'test')
-  const exitNode: ExitNode = createExitNode({ host: '127.0.0.1', port: 0, shutdownGraceMs: 200 }, spokes, { logger: testLogger('exit-node'), registry: new Registry() })
+  const exitNode: ExitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 200 }, spokes, { logger: testLogger('exit-node'), registry: new Registry() })
   const { port } = await exitNode.listen()
   closers.push(async () => { await exitNode.close() })
   const registry = new Registry()
