@@ -345,7 +345,7 @@ describe.skipIf(missing.length > 0 && !inCi)('Helm charts (issue 8)', () => {
       expect(hub?.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }])
     })
 
-    test('selectorless mode (for replicas > 1): Services without a selector and a Role limited to its EndpointSlices, its Services (get) and the controllers' leftover Endpoints (get, delete)', async () => {
+    test('selectorless mode (for replicas > 1): Services without a selector and a Role limited to its EndpointSlices, its Services (get) and the leftover Endpoints of its controllers (get, delete)', async () => {
       const rendered = await renderChart(EXIT_NODE, [join(CHARTS_DIR, EXIT_NODE, 'ci', 'three-spokes-values.yaml')], [
         'replicas=2', 'spokeServices.selectorless=true', 'autoTLS.enabled=false', 'tls.existingSecret=hub-tls',
       ])
