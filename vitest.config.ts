@@ -5,6 +5,7 @@ const src = (pkg: string): string => fileURLToPath(new URL(`./packages/${pkg}/sr
 
 const alias = {
   '@spokelink/errors': src('errors'),
+  '@spokelink/http-policy': src('http-policy'),
   '@spokelink/protocol': src('protocol'),
   '@spokelink/auth': src('auth'),
   '@spokelink/exit-node': src('exit-node'),

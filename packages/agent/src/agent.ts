@@ -16,17 +16,16 @@ import {
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
 import { CLIENT_CERT_DEFAULTS, isSha256Hex, parseSpokeToken } from '@spokelink/auth'
+import { PolicyProxy } from '@spokelink/http-policy'
+import type { HttpPolicy, PolicyProxyOptions } from '@spokelink/http-policy'
 import type { ClientIdentity } from './client-identity.js'
 import { Backoff } from './backoff.js'
 import type { BackoffOptions } from './backoff.js'
 import { connectExitNode, checkServerUrl } from './connect-exit-node.js'
 import { AgentError } from './errors.js'
 import { DenialLog } from './denial-log.js'
-import type { HttpPolicy } from './http-policy.js'
 import { createAgentMetrics } from './metrics.js'
 import type { AgentMetrics } from './metrics.js'
-import { PolicyProxy } from './policy-proxy.js'
-import type { PolicyProxyOptions } from './policy-proxy.js'
 import { permanentFailureOf, errorCode } from './permanent-failure.js'
 import type { PermanentFailure } from './permanent-failure.js'
 import { AGENT_VERSION } from './version.js'
@@ -222,7 +221,16 @@ export class Agent extends EventEmitter<AgentEvents> {
     for (const policy of this.#options.policies) {
       const upstream = this.#upstreams.get(policy.upstream)
       if (upstream === undefined) continue
-      this.#policyProxies.set(policy.upstream, new PolicyProxy(policy, upstream, this.#options.policy, { metrics: this.#metrics, denials: this.#denials, logger: this.#log }))
+      this.#policyProxies.set(policy.upstream, new PolicyProxy(policy, this.#options.policy, {
+        target: upstream,
+        subject: `upstream ${policy.upstream}`,
+        onDenied: (denial) => {
+          this.#metrics.policyDeniedTotal.inc({ upstream: policy.upstream, reason: denial.reason })
+          this.#denials.record({ upstream: policy.upstream, ...denial })
+        },
+        onTargetError: () => { this.#metrics.upstreamDialErrorsTotal.inc({ upstream: policy.upstream }) },
+        logger: this.#log,
+      }))
     }
     this.#hubListeners = new HubServiceListeners(this.#options.hubServices, this.#options.hubService, {
       logger: this.#log,

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import type { DenyReason } from './http-policy.js'
+import type { DenyReason } from '@spokelink/http-policy'
 
 /** One refused request, as logged: never headers, never the query string. */
 export interface Denial {

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest'
-import { checkRequestHead, parseHttpPolicies, READ_ONLY_RULES, requestHeadBytes } from '../src/http-policy.js'
-import type { HttpPolicy, RequestHead } from '../src/http-policy.js'
+import { checkRequestHead, READ_ONLY_RULES, requestHeadBytes } from '@spokelink/http-policy'
+import type { HttpPolicy, RequestHead } from '@spokelink/http-policy'
+import { parseHttpPolicies } from '../src/http-policy.js'
 
 const READ_ONLY: HttpPolicy = { upstream: 'prometheus', kind: 'read-only', rules: READ_ONLY_RULES }
 const LIMITS = { maxBodyBytes: 1024, maxHeaderBytes: 4096 }

@@ -1,18 +1,18 @@
 import http from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { Logger } from 'pino'
-import type { DenialLog } from './denial-log.js'
 import { checkRequestHead, targetPath } from './http-policy.js'
 import type { DenyReason, HttpPolicy } from './http-policy.js'
-import type { AgentMetrics } from './metrics.js'
-import type { Upstream } from './upstreams.js'
 
 /** Limits of a {@link PolicyProxy}. */
 export interface PolicyProxyOptions {
   /** Largest request head (request line and headers, CRLF each, and the blank line); more is refused as `header_too_large`. @default 16384 */
   maxHeaderBytes?: number
-  /** Largest request body (a POST query's form); more is refused as `body_too_large`. @default 1048576 */
+  /**
+   * Largest request body (a POST query's form, or an opaque body such as a remote write batch); more is refused
+   * as `body_too_large`. @default 1048576
+   */
   maxBodyBytes?: number
   /** Most headers in one request; more are refused as `header_too_large`. @default 100 */
   maxHeadersCount?: number
@@ -27,6 +27,30 @@ export const POLICY_PROXY_DEFAULTS = {
   maxHeadersCount: 100,
   maxUpstreamSockets: 64,
 } as const satisfies Required<PolicyProxyOptions>
+
+/** One refused request, as the owner of the proxy counts and logs it. */
+export interface PolicyDenial {
+  streamId: number
+  method: string
+  /** The target's path (never the query), clipped to 128 characters. */
+  path: string
+  reason: DenyReason
+}
+
+/** What a {@link PolicyProxy} reports to its owner (the agent's or the exit-node's metrics and logs). */
+export interface PolicyProxyDeps {
+  /** Where requests go: the agent's upstream, or the exit-node's hub service address. */
+  target: { host: string, port: number }
+  /** Names the target in a 403 line: `upstream prometheus`, `hub service remote-write`. */
+  subject: string
+  /** Called once per refused request. */
+  onDenied: (denial: PolicyDenial) => void
+  /** Called when a request could not reach the target (answered 502). */
+  onTargetError: () => void
+  /** Called once for each new connection to the target (to meter or time it out). */
+  onTargetSocket?: (socket: Socket) => void
+  logger: { debug: (fields: object, msg: string) => void }
+}
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the framing ones we set ourselves; never forwarded either way. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length'])
@@ -46,27 +70,23 @@ interface StreamState {
  * `http.Server` (llhttp, strict: no lenient flags), which parses every request on it for the stream's
  * whole life — keep-alive, pipelined, chunked, split over any number of frames. Allowed requests are
  * forwarded over a keep-alive `http.Agent`; refused ones get a 403 and close the stream, and never reach
- * the upstream. Response bodies stream through with backpressure; only a POST's form body (at most
- * `maxBodyBytes`) is read whole before it is sent, so the upstream never sees half a checked request.
+ * the upstream. Response bodies stream through with backpressure; a POST's form body (at most `maxBodyBytes`) is
+ * read whole before it is sent, so the upstream never sees half a checked request; under a policy whose `postBody`
+ * is `opaque` (the exit-node's hub services), the body streams through as bytes, counted against the same cap.
  */
 export class PolicyProxy {
   readonly #policy: HttpPolicy
-  readonly #upstream: Upstream
   readonly #options: Required<PolicyProxyOptions>
   readonly #server: http.Server
   readonly #agent: http.Agent
-  readonly #metrics: AgentMetrics
-  readonly #denials: DenialLog
-  readonly #log: Logger
+  readonly #deps: PolicyProxyDeps
   readonly #streams = new WeakMap<Duplex, StreamState>()
+  readonly #targetSockets = new WeakSet<Socket>()
 
-  constructor (policy: HttpPolicy, upstream: Upstream, options: PolicyProxyOptions, deps: { metrics: AgentMetrics, denials: DenialLog, logger: Logger }) {
+  constructor (policy: HttpPolicy, options: PolicyProxyOptions, deps: PolicyProxyDeps) {
     this.#policy = policy
-    this.#upstream = upstream
     this.#options = { ...POLICY_PROXY_DEFAULTS, ...options }
-    this.#metrics = deps.metrics
-    this.#denials = deps.denials
-    this.#log = deps.logger
+    this.#deps = deps
     this.#agent = new http.Agent({ keepAlive: true, maxSockets: this.#options.maxUpstreamSockets, maxFreeSockets: this.#options.maxUpstreamSockets, scheduling: 'lifo' })
     this.#server = http.createServer({
       insecureHTTPParser: false,
@@ -116,7 +136,7 @@ export class PolicyProxy {
       return
     }
     state.queue = state.queue.then(async () => { await this.#handle(state, req, res) }).catch((err: unknown) => {
-      this.#log.debug({ streamId: state.id, upstream: this.#policy.upstream, err }, 'policy request failed')
+      this.#deps.logger.debug({ streamId: state.id, upstream: this.#policy.upstream, err }, 'policy request failed')
       res.destroy()
     })
   }
@@ -133,6 +153,10 @@ export class PolicyProxy {
       this.#refuse(state, req, res, decision.reason)
       return
     }
+    if (decision.hasBody && this.#policy.postBody === 'opaque') {
+      await this.#forward(req, res, undefined, state)
+      return
+    }
     let body: Buffer | undefined
     if (decision.hasBody) {
       body = await readBody(req, this.#options.maxBodyBytes)
@@ -144,13 +168,20 @@ export class PolicyProxy {
     await this.#forward(req, res, body)
   }
 
-  async #forward (req: IncomingMessage, res: ServerResponse, body: Buffer | undefined): Promise<void> {
+  /**
+   * Sends a checked request on: with `body` (a form read whole), or, when `streaming` is given, with the
+   * request's own body streamed through as bytes, counted against `maxBodyBytes` (its Content-Length was checked
+   * already; a chunked body over the cap is cut, so the target sees an unfinished request, never a whole one).
+   */
+  async #forward (req: IncomingMessage, res: ServerResponse, body: Buffer | undefined, streaming?: StreamState): Promise<void> {
     const headers = forwardedHeaders(req.rawHeaders)
     if (body !== undefined) headers.push(['Content-Length', String(body.length)])
+    const length = req.headers['content-length']
+    if (streaming !== undefined && length !== undefined && req.headers['transfer-encoding'] === undefined) headers.push(['Content-Length', length])
     const upstreamReq = http.request({
       agent: this.#agent,
-      host: this.#upstream.host,
-      port: this.#upstream.port,
+      host: this.#deps.target.host,
+      port: this.#deps.target.port,
       method: req.method,
       path: req.url,
       headers: Object.fromEntries([...groupHeaders(headers)].map(([name, values]) => [name, values.length === 1 ? values[0] ?? '' : values])),
@@ -160,20 +191,36 @@ export class PolicyProxy {
       upstreamReq.once('response', resolve)
       upstreamReq.once('error', reject)
     })
-    upstreamReq.end(body)
+    upstreamReq.on('socket', (socket: Socket) => {
+      if (this.#targetSockets.has(socket)) return
+      this.#targetSockets.add(socket)
+      this.#deps.onTargetSocket?.(socket)
+    })
+    let tooLarge = false
+    if (streaming === undefined) upstreamReq.end(body)
+    else {
+      streamBody(req, upstreamReq, this.#options.maxBodyBytes, () => {
+        tooLarge = true
+        upstreamReq.destroy()
+      })
+    }
     let upstreamRes: IncomingMessage
     try {
       upstreamRes = await responded
     } catch (err) {
-      this.#metrics.upstreamDialErrorsTotal.inc({ upstream: this.#policy.upstream })
+      if (tooLarge && streaming !== undefined) {
+        this.#refuse(streaming, req, res, 'body_too_large')
+        return
+      }
+      this.#deps.onTargetError()
       const code = err instanceof Error && 'code' in err ? String(err.code) : 'error'
-      writeLine(res, 502, `spokelink: upstream ${this.#policy.upstream} failed: ${code}\n`)
+      writeLine(res, 502, `spokelink: ${this.#deps.subject} failed: ${code}\n`)
       return
     }
     const responseHeaders = forwardedHeaders(upstreamRes.rawHeaders)
-    const length = upstreamRes.headers['content-length']
+    const responseLength = upstreamRes.headers['content-length']
     // Without its length, Node frames the body itself (chunked to an HTTP/1.1 client).
-    if (length !== undefined && upstreamRes.headers['transfer-encoding'] === undefined) responseHeaders.push(['Content-Length', length])
+    if (responseLength !== undefined && upstreamRes.headers['transfer-encoding'] === undefined) responseHeaders.push(['Content-Length', responseLength])
     res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.statusMessage, responseHeaders.flat())
     await forwardBody(upstreamRes, res)
   }
@@ -197,7 +244,7 @@ export class PolicyProxy {
       return
     }
     state.refused = true
-    const body = method === '-' ? `spokelink: malformed request denied by ${this.#policy.kind} policy on upstream ${this.#policy.upstream} (${reason})\n` : this.#denyLine(method, path)
+    const body = method === '-' ? `spokelink: malformed request denied by ${this.#policy.kind} policy on ${this.#deps.subject} (${reason})\n` : this.#denyLine(method, path)
     // Behind a response still being sent, a raw 403 would corrupt it: the stream is cut instead.
     void state.queue.then(() => {
       if (!socket.writable) return
@@ -206,12 +253,11 @@ export class PolicyProxy {
   }
 
   #denyLine (method: string, path: string): string {
-    return `spokelink: ${method} ${path} denied by ${this.#policy.kind} policy on upstream ${this.#policy.upstream}\n`
+    return `spokelink: ${method} ${path} denied by ${this.#policy.kind} policy on ${this.#deps.subject}\n`
   }
 
   #count (streamId: number, method: string, path: string, reason: DenyReason): void {
-    this.#metrics.policyDeniedTotal.inc({ upstream: this.#policy.upstream, reason })
-    this.#denials.record({ upstream: this.#policy.upstream, streamId, method, path, reason })
+    this.#deps.onDenied({ streamId, method, path, reason })
   }
 }
 
@@ -283,6 +329,28 @@ async function forwardBody (from: IncomingMessage, to: ServerResponse): Promise<
       else fail(new Error('client closed before the response finished'))
     })
   })
+}
+
+/**
+ * Copies a request body to the target with backpressure, counting it: past `maxBytes` it stops and calls
+ * `onTooLarge` (which cuts the target request) instead of sending more.
+ */
+function streamBody (from: IncomingMessage, to: http.ClientRequest, maxBytes: number, onTooLarge: () => void): void {
+  let bytes = 0
+  const onData = (chunk: Buffer): void => {
+    bytes += chunk.length
+    if (bytes > maxBytes) {
+      from.off('data', onData)
+      from.pause()
+      onTooLarge()
+      return
+    }
+    if (!to.write(chunk)) from.pause()
+  }
+  from.on('data', onData)
+  to.on('drain', () => { from.resume() })
+  from.once('end', () => { if (bytes <= maxBytes) to.end() })
+  from.once('aborted', () => { to.destroy() })
 }
 
 /**
