@@ -1,5 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net'
 import { parseDocument } from 'yaml'
+import { parsePolicyRuleText } from '@spokelink/http-policy'
+import type { PolicyRule } from '@spokelink/http-policy'
 import { ConfigError } from './errors.js'
 import { SPOKE_TOKEN_ID_PATTERN, isSpokeToken } from './spoke-token-format.js'
 import { isSha256Hex } from './sha256-hex.js'
@@ -48,6 +50,11 @@ export interface HubServiceConfig {
   maxConnections?: number
   /** A hub stream with no bytes either way for this long is closed (file: `idleTimeout: "5m"`); the exit-node's default when absent. */
   idleTimeoutMs?: number
+  /**
+   * HTTP allow-list (file: `allow: ["POST /api/v1/write"]`, the agent's `--allow` syntax): when present, the exit-node
+   * parses every request on the service's streams and refuses (403) those not on it; absent, bytes are relayed as TCP.
+   */
+  allow?: PolicyRule[]
 }
 
 /** One spoke cluster. */
@@ -88,7 +95,9 @@ const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2}))?$/
 const ROOT_KEYS = ['spokes', 'maxSessionsPerSpoke']
 const SPOKE_KEYS = ['name', 'labels', 'tokens', 'ports', 'hubServices', 'maxSessions', 'requireClientCert', 'revokedSerials']
-const HUB_SERVICE_KEYS = ['name', 'address', 'maxConnections', 'idleTimeout']
+const HUB_SERVICE_KEYS = ['name', 'address', 'maxConnections', 'idleTimeout', 'allow']
+/** Rules in one hub service's `allow`: each request is matched against all of them. */
+const MAX_ALLOW_RULES = 64
 /** The welcome names every hub service of a spoke, so their count is bounded (`MAX_HUB_SERVICES` of the protocol). */
 const MAX_HUB_SERVICES_PER_SPOKE = 16
 const TOKEN_KEYS = ['id', 'sha256', 'expires', 'created', 'revoked', 'certSerial']
@@ -194,8 +203,8 @@ class Validator {
   }
 
   private hubService (value: unknown, path: string): HubServiceConfig {
-    const map = this.mapping(value, path, 'a mapping with name, address and optionally maxConnections, idleTimeout', HUB_SERVICE_KEYS, `${path}.`)
-    const { name, address, maxConnections, idleTimeout } = map
+    const map = this.mapping(value, path, 'a mapping with name, address and optionally maxConnections, idleTimeout, allow', HUB_SERVICE_KEYS, `${path}.`)
+    const { name, address, maxConnections, idleTimeout, allow } = map
     if (name === undefined) this.fail(`${path}.name`, 'required: the name agents use with --hub-service (e.g. remote-write)')
     if (typeof name !== 'string' || !UPSTREAM_NAME.test(name)) {
       this.expected(`${path}.name`, 'a hub service name matching [a-z0-9][a-z0-9_-]* (at most 63 characters)', name)
@@ -217,7 +226,19 @@ class Validator {
       if (ms === undefined || ms <= 0) this.expected(`${path}.idleTimeout`, 'a duration above zero like "5m", "90s" or "500ms"', idleTimeout)
       service.idleTimeoutMs = ms
     }
+    if (allow !== undefined) service.allow = this.allowList(allow, `${path}.allow`)
     return service
+  }
+
+  private allowList (value: unknown, path: string): PolicyRule[] {
+    if (!Array.isArray(value) || value.length === 0) this.expected(path, 'a non-empty list of rules like "POST /api/v1/write"', value)
+    if (value.length > MAX_ALLOW_RULES) this.fail(path, `at most ${MAX_ALLOW_RULES} rules, got ${value.length}`)
+    return value.flatMap((rule: unknown, i) => {
+      if (typeof rule !== 'string') this.expected(`${path}[${i}]`, 'a rule like "POST /api/v1/write"', rule)
+      const parsed = parsePolicyRuleText(rule)
+      if ('error' in parsed) this.fail(`${path}[${i}]`, parsed.error)
+      return parsed.rules
+    })
   }
 
   private serial (value: unknown, path: string): string {

@@ -28,6 +28,20 @@ describe('spokes file: hubServices', () => {
     ])
   })
 
+  test('allow takes the agent\'s --allow syntax: POST /api/v1/write is one POST rule, a GET rule allows HEAD too', () => {
+    const config = parseSpokesConfig(withHubServices('[{name: remote-write, address: "h:1", allow: ["POST /api/v1/write", "GET /-/ready"]}]'), 'spokes.yaml')
+    expect(config.spokes[0]?.hubServices?.[0]?.allow).toEqual([
+      { method: 'POST', segments: ['api', 'v1', 'write'] },
+      { method: 'GET', segments: ['-', 'ready'] },
+      { method: 'HEAD', segments: ['-', 'ready'] },
+    ])
+  })
+
+  test('at most 64 allow rules per hub service', () => {
+    const rules = `[${Array.from({ length: 65 }, (_, i) => `"POST /w${i}"`).join(', ')}]`
+    expect(messageOf(withHubServices(`[{name: rw, address: "h:1", allow: ${rules}}]`))).toBe('spokes.yaml: spokes[0].hubServices[0].allow: at most 64 rules, got 65')
+  })
+
   test('a spoke without hubServices has none (the key stays absent)', () => {
     expect(parseSpokesConfig('spokes:\n  - name: orion-aws\n', 'spokes.yaml').spokes[0]).not.toHaveProperty('hubServices')
   })
@@ -42,7 +56,12 @@ describe('spokes file: hubServices', () => {
     ['[{name: rw, address: "h:1"}, {name: rw, address: "h:2"}]', 'spokes.yaml: spokes[0].hubServices[1].name: duplicate hub service "rw" (also spokes[0].hubServices[0].name)'],
     ['[{name: rw, address: "h:1", maxConnections: 0}]', 'spokes.yaml: spokes[0].hubServices[0].maxConnections: expected an integer from 1 to 65536, got number 0'],
     ['[{name: rw, address: "h:1", idleTimeout: 5}]', 'spokes.yaml: spokes[0].hubServices[0].idleTimeout: expected a duration above zero like "5m", "90s" or "500ms", got number 5'],
-    ['[{name: rw, address: "h:1", listen: "0.0.0.0:1"}]', 'spokes.yaml: spokes[0].hubServices[0].listen: unknown key (expected one of name, address, maxConnections, idleTimeout)'],
+    ['[{name: rw, address: "h:1", listen: "0.0.0.0:1"}]', 'spokes.yaml: spokes[0].hubServices[0].listen: unknown key (expected one of name, address, maxConnections, idleTimeout, allow)'],
+    ['[{name: rw, address: "h:1", allow: []}]', 'spokes.yaml: spokes[0].hubServices[0].allow: expected a non-empty list of rules like "POST /api/v1/write", got a list'],
+    ['[{name: rw, address: "h:1", allow: "POST /api/v1/write"}]', 'spokes.yaml: spokes[0].hubServices[0].allow: expected a non-empty list of rules like "POST /api/v1/write", got "POST /api/v1/write"'],
+    ['[{name: rw, address: "h:1", allow: ["PUT /api/v1/write"]}]', 'spokes.yaml: spokes[0].hubServices[0].allow[0]: expected rules like "GET /federate" or "GET /api/v1/*" (GET, HEAD or POST), got "PUT /api/v1/write"'],
+    ['[{name: rw, address: "h:1", allow: ["POST /api/v1/write", "POST /api/../admin"]}]', 'spokes.yaml: spokes[0].hubServices[0].allow[1]: "/api/../admin" is not a plain path (no %, ;, \\, //, . or .. segments)'],
+    ['[{name: rw, address: "h:1", allow: [7]}]', 'spokes.yaml: spokes[0].hubServices[0].allow[0]: expected a rule like "POST /api/v1/write", got number 7'],
     ['{name: rw, address: "h:1"}', 'spokes.yaml: spokes[0].hubServices: expected a list of hub services like {name: remote-write, address: "prometheus-hub.monitoring:9090"}, got a mapping'],
   ])('%s → one line naming the field', (value, message) => {
     expect(messageOf(withHubServices(value))).toBe(message)
