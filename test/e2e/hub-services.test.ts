@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import http from 'node:http'
 import net from 'node:net'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { WebSocketServer } from 'ws'
@@ -11,9 +13,11 @@ import {
   metricValue,
   sha256Hex,
   startEchoServer,
+  startRecordingRelay,
   waitFor,
 } from '@spokelink/testkit'
 import type { Agent } from '@spokelink/agent'
+import type { ExitNodeOptions } from '@spokelink/exit-node'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 import type { RunningExitNode } from './in-process-tunnel.js'
 
@@ -31,12 +35,12 @@ interface Rig {
 }
 
 /** An exit-node whose spoke lists `hubServices`, and an agent with `--hub-service` listeners named `listeners`. */
-async function rig (hubServices: string, listeners: string[], agentHub: { maxConnectionsPerHubService?: number } = {}): Promise<Rig> {
+async function rig (hubServices: string, listeners: string[], agentHub: { maxConnectionsPerHubService?: number } = {}, exitOptions: ExitNodeOptions = {}): Promise<Rig> {
   const logs = createLogCapture()
   const agentLogs = createLogCapture()
   const { token, id, sha256 } = createSpokeToken()
   const spokesText = (services: string): string => `spokes:\n  - name: orion-aws\n    tokens: [{id: "${id}", sha256: "${sha256}"}]\n    hubServices: ${services}\n`
-  const exit = await startExitNode(parseSpokesConfig(spokesText(hubServices), 'test'), logs.logger('exit-node'), { streamOpenTimeoutMs: 60_000 })
+  const exit = await startExitNode(parseSpokesConfig(spokesText(hubServices), 'test'), logs.logger('exit-node'), { streamOpenTimeoutMs: 60_000, ...exitOptions })
   const agent = await startAgent({
     server: exit.url,
     token,
@@ -236,6 +240,91 @@ describe('hub services through the tunnel (in-process exit-node and agent)', () 
     await once(client, 'data')
     exit.exitNode.updateSpokes(parseSpokesConfig(spokesText('[]'), 'test'))
     await untilClosedByPeer(client)
+  })
+})
+
+/** What a remote-write receiver stand-in saw: each request whose body arrived whole. */
+interface ReceivedRequest { method: string, url: string, contentType: string, sha256: string, bytes: number }
+
+/**
+ * An HTTP receiver (204 to every request it read whole) behind a recording relay, so a test can also prove that
+ * the bytes of a refused request never reached it. Closed when the test ends.
+ */
+async function startReceiver (): Promise<{ address: string, requests: ReceivedRequest[], relay: Awaited<ReturnType<typeof startRecordingRelay>> }> {
+  const requests: ReceivedRequest[] = []
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      requests.push({ method: req.method ?? '', url: req.url ?? '', contentType: req.headers['content-type'] ?? '', sha256: sha256Hex(body), bytes: body.length })
+      res.writeHead(204).end()
+    })
+  })
+  const port = await listen(server)
+  const relay = await startRecordingRelay({ host: '127.0.0.1', port })
+  onTestFinished(async () => {
+    await relay.close()
+    server.closeAllConnections()
+  })
+  return { address: relay.target, requests, relay }
+}
+
+/** One HTTP request on a fresh connection to the agent's listener: status, the policy reason header and the body. */
+async function request (port: number, method: string, path: string, body?: Buffer, headers: Record<string, string> = {}): Promise<{ status: number, reason: string | undefined, text: string }> {
+  const req = http.request({ host: '127.0.0.1', port, method, path, agent: false, headers: { ...(body === undefined ? {} : { 'Content-Type': 'application/x-protobuf', 'Content-Encoding': 'snappy' }), ...headers } })
+  const responded = once(req, 'response') as Promise<[http.IncomingMessage]>
+  req.end(body)
+  const [res] = await responded
+  const chunks: Buffer[] = []
+  for await (const chunk of res) chunks.push(chunk as Buffer)
+  const reason = res.headers['spokelink-policy-reason']
+  return { status: res.statusCode ?? 0, reason: typeof reason === 'string' ? reason : undefined, text: Buffer.concat(chunks).toString() }
+}
+
+describe('hub services with an allow list (the agent\'s HTTP policy engine, at the exit-node)', () => {
+  const ALLOW = 'allow: ["POST /api/v1/write"]'
+
+  test('POST /api/v1/write with a binary (protobuf) body passes byte-exact, by Content-Length and chunked', async () => {
+    const receiver = await startReceiver()
+    const { listenPort } = await rig(`[{name: remote-write, address: "${receiver.address}", ${ALLOW}}]`, ['remote-write'])
+    const batch = randomBytes(1024 * 1024)
+    expect(await request(listenPort('remote-write'), 'POST', '/api/v1/write', batch)).toEqual({ status: 204, reason: undefined, text: '' })
+    expect(await request(listenPort('remote-write'), 'POST', '/api/v1/write', batch, { 'Transfer-Encoding': 'chunked' })).toEqual({ status: 204, reason: undefined, text: '' })
+    expect(receiver.requests).toEqual([
+      { method: 'POST', url: '/api/v1/write', contentType: 'application/x-protobuf', sha256: sha256Hex(batch), bytes: batch.length },
+      { method: 'POST', url: '/api/v1/write', contentType: 'application/x-protobuf', sha256: sha256Hex(batch), bytes: batch.length },
+    ])
+  })
+
+  test('GET /api/v1/query and POST /api/v1/admin/tsdb/delete_series get 403 with the reason; the receiver sees none of their bytes; denials counted', async () => {
+    const receiver = await startReceiver()
+    const { listenPort, metrics } = await rig(`[{name: remote-write, address: "${receiver.address}", ${ALLOW}}]`, ['remote-write'])
+    const query = await request(listenPort('remote-write'), 'GET', '/api/v1/query?query=up')
+    expect(query).toEqual({ status: 403, reason: 'method', text: 'spokelink: GET /api/v1/query denied by allow policy on hub service remote-write\n' })
+    const deletion = await request(listenPort('remote-write'), 'POST', '/api/v1/admin/tsdb/delete_series?match[]=up', Buffer.from('x'))
+    expect(deletion).toEqual({ status: 403, reason: 'path', text: 'spokelink: POST /api/v1/admin/tsdb/delete_series denied by allow policy on hub service remote-write\n' })
+    // An allowed request after them proves the path to the receiver works, so the absence below is the policy's doing.
+    expect((await request(listenPort('remote-write'), 'POST', '/api/v1/write', Buffer.from('batch'))).status).toBe(204)
+    expect(receiver.relay.requestLines()).toEqual(['POST /api/v1/write HTTP/1.1'])
+    expect(receiver.relay.received()).not.toContain('query')
+    expect(receiver.relay.received()).not.toContain('delete_series')
+    expect(receiver.requests.map((r) => r.url)).toEqual(['/api/v1/write'])
+    const text = await metrics()
+    expect(metricValue(text, 'spokelink_hub_policy_denied_total', { spoke: 'orion-aws', service: 'remote-write', reason: 'method' })).toBe(1)
+    expect(metricValue(text, 'spokelink_hub_policy_denied_total', { spoke: 'orion-aws', service: 'remote-write', reason: 'path' })).toBe(1)
+  })
+
+  test('maxHubRequestBodyBytes at the edge: 1024 bytes pass, 1025 get 403 body_too_large (declared or chunked) and never arrive whole', async () => {
+    const receiver = await startReceiver()
+    const { listenPort, metrics } = await rig(`[{name: remote-write, address: "${receiver.address}", ${ALLOW}}]`, ['remote-write'], {}, { maxHubRequestBodyBytes: 1024 })
+    const atCap = randomBytes(1024)
+    const overCap = randomBytes(1025)
+    expect((await request(listenPort('remote-write'), 'POST', '/api/v1/write', atCap)).status).toBe(204)
+    expect(await request(listenPort('remote-write'), 'POST', '/api/v1/write', overCap)).toMatchObject({ status: 403, reason: 'body_too_large' })
+    expect(await request(listenPort('remote-write'), 'POST', '/api/v1/write', overCap, { 'Transfer-Encoding': 'chunked' })).toMatchObject({ status: 403, reason: 'body_too_large' })
+    expect(receiver.requests).toEqual([{ method: 'POST', url: '/api/v1/write', contentType: 'application/x-protobuf', sha256: sha256Hex(atCap), bytes: 1024 }])
+    expect(metricValue(await metrics(), 'spokelink_hub_policy_denied_total', { spoke: 'orion-aws', service: 'remote-write', reason: 'body_too_large' })).toBe(2)
   })
 })
 

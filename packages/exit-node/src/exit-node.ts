@@ -74,6 +74,11 @@ export interface ExitNodeOptions {
    * `hubServices` entry's `maxConnections` overrides it. @default 64
    */
   maxConnectionsPerHubService?: number
+  /**
+   * Largest request body on a hub service with an `allow` list (a remote write batch), streamed through and counted;
+   * a larger one is refused (403 `body_too_large`). @default 16777216
+   */
+  maxHubRequestBodyBytes?: number
   /** On close, how long agents have to answer the WebSocket close (1001) before their sockets are cut. @default 1000 */
   closeHandshakeTimeoutMs?: number
   /** Serve wss with this certificate and key (PEM); plain ws when absent. @default undefined */
@@ -138,6 +143,9 @@ export const EXIT_NODE_DEFAULTS = {
   maxConnectionsPerPort: 256,
   // Prometheus remote-write runs up to max_shards (50 in 2.42) connections at once; 64 covers that with room.
   maxConnectionsPerHubService: 64,
+  // Prometheus' remote write batches (max_samples_per_send 2000, snappy) are well under 1 MiB; 16 MiB leaves room for
+  // large batches and metadata without letting one request run unbounded. Bodies stream, so this is no buffer.
+  maxHubRequestBodyBytes: 16 * 1024 * 1024,
   closeHandshakeTimeoutMs: 1000,
   tls: undefined,
   keepaliveIntervalMs: 15_000,
@@ -207,7 +215,7 @@ export function validateExitNodeOptions (options: ExitNodeOptions): Readonly<Res
   const resolved: ResolvedExitNodeOptions = { ...EXIT_NODE_DEFAULTS, ...options }
   const positive = [
     'keepaliveIntervalMs', 'keepaliveTimeoutMs', 'helloTimeoutMs', 'streamOpenTimeoutMs', 'maxMessageBytes', 'expiryCheckIntervalMs',
-    'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'maxConnectionsPerHubService', 'closeHandshakeTimeoutMs',
+    'dataIdleTimeoutMs', 'maxConnectionsPerPort', 'maxConnectionsPerHubService', 'maxHubRequestBodyBytes', 'closeHandshakeTimeoutMs',
     'tlsHandshakeTimeoutMs', 'headersTimeoutMs', 'maxUnauthenticatedConnections', 'maxUnauthenticatedPerSource', 'failedAuthBurst',
     'failedAuthRefillMs', 'maxFailedAuthSources', 'maxSessionsPerSpoke', 'logSampleIntervalMs', 'maxLogFieldChars',
   ] as const
@@ -302,6 +310,7 @@ export class ExitNode {
       headerTimeoutMs: this.#options.helloTimeoutMs,
       dialTimeoutMs: this.#options.streamOpenTimeoutMs,
       maxConnectionsPerService: this.#options.maxConnectionsPerHubService,
+      maxRequestBodyBytes: this.#options.maxHubRequestBodyBytes,
       idleTimeoutMs: this.#options.dataIdleTimeoutMs,
       refusalLogIntervalMs: REFUSAL_LOG_INTERVAL_MS,
     }, { metrics: this.#metrics, logger: deps.logger, traffic: hubTraffic, spokes: () => this.#spokes })

@@ -1,6 +1,7 @@
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
 import type { SpokeConfig } from '@spokelink/auth'
+import { DENY_REASONS } from '@spokelink/http-policy'
 import type { FleetView, SpokeStatus } from './fleet-view.js'
 import { STREAM_RESULTS } from './metrics.js'
 import { HUB_STREAM_RESULTS, UNLISTED_SERVICE } from './hub-services.js'
@@ -94,6 +95,7 @@ export function createFleetMetrics (registry: Registry, fleet: FleetView, tunnel
           tunnel.hubStreamsActive.remove({ spoke, service })
           for (const result of HUB_STREAM_RESULTS) tunnel.hubStreamsTotal.remove({ spoke, service, result })
           for (const direction of ['to_hub', 'to_spoke']) tunnel.hubBytesTotal.remove({ spoke, service, direction })
+          for (const reason of DENY_REASONS) tunnel.hubPolicyDeniedTotal.remove({ spoke, service, reason })
         }
         sessionOpensTotal.remove({ spoke })
         tunnel.muxProtocolErrorsTotal.remove({ spoke })

@@ -1,5 +1,7 @@
 import net from 'node:net'
 import type { Logger } from 'pino'
+import { PolicyProxy } from '@spokelink/http-policy'
+import type { PolicyDenial } from '@spokelink/http-policy'
 import { STREAM_STATUS, acceptHubStream } from '@spokelink/protocol'
 import type { MuxStream } from '@spokelink/protocol'
 import type { HubServiceConfig, SpokesConfig } from '@spokelink/auth'
@@ -17,6 +19,8 @@ export interface HubServicesOptions {
   dialTimeoutMs: number
   /** Streams a spoke may have open to one hub service, unless its entry sets `maxConnections`. */
   maxConnectionsPerService: number
+  /** Largest request body on a hub service with an `allow` list (streamed through, counted). */
+  maxRequestBodyBytes: number
   /** A hub stream with no bytes either way for this long is closed, unless the entry sets `idleTimeout`. */
   idleTimeoutMs: number
   /** At most one refusal line per spoke and service per this interval. */
@@ -59,6 +63,8 @@ export class HubServices {
   readonly #refusals = new Map<string, EventSampler>()
   /** Each open hub connection with the spoke, service and address it was dialed for. */
   readonly #sockets = new Map<net.Socket, { spoke: string, service: string, address: string }>()
+  /** Each hub stream served under an `allow` list, with its entry as it was when the stream was accepted. */
+  readonly #policed = new Map<MuxStream, { spoke: string, entry: HubServiceConfig }>()
 
   constructor (options: HubServicesOptions, deps: HubServicesDeps) {
     this.#options = options
@@ -68,7 +74,7 @@ export class HubServices {
 
   /** Hub streams open now, for tests and shutdown. */
   get openStreams (): number {
-    return this.#sockets.size
+    return this.#sockets.size + this.#policed.size
   }
 
   /** Serves one stream the agent of `session` opened; resolves once it is closed. */
@@ -107,7 +113,8 @@ export class HubServices {
     session.streamOpened()
     metrics.hubStreamsActive.inc({ spoke, service: name })
     try {
-      await this.#dialAndRelay(session, entry, accepted)
+      if (entry.allow === undefined) await this.#dialAndRelay(session, entry, accepted)
+      else await this.#servePoliced(session, entry, accepted, stream)
     } finally {
       const left = (this.#open.get(key) ?? 1) - 1
       if (left === 0) this.#open.delete(key)
@@ -120,6 +127,7 @@ export class HubServices {
   /** Destroys every hub connection (shutdown, after the agents' sessions were told to go away). */
   destroyAll (): void {
     for (const socket of this.#sockets.keys()) socket.destroy()
+    for (const stream of this.#policed.keys()) stream.destroy()
   }
 
   /**
@@ -133,6 +141,65 @@ export class HubServices {
       this.#log.info({ spoke, hubService: service }, 'hub stream closed: its hubServices entry changed')
       socket.destroy()
     }
+    for (const [stream, { spoke, entry }] of this.#policed) {
+      const now = spokes.spokes.find((candidate) => candidate.name === spoke)?.hubServices?.find((candidate) => candidate.name === entry.name)
+      // An allow list edited, added or removed changes what the stream may carry: its connections start over.
+      if (now !== undefined && addressOf(now) === addressOf(entry) && JSON.stringify(now.allow) === JSON.stringify(entry.allow)) continue
+      this.#log.info({ spoke, hubService: entry.name }, 'hub stream closed: its hubServices entry changed')
+      stream.destroy()
+    }
+  }
+
+  /**
+   * Serves a stream to a hub service with an `allow` list: accepted at once, then each HTTP request on it is checked
+   * by the policy proxy (the agent's engine, with opaque POST bodies streamed through up to `maxRequestBodyBytes`);
+   * a refused one gets a 403 and never reaches the service. The stream's connection to the service is the proxy's
+   * (one at a time, kept alive), metered and idle-timed like a relayed one.
+   */
+  async #servePoliced (session: SpokeSession, entry: HubServiceConfig, accepted: Awaited<ReturnType<typeof acceptHubStream>>, stream: MuxStream): Promise<void> {
+    const { spoke } = session
+    const name = entry.name
+    const rules = entry.allow ?? []
+    const idleTimeoutMs = entry.idleTimeoutMs ?? this.#options.idleTimeoutMs
+    let failure: Error | undefined
+    const idle = setTimeout(() => {
+      failure = new ExitNodeError('SLK_ERR_EXIT_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms on spoke ${spoke} hub service ${name}`)
+      stream.destroy(failure)
+    }, idleTimeoutMs)
+    const active = (): void => { idle.refresh() }
+    const proxy = new PolicyProxy({ upstream: name, kind: 'allow', rules, postBody: 'opaque' }, { maxBodyBytes: this.#options.maxRequestBodyBytes, maxUpstreamSockets: 1 }, {
+      target: entry.address,
+      subject: `hub service ${name}`,
+      onDenied: (denial: PolicyDenial) => {
+        this.#deps.metrics.hubPolicyDeniedTotal.inc({ spoke, service: name, reason: denial.reason })
+        this.#logRefusal(session, name, { method: denial.method, path: denial.path, reason: denial.reason }, 'hub request denied by the hub service\'s allow list')
+      },
+      onTargetError: () => { this.#logRefusal(session, name, { address: addressOf(entry) }, 'hub service unreachable') },
+      onTargetSocket: (socket) => {
+        this.#sockets.set(socket, { spoke, service: name, address: addressOf(entry) })
+        const untrack = this.#deps.traffic.track(socket, hubTrafficKey(spoke, name))
+        socket.on('data', active)
+        socket.once('close', () => {
+          untrack()
+          this.#sockets.delete(socket)
+        })
+      },
+      logger: session.log,
+    })
+    this.#policed.set(stream, { spoke, entry })
+    stream.on('data', active)
+    stream.on('error', (err) => { failure ??= err })
+    const closed = new Promise<void>((resolve) => { stream.once('close', resolve) })
+    accepted.accept()
+    proxy.serve(stream, stream.id)
+    await closed
+    clearTimeout(idle)
+    proxy.close()
+    this.#policed.delete(stream)
+    const result: HubStreamResult = failure === undefined
+      ? 'ok'
+      : failure instanceof ExitNodeError && failure.code === 'SLK_ERR_EXIT_IDLE_TIMEOUT' ? 'idle_timeout' : 'aborted'
+    this.#count(spoke, name, result)
   }
 
   async #dialAndRelay (session: SpokeSession, entry: HubServiceConfig, accepted: Awaited<ReturnType<typeof acceptHubStream>>): Promise<void> {

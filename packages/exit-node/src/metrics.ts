@@ -13,6 +13,7 @@ export interface ExitNodeMetrics {
   hubStreamsActive: Gauge<'spoke' | 'service'>
   hubStreamsTotal: Counter<'spoke' | 'service' | 'result'>
   hubBytesTotal: Counter<'spoke' | 'service' | 'direction'>
+  hubPolicyDeniedTotal: Counter<'spoke' | 'service' | 'reason'>
 }
 
 /** Every `result` label of `spokelink_streams_total`, so a removed spoke's series can all be deleted. */
@@ -39,5 +40,7 @@ export function createExitNodeMetrics (registry: Registry, hooks: { beforeBytesS
     hubStreamsActive: new Gauge({ name: 'spokelink_hub_streams_active', help: 'Streams agents opened to hub services, open now', labelNames: ['spoke', 'service'], registers }),
     hubStreamsTotal: new Counter({ name: 'spokelink_hub_streams_total', help: 'Streams agents opened to hub services, by result', labelNames: ['spoke', 'service', 'result'], registers }),
     hubBytesTotal: new Counter({ name: 'spokelink_hub_bytes_total', help: 'Payload bytes between spokes and hub services; to_hub = from the spoke', labelNames: ['spoke', 'service', 'direction'], registers, collect () { hooks.beforeHubBytesScrape?.() } }),
+    // reason is one of the policy engine's closed DENY_REASONS.
+    hubPolicyDeniedTotal: new Counter({ name: 'spokelink_hub_policy_denied_total', help: 'Requests to hub services refused by their allow list, by reason', labelNames: ['spoke', 'service', 'reason'], registers }),
   }
 }

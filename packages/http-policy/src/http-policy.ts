@@ -36,9 +36,13 @@ export interface HttpPolicy {
  * - `body_too_large`, `header_too_large`: over the limits.
  * - `malformed`: the HTTP/1.1 parser (llhttp, strict) refused the bytes.
  */
-export type DenyReason =
-  | 'method' | 'path' | 'target' | 'bad_path' | 'version' | 'header' | 'expect' | 'upgrade'
-  | 'body' | 'body_too_large' | 'header_too_large' | 'malformed'
+export type DenyReason = typeof DENY_REASONS[number]
+
+/** Every {@link DenyReason}, so an owner can delete all of a metric's series. */
+export const DENY_REASONS = [
+  'method', 'path', 'target', 'bad_path', 'version', 'header', 'expect', 'upgrade',
+  'body', 'body_too_large', 'header_too_large', 'malformed',
+] as const
 
 /** The parts of a parsed request head the policy looks at (Node's `IncomingMessage` has them). */
 export interface RequestHead {

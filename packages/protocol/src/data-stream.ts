@@ -239,8 +239,11 @@ export async function acceptDataStream (stream: Duplex, options: AcceptDataStrea
   return { upstream: header.upstream, ...answer }
 }
 
-/** A hub stream whose header was read: answer it once, with {@link AcceptedHubStream.refuse} or {@link AcceptedHubStream.relay}. */
-export interface AcceptedHubStream extends Omit<AcceptedDataStream, 'upstream' | 'accept'> {
+/**
+ * A hub stream whose header was read: answer it once, with {@link AcceptedHubStream.refuse}, {@link AcceptedHubStream.relay}
+ * or {@link AcceptedHubStream.accept} (the exit-node's HTTP policy proxy for a hub service with an `allow` list).
+ */
+export interface AcceptedHubStream extends Omit<AcceptedDataStream, 'upstream'> {
   /** The hub service the agent asked for (a valid name, not yet checked against the spokes file). */
   readonly hubService: string
 }
@@ -250,8 +253,8 @@ export interface AcceptedHubStream extends Omit<AcceptedDataStream, 'upstream' |
  * @throws ProtocolError SLK_ERR_PROTO_HEADER_TOO_LARGE, SLK_ERR_PROTO_HEADER_INVALID, SLK_ERR_PROTO_CLOSED, or `headerTimeoutError()`
  */
 export async function acceptHubStream (stream: Duplex, options: AcceptDataStreamOptions): Promise<AcceptedHubStream> {
-  const { header, refuse, relay: relayStream } = await acceptWithHeader(stream, options, parseHubStreamHeader)
-  return { hubService: header.hubService, refuse, relay: relayStream }
+  const { header, accept, refuse, relay: relayStream } = await acceptWithHeader(stream, options, parseHubStreamHeader)
+  return { hubService: header.hubService, accept, refuse, relay: relayStream }
 }
 
 async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOptions, parse: (value: unknown) => T): Promise<Omit<AcceptedDataStream, 'upstream'> & { header: T }> {
