@@ -326,6 +326,17 @@ describe('hub services with an allow list (the agent\'s HTTP policy engine, at t
     expect(receiver.requests).toEqual([{ method: 'POST', url: '/api/v1/write', contentType: 'application/x-protobuf', sha256: sha256Hex(atCap), bytes: 1024 }])
     expect(metricValue(await metrics(), 'spokelink_hub_policy_denied_total', { spoke: 'orion-aws', service: 'remote-write', reason: 'body_too_large' })).toBe(2)
   })
+
+  test('a reload that changes the allow list closes the open keep-alive stream, so no request runs under the old list', async () => {
+    const receiver = await startReceiver()
+    const { exit, listenPort, spokesText } = await rig(`[{name: remote-write, address: "${receiver.address}", ${ALLOW}}]`, ['remote-write'])
+    const client = await dial(listenPort('remote-write'))
+    client.write('POST /api/v1/write HTTP/1.1\r\nHost: hub\r\nContent-Length: 2\r\n\r\nok')
+    const [first] = await once(client, 'data') as [Buffer]
+    expect(first.toString('latin1')).toMatch(/^HTTP\/1\.1 204 /)
+    exit.exitNode.updateSpokes(parseSpokesConfig(spokesText(`[{name: remote-write, address: "${receiver.address}", allow: ["POST /api/v1/push"]}]`), 'test'))
+    await untilClosedByPeer(client)
+  })
 })
 
 describe('hub services against an exit-node that does not advertise them (v1 compatibility)', () => {
