@@ -81,7 +81,7 @@ describe('remote write through the tunnel (child processes, real Prometheus in a
     await mkdir(hubDir, { recursive: true })
     let hub = await startHub()
 
-    // 2. The exit-node: orion-aws may reach remote-write (the hub's receiver); orion-gcp is federated and has no hub service.
+    // 2. The exit-node: orion-aws may reach remote-write (the hub's receiver, POST /api/v1/write only); orion-gcp is federated and has no hub service.
     const spokesFile = join(dir, 'spokes.yaml')
     await writeFile(spokesFile, [
       'spokes:',
@@ -90,7 +90,7 @@ describe('remote write through the tunnel (child processes, real Prometheus in a
       '    tokens: []',
       '    ports: []',
       '    hubServices:',
-      `      - {name: remote-write, address: "127.0.0.1:${hubPort}"}`,
+      `      - {name: remote-write, address: "127.0.0.1:${hubPort}", allow: ["POST /api/v1/write"]}`,
       '  - name: orion-gcp',
       '    labels: {cluster: orion-gcp}',
       '    tokens: []',
@@ -151,6 +151,11 @@ describe('remote write through the tunnel (child processes, real Prometheus in a
     }, { what: 'fixture_up{cluster="orion-gcp"} federated by the hub', timeoutMs: 60_000, intervalMs: 500 })
     expect(federated[0]?.metric).toMatchObject({ cluster: 'orion-gcp', job: 'fixture', instance: gcpExporter.target })
 
+    // … through the allow list: remote write passed it, while a query on the same hub service is refused by the exit-node.
+    const query = await fetch(`http://127.0.0.1:${awsListenPort}/api/v1/query?query=up`, { signal: AbortSignal.timeout(10_000) })
+    expect({ status: query.status, reason: query.headers.get('spokelink-policy-reason'), body: await query.text() })
+      .toEqual({ status: 403, reason: 'method', body: 'spokelink: GET /api/v1/query denied by allow policy on hub service remote-write\n' })
+
     // 6. orion-gcp is not allowed the hub service: its remote-write connection is refused with the reason, fast.
     const refusedAt = await fetch(`http://127.0.0.1:${gcpListenPort}/api/v1/write`, { method: 'POST', body: 'x', signal: AbortSignal.timeout(10_000) }).then(
       (res) => `HTTP ${res.status}`,
@@ -189,6 +194,7 @@ describe('remote write through the tunnel (child processes, real Prometheus in a
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
     expect(metrics).toMatch(/spokelink_hub_bytes_total\{spoke="orion-aws",service="remote-write",direction="to_hub"\} [1-9]/)
     expect(metrics).toMatch(/spokelink_hub_streams_total\{spoke="orion-gcp",service="_unlisted",result="not_allowed"\} [1-9]/)
+    expect(metrics).toMatch(/spokelink_hub_policy_denied_total\{spoke="orion-aws",service="remote-write",reason="method"\} 1\n/)
     expect(canary.connections()).toBe(0)
     for (const child of [server, awsAgent, gcpAgent] satisfies RunningProcess[]) expect(child.exit).toBeUndefined()
   })

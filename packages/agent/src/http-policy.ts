@@ -51,4 +51,3 @@ export function parseHttpPolicies (readOnly: readonly string[], allow: readonly 
   }
   return [...policies.values()]
 }
-

@@ -162,6 +162,8 @@ export class HubServices {
     const rules = entry.allow ?? []
     const idleTimeoutMs = entry.idleTimeoutMs ?? this.#options.idleTimeoutMs
     let failure: Error | undefined
+    // A request the service could not take (answered 502, closing the stream): the stream counts as dial_failed.
+    let unreachable = false
     const idle = setTimeout(() => {
       failure = new ExitNodeError('SLK_ERR_EXIT_IDLE_TIMEOUT', `no bytes either way for ${idleTimeoutMs} ms on spoke ${spoke} hub service ${name}`)
       stream.destroy(failure)
@@ -174,7 +176,10 @@ export class HubServices {
         this.#deps.metrics.hubPolicyDeniedTotal.inc({ spoke, service: name, reason: denial.reason })
         this.#logRefusal(session, name, { method: denial.method, path: denial.path, reason: denial.reason }, 'hub request denied by the hub service\'s allow list')
       },
-      onTargetError: () => { this.#logRefusal(session, name, { address: addressOf(entry) }, 'hub service unreachable') },
+      onTargetError: () => {
+        unreachable = true
+        this.#logRefusal(session, name, { address: addressOf(entry) }, 'hub service unreachable')
+      },
       onTargetSocket: (socket) => {
         this.#sockets.set(socket, { spoke, service: name, address: addressOf(entry) })
         const untrack = this.#deps.traffic.track(socket, hubTrafficKey(spoke, name))
@@ -197,7 +202,7 @@ export class HubServices {
     proxy.close()
     this.#policed.delete(stream)
     const result: HubStreamResult = failure === undefined
-      ? 'ok'
+      ? unreachable ? 'dial_failed' : 'ok'
       : failure instanceof ExitNodeError && failure.code === 'SLK_ERR_EXIT_IDLE_TIMEOUT' ? 'idle_timeout' : 'aborted'
     this.#count(spoke, name, result)
   }
