@@ -327,6 +327,15 @@ describe('hub services with an allow list (the agent\'s HTTP policy engine, at t
     expect(metricValue(await metrics(), 'spokelink_hub_policy_denied_total', { spoke: 'orion-aws', service: 'remote-write', reason: 'body_too_large' })).toBe(2)
   })
 
+  test('idleTimeout holds under the policy too: a stream with no request is closed and counted idle_timeout', async () => {
+    const receiver = await startReceiver()
+    const { listenPort, metrics } = await rig(`[{name: remote-write, address: "${receiver.address}", idleTimeout: 300ms, ${ALLOW}}]`, ['remote-write'])
+    const client = await dial(listenPort('remote-write'))
+    expect((await untilClosedByPeer(client)).length).toBe(0)
+    await waitFor(async () => metricValue(await metrics(), 'spokelink_hub_streams_total', { spoke: 'orion-aws', service: 'remote-write', result: 'idle_timeout' }) === 1, { what: 'the idle stream counted' })
+    expect(receiver.relay.connections).toBe(0)
+  })
+
   test('a reload that changes the allow list closes the open keep-alive stream, so no request runs under the old list', async () => {
     const receiver = await startReceiver()
     const { exit, listenPort, spokesText } = await rig(`[{name: remote-write, address: "${receiver.address}", ${ALLOW}}]`, ['remote-write'])

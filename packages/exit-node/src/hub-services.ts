@@ -180,14 +180,11 @@ export class HubServices {
         unreachable = true
         this.#logRefusal(session, name, { address: addressOf(entry) }, 'hub service unreachable')
       },
+      // Not in #sockets: the stream is what revalidate() and destroyAll() close, which closes its connection too.
       onTargetSocket: (socket) => {
-        this.#sockets.set(socket, { spoke, service: name, address: addressOf(entry) })
         const untrack = this.#deps.traffic.track(socket, hubTrafficKey(spoke, name))
         socket.on('data', active)
-        socket.once('close', () => {
-          untrack()
-          this.#sockets.delete(socket)
-        })
+        socket.once('close', untrack)
       },
       logger: session.log,
     })
