@@ -58,3 +58,13 @@ start() {
   setsid nsenter --net="/run/netns/$KUBE_NETNS" -- "$@" </dev/null >>"$KUBE_STATE/logs/$name.log" 2>&1 &
   echo $! >"$KUBE_RUN/$name.pid"
 }
+
+# A check suite (smoke.sh, scenario.sh, replicas.sh): one line per check, closed with "<suite>: N passed, N failed",
+# which scripts/test adds to its own count.
+passed=0
+failed=0
+check() { # check NAME ok|fail DETAIL
+  if [ "$2" = ok ]; then passed=$((passed + 1)); printf '  ok    %s\n' "$1"
+  else failed=$((failed + 1)); printf '  FAIL  %s: %s\n' "$1" "$3"; fi
+}
+ok_if() { if "$@"; then echo ok; else echo fail; fi; }

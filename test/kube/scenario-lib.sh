@@ -12,13 +12,6 @@ HELM="${HELM:-${SPOKELINK_TOOLS:-$HOME/.cache/spokelink-tools}/bin/helm}"
 if [ ! -x "$HELM" ]; then bash "$repo/scripts/test-charts" --tools >/dev/null; fi
 helm() { in_netns "$HELM" "$@"; }
 
-passed=0
-failed=0
-check() { # check NAME ok|fail DETAIL
-  if [ "$2" = ok ]; then passed=$((passed + 1)); printf '  ok    %s\n' "$1"
-  else failed=$((failed + 1)); printf '  FAIL  %s: %s\n' "$1" "$3"; fi
-}
-ok_if() { if "$@"; then echo ok; else echo fail; fi; }
 finish() {
   phase
   printf '\n%s: %d passed, %d failed\n' "$suite" "$passed" "$failed"

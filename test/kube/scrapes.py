@@ -4,28 +4,20 @@ between the unix times FROM and TO, read raw from its API (a range selector, no 
 prints `samples=N failed=N missed=N lost=N` where failed counts samples with up = 0, missed counts scrape
 intervals with no sample at all (a gap of k intervals between two samples misses k - 1, so do the ends),
 and lost = failed + missed. `error: …` and exit 1 when the query fails."""
-import json
 import sys
-import urllib.parse
-import urllib.request
+
+from promapi import query
 
 base, job, start, end, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 window = max(1, int(end - start + 0.999))
-query = f'up{{job="{job}"}}[{window}s]'
-url = base.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": f"{end:.3f}"})
-try:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        body = json.load(response)
-except Exception as err:  # noqa: BLE001 - any failure is one readable line for the caller
-    print(f"error: {err}")
+data = query(base, {"query": f'up{{job="{job}"}}[{window}s]', "time": f"{end:.3f}"})
+if data["resultType"] != "matrix":
+    print("error: not a matrix")
     sys.exit(1)
-if body.get("status") != "success" or body["data"]["resultType"] != "matrix":
-    print(f"error: {body.get('error', 'not a matrix')}")
+if len(data["result"]) != 1:
+    print(f"error: {len(data['result'])} series for job {job}, expected 1")
     sys.exit(1)
-if len(body["data"]["result"]) != 1:
-    print(f"error: {len(body['data']['result'])} series for job {job}, expected 1")
-    sys.exit(1)
-samples = [(float(t), float(v)) for t, v in body["data"]["result"][0]["values"]]
+samples = [(float(t), float(v)) for t, v in data["result"][0]["values"]]
 failed = sum(1 for _, v in samples if v == 0)
 # Scrapes are due every INTERVAL_S at a fixed offset: a sample later than 1.5 intervals after the one
 # before (or after FROM, or before TO) means a scrape that never reported at all.

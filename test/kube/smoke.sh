@@ -7,13 +7,6 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-passed=0
-failed=0
-check() { # check NAME ok|fail DETAIL
-  if [ "$2" = ok ]; then passed=$((passed + 1)); printf '  ok    %s\n' "$1"
-  else failed=$((failed + 1)); printf '  FAIL  %s: %s\n' "$1" "$3"; fi
-}
-ok_if() { if "$@"; then echo ok; else echo fail; fi; }
 fill() { sed -e "s|@SPOKELINK_IMAGE@|$SPOKELINK_IMAGE|g" "$KUBE_DIR/manifests/$1"; }
 
 phase "node and cluster DNS"
