@@ -19,7 +19,7 @@
 export { waitFor, WAIT_FOR_DEFAULTS } from './wait-for.js'
 export type { WaitForOptions } from './wait-for.js'
 export { listenLoopback } from './listen-loopback.js'
-export { freePort } from './free-port.js'
+export { ephemeralPortRange, freePort } from './free-port.js'
 export { socketPair } from './socket-pair.js'
 export { startFixtureExporter, defaultFixtureMetrics } from './fixture-exporter.js'
 export type { FixtureExporter, FixtureExporterOptions } from './fixture-exporter.js'
