@@ -8,11 +8,10 @@ import { once } from 'node:events'
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
-import { createTlsFixture, freePort, killAllProcesses, runSpokelink, startFixtureExporter } from '@spokelink/testkit'
+import { createTlsFixture, freePort, killAllProcesses, runSpokelink, servedFingerprint, startFixtureExporter } from '@spokelink/testkit'
 import type { FixtureExporter, LogEntry, ProcessExit, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 
 /** The test runner's own SPOKELINK_* variables must not leak into the children. */
@@ -46,15 +45,6 @@ function spokesText (tokens: Array<{ id: string, sha256: string }>, dataPort = 1
     `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`,
     '',
   ].join('\n')
-}
-
-/** The sha256 fingerprint the server at `port` presents in a fresh handshake. */
-async function servedFingerprint (port: number): Promise<string> {
-  const probe = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-  await once(probe, 'secureConnect')
-  const fingerprint = probe.getPeerCertificate().fingerprint256
-  probe.destroy()
-  return fingerprint
 }
 
 describe('spokes-file integrity and SIGHUP (child processes)', () => {

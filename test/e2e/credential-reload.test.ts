@@ -9,12 +9,11 @@ import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import tls from 'node:tls'
 import { X509Certificate, randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createServerCertificate, createSpokeToken } from '@spokelink/auth'
-import { createTlsFixture, freePort, killAllProcesses, listenLoopback, runSpokelink, sha256Hex, spokesYaml, waitFor } from '@spokelink/testkit'
+import { createTlsFixture, freePort, killAllProcesses, listenLoopback, runSpokelink, servedFingerprint, sha256Hex, spokesYaml, waitFor } from '@spokelink/testkit'
 import type { LogEntry, RunningProcess, RunProcessOptions } from '@spokelink/testkit'
 
 const CLEAN_ENV: Record<string, string | undefined> = Object.fromEntries(
@@ -85,14 +84,6 @@ async function dataPlaneConnection (port: number): Promise<net.Socket> {
   const socket = net.connect({ host: '127.0.0.1', port })
   await once(socket, 'connect')
   return socket
-}
-
-async function servedFingerprint (port: number): Promise<string> {
-  const probe = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-  await once(probe, 'secureConnect')
-  const fingerprint = probe.getPeerCertificate().fingerprint256
-  probe.destroy()
-  return fingerprint
 }
 
 describe('credential and certificate files reloaded without restarts (child processes)', () => {

@@ -3,22 +3,12 @@
  * certificate, which would leave a context that fails every handshake. The exit-node must refuse it and keep serving
  * the pair in use (the watched `--tls-cert`/`--tls-key` can be read between a truncate and a write).
  */
-import { once } from 'node:events'
-import tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { describe, expect, test } from 'vitest'
 import pino from 'pino'
 import { parseSpokesConfig } from '@spokelink/auth'
-import { createTlsFixture } from '@spokelink/testkit'
+import { createTlsFixture, servedFingerprint } from '@spokelink/testkit'
 import { startExitNode } from './in-process-tunnel.js'
-
-async function servedFingerprint (port: number): Promise<string> {
-  const probe = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false })
-  await once(probe, 'secureConnect')
-  const fingerprint = probe.getPeerCertificate().fingerprint256
-  probe.destroy()
-  return fingerprint
-}
 
 describe('setTls with an incomplete pair', () => {
   test('an empty key or certificate is refused (SLK_ERR_EXIT_TLS_RELOAD) and handshakes keep the current pair', async () => {

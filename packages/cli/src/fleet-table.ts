@@ -1,3 +1,5 @@
+import { formatBytes } from '@spokelink/exit-node'
+
 /** One row of `/v1/spokes`, as far as `spokelink status` prints it. */
 export interface FleetRow {
   spoke: string
@@ -30,17 +32,6 @@ export function parseFleet (body: unknown): FleetRow[] | undefined {
     rows.push({ spoke, connected, sessions, agentVersion, rttSeconds, bytesIn, bytesOut, lastSeen, tokenExpiry })
   }
   return rows
-}
-
-function formatBytes (bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit] ?? ''}`
 }
 
 const timestamp = (iso: string | null, none: string): string => iso === null ? none : `${iso.slice(0, 19).replace('T', ' ')}Z`

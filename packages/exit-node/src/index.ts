@@ -36,3 +36,5 @@ export type { EndpointSlicePublisherOptions, EndpointSlicePublisherDeps } from '
 export { buildEndpointSlice, endpointSliceName, servicePortName, MANAGED_SELECTOR } from './endpoint-slice-manifest.js'
 export type { PodIdentity } from './endpoint-slice-manifest.js'
 export type { EndpointSliceApi, EndpointSliceManifest, EndpointSliceOwner, StoredEndpointSlice, StoredEndpoints } from './endpoint-slice-api.js'
+/** Bytes as B, KiB, MiB or GiB with one decimal (the status page and `spokelink status`). */
+export { formatBytes } from './status-page.js'
