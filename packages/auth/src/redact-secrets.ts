@@ -14,14 +14,25 @@ const MAX_QUOTED_CHARS = 100
 const CANDIDATE = /(?<![A-Za-z0-9_-])(?:slkj1\.[A-Za-z0-9_-]*|slk_[a-z0-9]{4,32}_[A-Za-z0-9_-]*|[A-Za-z0-9_-]{22,})/g
 const SPOKE_TOKEN_HEAD = /^slk_([a-z0-9]{4,32})_/
 
+/** Each case makes at least this share of a run's letters in random base64url; camelCase names fall far below. */
+const MIN_CASE_SHARE = 0.2
+
+// About 1 secret in 150 has no digit, so digits alone cannot decide: a digit-free run counts when both cases are
+// well mixed (random text: ~50/50; `maxConnectionsPerHubService`: 15 % upper).
 function looksRandom (run: string): boolean {
-  return run.length >= MIN_SECRET_RUN_CHARS && /[a-z]/.test(run) && /[A-Z]/.test(run) && /[0-9]/.test(run)
+  if (run.length < MIN_SECRET_RUN_CHARS) return false
+  const upper = run.replace(/[^A-Z]/g, '').length
+  const lower = run.replace(/[^a-z]/g, '').length
+  if (upper === 0 || lower === 0) return false
+  if (/[0-9]/.test(run)) return true
+  const letters = upper + lower
+  return upper >= letters * MIN_CASE_SHARE && lower >= letters * MIN_CASE_SHARE
 }
 
 /**
  * Replaces every secret-shaped part of `text` with a prefix that is safe to print: spoke tokens keep their id
  * (`slk_8f3k2a_…(redacted)`), join tokens their prefix (`slkj1.…(redacted)`), and long random-looking base64url runs
- * (mixed case and digits, ≥ 22 characters, e.g. a bare secret) their first 4 characters. Hex digests, names, paths
+ * (both cases with digits, or both cases well mixed; ≥ 22 characters, e.g. a bare secret) their first 4 characters. Hex digests, names, paths
  * and URLs without such runs pass unchanged. For error messages that quote user input.
  */
 export function redactSecrets (text: string): string {
