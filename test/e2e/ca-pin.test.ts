@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import type { Agent } from '@spokelink/agent'
 import { createServerCertificate, createSpokeToken, decodeJoinToken, encodeJoinToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CertificateAndKey, CreatedSpokeToken } from '@spokelink/auth'
-import { createMitmCertificates, createTlsFixture, freePort, subjectKeyIdentifierHex, waitFor } from '@spokelink/testkit'
+import { createMitmCertificates, createTlsFixture, freePort, spokesYaml, subjectKeyIdentifierHex, waitFor } from '@spokelink/testkit'
 import type { MitmCertificates, TlsFixture } from '@spokelink/testkit'
 import { startAgent, startExitNode } from './in-process-tunnel.js'
 
@@ -150,15 +150,7 @@ describe('positive controls', () => {
   test('the real exit-node with the real CA: the pinned agent connects', async () => {
     const token = createSpokeToken()
     const dataPort = await freePort()
-    const spokes = parseSpokesConfig([
-      'spokes:',
-      `  - name: ${SPOKE}`,
-      '    tokens:',
-      `      - {id: "${token.id}", sha256: "${token.sha256}"}`,
-      '    ports:',
-      `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`,
-      '',
-    ].join('\n'), 'test')
+    const spokes = parseSpokesConfig(spokesYaml([{ name: SPOKE, tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), 'test')
     const { logger } = logLines()
     // As `spokelink server --auto-tls` does: the pinned CA travels in the chain, the agent has only its hash.
     const exitNode = await startExitNode(spokes, logger, { tls: { certPem: real.certPem + real.caPem, keyPem: real.keyPem } })

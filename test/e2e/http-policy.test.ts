@@ -23,6 +23,7 @@ import {
   freePort,
   hashStream,
   listenLoopback,
+  spokesYaml,
   startRecordingRelay,
   waitFor,
 } from '@spokelink/testkit'
@@ -92,15 +93,7 @@ async function startPolicedTunnel (agentOptions: Partial<AgentOptions> = {}, ups
   closers.push(relay.close)
   const token = createSpokeToken()
   const dataPort = await freePort()
-  const spokes = parseSpokesConfig([
-    'spokes:',
-    '  - name: orion',
-    '    tokens:',
-    `      - {id: "${token.id}", sha256: "${token.sha256}"}`,
-    '    ports:',
-    `      - {upstream: prometheus, listen: "127.0.0.1:${dataPort}"}`,
-    '',
-  ].join('\n'), 'test')
+  const spokes = parseSpokesConfig(spokesYaml([{ name: 'orion', tokens: [token], ports: [{ upstream: 'prometheus', port: dataPort }] }]), 'test')
   const exitNode: ExitNode = createExitNode({ host: '127.0.0.1', port: 0, adminPort: 0, shutdownGraceMs: 200 }, spokes, { logger: testLogger('exit-node'), registry: new Registry() })
   const { port } = await exitNode.listen()
   closers.push(async () => { await exitNode.close() })

@@ -17,7 +17,8 @@ import { createSpokeToken, parseSpokesConfig } from '@spokelink/auth'
 import type { CreatedSpokeToken, SpokesConfig } from '@spokelink/auth'
 import { PROTOCOL_NAME, PROTOCOL_VERSION, ProtocolError, createMuxSession, readFramedJson, writeFramedJson } from '@spokelink/protocol'
 import type { MuxStream } from '@spokelink/protocol'
-import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, spokesYaml, startEchoServer, waitFor } from '@spokelink/testkit'
+import { createLogCapture, deterministicSource, expectedSha256, freePort, hashStream, spokesYaml, startEchoServer, waitFor, rawHttpExchange, webSocketUpgradeRequest } from '@spokelink/testkit'
+import type { RawHttpResponse } from '@spokelink/testkit'
 import { listen, startAgent, startExitNode } from './in-process-tunnel.js'
 
 const SPOKE = 'orion'
@@ -95,55 +96,18 @@ async function echoThroughTunnel (dataPort: number, bytes: number, seed: number)
   return echoed
 }
 
-interface RawResponse {
-  raw: string
-  status: number
-  headers: Record<string, string>
-  body: string
+/** One raw exchange: the exit-node must close the connection itself (a reset counts as a close). */
+function rawExchange (port: number, request: string | Buffer): Promise<RawHttpResponse> {
+  return rawHttpExchange(port, request, { timeoutMs: 30_000 })
 }
 
-/** Writes `request` on a fresh TCP connection and reads until the server closes it (fails after 30 s). */
-async function rawExchange (port: number, request: string | Buffer): Promise<RawResponse> {
-  const socket = net.connect({ host: '127.0.0.1', port })
-  onTestFinished(() => { socket.destroy() })
-  const chunks: Buffer[] = []
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-  // A reset (the server cutting off a request it will not read) counts as a close here; once() would reject.
-  socket.on('error', () => {})
-  const closed = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error('the exit-node did not close the connection within 30 s')) }, 30_000)
-    socket.once('close', () => { clearTimeout(timer); resolve() })
-  })
-  socket.write(request)
-  await closed
-  const raw = Buffer.concat(chunks).toString('latin1')
-  const [head = '', ...rest] = raw.split('\r\n\r\n')
-  const [statusLine = '', ...headerLines] = head.split('\r\n')
-  const headers: Record<string, string> = {}
-  for (const line of headerLines) {
-    const colon = line.indexOf(':')
-    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim()
-  }
-  return { raw, status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine)?.[1] ?? 0), headers, body: rest.join('\r\n\r\n') }
-}
-
-/** A WebSocket upgrade request for `path` with the given extra headers (null drops a default one). */
+/** A WebSocket upgrade request for our subprotocol with the given extra headers (null drops a default one). */
 function upgradeRequest (port: number, headers: Record<string, string | null>, path = '/connect'): string {
-  const all: Record<string, string | null> = {
-    Host: `127.0.0.1:${port}`,
-    Connection: 'Upgrade',
-    Upgrade: 'websocket',
-    'Sec-WebSocket-Version': '13',
-    'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
-    'Sec-WebSocket-Protocol': PROTOCOL_NAME,
-    ...headers,
-  }
-  const lines = Object.entries(all).filter((entry): entry is [string, string] => entry[1] !== null).map(([k, v]) => `${k}: ${v}`)
-  return `GET ${path} HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`
+  return webSocketUpgradeRequest(port, PROTOCOL_NAME, headers, path)
 }
 
 /** Asserts a plain refusal: the given status, no upgrade, and a body of one short line without any secret. */
-function expectRefusal (res: RawResponse, status: number, reason: string | RegExp): void {
+function expectRefusal (res: RawHttpResponse, status: number, reason: string | RegExp): void {
   expect(res.status, res.raw.slice(0, 200)).toBe(status)
   expect(res.raw.startsWith('HTTP/1.1 101')).toBe(false)
   expect(res.headers['sec-websocket-accept']).toBeUndefined()

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { findExecutable } from './find-executable.js'
 
 /** Options of {@link runHeadlessChromium}. */
 export interface HeadlessChromiumOptions {
@@ -16,16 +16,7 @@ export interface HeadlessChromiumOptions {
 
 /** Debian's `chromium` (`apt-get install chromium`), or `$CHROMIUM_BIN`; undefined when neither is executable. */
 export function findChromiumBin (): string | undefined {
-  for (const candidate of [process.env.CHROMIUM_BIN, '/usr/bin/chromium', '/usr/bin/chromium-browser']) {
-    if (candidate === undefined || candidate === '') continue
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // Not this one; try the next.
-    }
-  }
-  return undefined
+  return findExecutable({ env: 'CHROMIUM_BIN', fallbacks: ['/usr/bin/chromium', '/usr/bin/chromium-browser'] })
 }
 
 /**

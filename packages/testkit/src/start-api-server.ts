@@ -1,9 +1,9 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { accessSync, constants } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import https from 'node:https'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
+import { findExecutable } from './find-executable.js'
 import { freePort } from './free-port.js'
 import { runProcess } from './run-process.js'
 import type { RunningProcess } from './run-process.js'
@@ -41,25 +41,13 @@ export interface RunningApiServer {
 
 /** Where the real-cluster harness (`test/kube/build-tools.sh`) caches kube-apiserver, unless KUBE_APISERVER_BIN says. */
 export function findKubeApiServerBin (): string | undefined {
-  const fromEnv = process.env.KUBE_APISERVER_BIN
   const tools = process.env.SPOKELINK_KUBE_TOOLS ?? '/var/cache/spokelink-kube'
-  const candidate = fromEnv !== undefined && fromEnv !== '' ? fromEnv : join(tools, 'bin', 'kube-apiserver')
-  return isExecutable(candidate) ? candidate : undefined
+  return findExecutable({ env: 'KUBE_APISERVER_BIN', fallbacks: [join(tools, 'bin', 'kube-apiserver')] })
 }
 
 /** Debian's etcd (`apt-get install etcd-server`), on PATH or at /usr/bin/etcd. */
 export function findEtcdBin (): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '')
-  return [...dirs.map((dir) => join(dir, 'etcd')), '/usr/bin/etcd'].find(isExecutable)
-}
-
-function isExecutable (file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
+  return findExecutable({ name: 'etcd', fallbacks: ['/usr/bin/etcd'] })
 }
 
 /**

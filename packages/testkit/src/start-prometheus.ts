@@ -1,7 +1,7 @@
-import { accessSync, constants } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
+import { findExecutable } from './find-executable.js'
 import { freePort } from './free-port.js'
 import { runProcess } from './run-process.js'
 import type { RunningProcess } from './run-process.js'
@@ -84,22 +84,7 @@ const HTTP_TIMEOUT_MS = 10_000
  * `/usr/bin/prometheus` (Debian's package); `undefined` when none is executable.
  */
 export function findPrometheusBin (): string | undefined {
-  const fromEnv = process.env.PROMETHEUS_BIN
-  if (fromEnv !== undefined && fromEnv !== '') return isExecutable(fromEnv) ? fromEnv : undefined
-  const dirs = (process.env.PATH ?? '').split(delimiter).filter((dir) => dir !== '')
-  for (const candidate of [...dirs.map((dir) => join(dir, 'prometheus')), '/usr/bin/prometheus']) {
-    if (isExecutable(candidate)) return candidate
-  }
-  return undefined
-}
-
-function isExecutable (file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
+  return findExecutable({ env: 'PROMETHEUS_BIN', name: 'prometheus', fallbacks: ['/usr/bin/prometheus'] })
 }
 
 function missingMessage (): string {
