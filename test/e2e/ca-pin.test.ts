@@ -108,7 +108,7 @@ describe('an agent pinned to the real CA sends nothing to a man in the middle', 
 
     expect(recorder.connections.length).toBeGreaterThan(0)
     // A connection's bytes have all arrived once it closed; the agent closes each one itself after the pin failed.
-    await waitFor(() => recorder.connections.every((connection) => connection.closed), { timeoutMs: 5000, what: 'the MITM connections closed' })
+    await waitFor(() => recorder.connections.every((connection) => connection.closed), { timeoutMs: 30_000, what: 'the MITM connections closed' })
     const received = Buffer.concat(recorder.connections.flatMap((connection) => connection.bytes))
     expect(received.toString('latin1')).toBe('')
     const logs = lines.join('')
@@ -140,7 +140,7 @@ describe('positive controls', () => {
     const token = createSpokeToken()
     const { logger } = logLines()
     const agent = await startJoinedAgent(`wss://127.0.0.1:${recorder.port}/connect`, token, logger, false)
-    await waitFor(() => Buffer.concat(recorder.connections.flatMap((c) => c.bytes)).includes('\r\n\r\n'), { timeoutMs: 10_000, what: 'the upgrade request at the recorder' })
+    await waitFor(() => Buffer.concat(recorder.connections.flatMap((c) => c.bytes)).includes('\r\n\r\n'), { timeoutMs: 30_000, what: 'the upgrade request at the recorder' })
     await agent.close({ graceMs: 0 })
     const request = Buffer.concat(recorder.connections.flatMap((c) => c.bytes)).toString('latin1')
     expect(request.startsWith('GET /connect HTTP/1.1\r\n')).toBe(true)

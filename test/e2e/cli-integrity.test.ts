@@ -142,7 +142,7 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     await writeFile(certPath, second.certPem)
     await writeFile(keyPath, second.keyPem)
     server.child.kill('SIGHUP')
-    const done = await server.waitForLog(isMsg('reload done'), { what: 'the SIGHUP reload', timeoutMs: 15_000 })
+    const done = await server.waitForLog(isMsg('reload done'), { what: 'the SIGHUP reload', timeoutMs: 30_000 })
     expect(done).toMatchObject({ spokes: 'unchanged', tls: 'reloaded' })
     expect(server.logs.filter(isMsg('reload requested'))).toEqual([expect.objectContaining({ signal: 'SIGHUP' })])
     expect(await servedFingerprint(port)).toBe(new X509Certificate(second.certPem).fingerprint256)
@@ -150,7 +150,7 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     // A key that does not match the certificate: logged, and the current pair stays in use.
     await writeFile(keyPath, first.keyPem)
     server.child.kill('SIGHUP')
-    await server.waitForLog((e) => e.msg === 'reload done' && e.tls === 'failed', { what: 'the failed TLS reload', timeoutMs: 15_000 })
+    await server.waitForLog((e) => e.msg === 'reload done' && e.tls === 'failed', { what: 'the failed TLS reload', timeoutMs: 30_000 })
     expect(server.logs.find(isMsg('tls reload failed; keeping the current certificate'))).toMatchObject({ level: 50, err: { code: 'SLK_ERR_EXIT_TLS_RELOAD' } })
     expect(await servedFingerprint(port)).toBe(new X509Certificate(second.certPem).fingerprint256)
 
@@ -164,7 +164,7 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     const agent = spokelink(['agent', '--server', 'ws://127.0.0.1:9/connect', '--token-file', tokenFile, '--upstream', `prometheus=${exporter.target}`])
     await agent.waitForLog(isMsg('starting'), { what: 'the agent\'s starting line', timeoutMs: 30_000 })
     agent.child.kill('SIGHUP')
-    expect(await agent.waitForLog(isMsg('reload done'), { what: 'the early reload', timeoutMs: 15_000 })).toMatchObject({ tokenFile: 'reloaded' })
+    expect(await agent.waitForLog(isMsg('reload done'), { what: 'the early reload', timeoutMs: 30_000 })).toMatchObject({ tokenFile: 'reloaded' })
     expect(agent.exit).toBeUndefined()
     expect(await agent.kill('SIGTERM')).toEqual({ code: 0, signal: null })
   })
@@ -179,18 +179,18 @@ describe('spokes-file integrity and SIGHUP (child processes)', () => {
     const server = spokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokes])
     const port = Number((await server.waitForLog(isMsg('listening'), { what: 'the server\'s listening line', timeoutMs: 30_000 })).port)
     const agent = spokelink(['agent', '--server', `ws://127.0.0.1:${port}/connect`, '--token-file', tokenFile, '--upstream', `prometheus=${exporter.target}`])
-    expect(await agent.waitForLog(isMsg('disconnected'), { what: 'the agent to be refused', timeoutMs: 15_000 })).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
+    expect(await agent.waitForLog(isMsg('disconnected'), { what: 'the agent to be refused', timeoutMs: 30_000 })).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
 
     // A malformed file is refused with one logged line (never its content); the agent keeps its token and runs on.
     await writeFile(tokenFile, 'slk_not-a-token-secretpart\n')
     agent.child.kill('SIGHUP')
-    expect(await agent.waitForLog(isMsg('token file reload failed; keeping the current token'), { what: 'the refused reload', timeoutMs: 15_000 }))
+    expect(await agent.waitForLog(isMsg('token file reload failed; keeping the current token'), { what: 'the refused reload', timeoutMs: 30_000 }))
       .toMatchObject({ level: 50, err: { code: 'SLK_ERR_AUTH_TOKEN_MALFORMED' } })
     expect(agent.output()).not.toContain('secretpart')
 
     await writeFile(tokenFile, `${good.token}\n`)
     agent.child.kill('SIGHUP')
-    expect(await agent.waitForLog((e) => e.msg === 'reload done' && e.tokenFile === 'reloaded', { what: 'the agent\'s reload', timeoutMs: 15_000 })).toBeDefined()
+    expect(await agent.waitForLog((e) => e.msg === 'reload done' && e.tokenFile === 'reloaded', { what: 'the agent\'s reload', timeoutMs: 30_000 })).toBeDefined()
     expect(await agent.waitForLog(isMsg('connected'), { what: 'the agent to connect with the new token', timeoutMs: 30_000 })).toMatchObject({ spoke: 'orion-aws' })
     // Neither token appears in the agent's output.
     expect(agent.output()).not.toContain(good.token.split('_').slice(2).join('_'))

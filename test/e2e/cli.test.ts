@@ -284,12 +284,12 @@ describe('spokelink CLI (child processes)', () => {
     const { path: spokes, dataPort } = await spokesFile()
     const { server, port } = await startServer(['--spokes', spokes, '--max-connections-per-port', '7'], { env: { SPOKELINK_DATA_IDLE_TIMEOUT: '90s' } })
     const created = await createToken(spokes, 'orion-aws')
-    await server.waitForLog(isMsg('spokes file reloaded'), { what: 'the server to reload the spokes file', timeoutMs: 15_000 })
+    await server.waitForLog(isMsg('spokes file reloaded'), { what: 'the server to reload the spokes file', timeoutMs: 30_000 })
 
     const agent = spokelink(['agent', '--server', `ws://127.0.0.1:${port}/connect`, '--upstream', `prometheus=${exporter.target}`], {
       env: { SPOKELINK_TOKEN: created.token },
     })
-    const connected = await agent.waitForLog(isMsg('connected'), { what: 'the agent to connect', timeoutMs: 15_000 })
+    const connected = await agent.waitForLog(isMsg('connected'), { what: 'the agent to connect', timeoutMs: 30_000 })
     expect(connected).toMatchObject({ spoke: 'orion-aws' })
     await server.waitForLog((e) => e.msg === 'session opened' && e.spoke === 'orion-aws', { what: 'the session to open' })
     // The data-plane limits from the flag and the env var reach the port.
@@ -306,11 +306,11 @@ describe('spokelink CLI (child processes)', () => {
     expect(revokedLog).toMatchObject({ spoke: 'orion-aws', tokenId: created.id })
     await agent.waitForLog((e) => e.msg === 'disconnected', { what: 'the agent\'s session to close', timeoutMs: 30_000 })
     // Reconnecting is refused before the upgrade with 403, on both sides.
-    const refused = await server.waitForLog((e) => e.msg === 'agent refused', { what: 'a refused reconnect', timeoutMs: 15_000 })
+    const refused = await server.waitForLog((e) => e.msg === 'agent refused', { what: 'a refused reconnect', timeoutMs: 30_000 })
     expect(refused).toMatchObject({ status: 403, reason: 'token revoked', tokenId: created.id })
     const forbidden = await agent.waitForLog((e) => e.msg === 'disconnected' && String(e.reason).includes('refused the token (403)'), {
       what: 'the agent to log a 403 on reconnect',
-      timeoutMs: 15_000,
+      timeoutMs: 30_000,
     })
     expect(forbidden).toMatchObject({ code: 'SLK_ERR_AGENT_FORBIDDEN', reason: expect.stringContaining('token revoked') })
     // The data-plane port is gone with the session: refused at once.
@@ -351,11 +351,11 @@ describe('spokelink CLI (child processes)', () => {
     const serverUrl = `wss://127.0.0.1:${port}/connect`
     const created = await createToken(spokes, 'orion-aws', ['--server', serverUrl, '--ca-file', join(tlsDir, 'ca.crt')])
     expect(created.joinToken).toMatch(/^slkj1\./)
-    await server.waitForLog(isMsg('spokes file reloaded'), { what: 'the server to reload the spokes file', timeoutMs: 15_000 })
+    await server.waitForLog(isMsg('spokes file reloaded'), { what: 'the server to reload the spokes file', timeoutMs: 30_000 })
 
     // Join token via env, no --ca-file and no --server: the pinned CA is enough.
     const joined = spokelink(['agent', '--upstream', `prometheus=${exporter.target}`, '--name', 'joined'], { env: { SPOKELINK_JOIN: created.joinToken } })
-    expect(await joined.waitForLog(isMsg('connected'), { what: 'the join-token agent to connect', timeoutMs: 15_000 })).toMatchObject({ spoke: 'orion-aws' })
+    expect(await joined.waitForLog(isMsg('connected'), { what: 'the join-token agent to connect', timeoutMs: 30_000 })).toMatchObject({ spoke: 'orion-aws' })
     expect((await joined.waitForLog(isMsg('starting'))).caPinned).toBe(true)
     const res = await fetch(`http://127.0.0.1:${dataPort}/metrics`)
     expect(res.status).toBe(200)
@@ -365,14 +365,14 @@ describe('spokelink CLI (child processes)', () => {
 
     // The same server URL with a plain token and no CA: the self-signed chain is rejected with a hint.
     const untrusted = spokelink(['agent', '--server', serverUrl, '--upstream', `prometheus=${exporter.target}`, '--name', 'untrusted'], { env: { SPOKELINK_TOKEN: created.token } })
-    const failure = await untrusted.waitForLog((e) => e.msg === 'disconnected', { what: 'the CA-less agent to fail', timeoutMs: 15_000 })
+    const failure = await untrusted.waitForLog((e) => e.msg === 'disconnected', { what: 'the CA-less agent to fail', timeoutMs: 30_000 })
     expect(failure).toMatchObject({ code: 'SLK_ERR_AGENT_CONNECT', reason: expect.stringContaining('--ca-file') })
     expect(untrusted.logs.some(isMsg('connected'))).toBe(false)
     expect(await untrusted.kill('SIGTERM')).toEqual({ code: 0, signal: null })
 
     // With --ca-file it connects.
     const trusted = spokelink(['agent', '--server', serverUrl, '--ca-file', join(tlsDir, 'ca.crt'), '--upstream', `prometheus=${exporter.target}`, '--name', 'trusted'], { env: { SPOKELINK_TOKEN: created.token } })
-    expect(await trusted.waitForLog(isMsg('connected'), { what: 'the --ca-file agent to connect', timeoutMs: 15_000 })).toMatchObject({ spoke: 'orion-aws' })
+    expect(await trusted.waitForLog(isMsg('connected'), { what: 'the --ca-file agent to connect', timeoutMs: 30_000 })).toMatchObject({ spoke: 'orion-aws' })
 
     // SIGTERM: agents and server exit 0.
     expect(await trusted.kill('SIGTERM')).toEqual({ code: 0, signal: null })

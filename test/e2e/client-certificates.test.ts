@@ -195,7 +195,7 @@ describe('client certificates (requireClientCert) end to end', () => {
     const first = spokelink(agentArgs(stateDir))
     const stored = await first.waitForLog(isMsg('client certificate stored; the next connection presents it'), { what: 'the certificate to be stored', timeoutMs: 60_000 })
     expect(stored).toMatchObject({ renewal: false })
-    expect(await server.waitForLog(isMsg('client certificate issued'), { what: 'the server to issue', timeoutMs: 10_000 })).toMatchObject({ serial: stored.serial })
+    expect(await server.waitForLog(isMsg('client certificate issued'), { what: 'the server to issue', timeoutMs: 30_000 })).toMatchObject({ serial: stored.serial })
     expect(parseSpokesConfig(await readFile(spokesPath, 'utf8'), spokesPath).spokes[0]?.tokens[0]?.certSerial).toBe(stored.serial)
     expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null })
 

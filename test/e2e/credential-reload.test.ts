@@ -129,7 +129,7 @@ describe('credential and certificate files reloaded without restarts (child proc
     // Rotate (the real CLI), then publish the new token the way a Secret update lands.
     const rotated = JSON.parse((await runToExit(['token', 'rotate', '--spokes', spokes, '--spoke', 'orion', '--overlap', '1h', '--output', 'json'])).join('')) as { token: string, id: string }
     await publish({ token: `${rotated.token}\n` })
-    const changed = await agent.waitForLog(isMsg('credential file changed; the next connection uses the new token'), { what: 'the agent to see the swap', timeoutMs: 15_000 })
+    const changed = await agent.waitForLog(isMsg('credential file changed; the next connection uses the new token'), { what: 'the agent to see the swap', timeoutMs: 30_000 })
     expect(changed).toMatchObject({ file: 'token-file', tokenId: rotated.id })
 
     // The live session and its data-plane connection are untouched.
@@ -185,7 +185,7 @@ describe('credential and certificate files reloaded without restarts (child proc
     await rename(`${keyPath}.new`, keyPath)
     await writeFile(`${certPath}.new`, renewed.certPem)
     await rename(`${certPath}.new`, certPath)
-    await server.waitForLog(isMsg('tls files reloaded'), { what: 'the server to reload the renewed pair', timeoutMs: 15_000 })
+    await server.waitForLog(isMsg('tls files reloaded'), { what: 'the server to reload the renewed pair', timeoutMs: 30_000 })
     expect(await servedFingerprint(port)).toBe(new X509Certificate(renewed.certPem).fingerprint256)
 
     const after = await roundTrip(socket, 512 * 1024)

@@ -153,7 +153,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect(await getSlice(sliceName)).toBeUndefined()
 
     const first = await startAgent({ server: node.url, token: token.token, upstreams }, testLogger('agent-1'))
-    const slice = await waitFor(async () => getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 15_000 })
+    const slice = await waitFor(async () => getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 30_000 })
     expect(slice.metadata.labels).toEqual({
       'kubernetes.io/service-name': spoke,
       'endpointslice.kubernetes.io/managed-by': 'spokelink',
@@ -179,7 +179,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect(await getSlice(sliceName)).toBeDefined()
 
     await second.close({ graceMs: 0 })
-    await waitFor(async () => await getSlice(sliceName) === undefined ? true : undefined, { what: `slice ${sliceName} deleted`, timeoutMs: 15_000 })
+    await waitFor(async () => await getSlice(sliceName) === undefined ? true : undefined, { what: `slice ${sliceName} deleted`, timeoutMs: 30_000 })
     // As with the create: the apiserver has deleted it before the exit-node has read the delete's answer.
     await node.exitNode.endpointSlices?.settled()
     expect(await metric(node.registry, 'spokelink_endpoint_slices')).toBe(0)
@@ -198,11 +198,11 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
 
     const endpointsOf = async (): Promise<string[]> => (await slicesOfService(spoke))
       .map((slice) => `${slice.endpoints[0]?.addresses[0] ?? ''}:${slice.ports.find((port) => port.name === 'prometheus')?.port ?? 0}`).sort()
-    await waitFor(async () => (await endpointsOf()).length === 2, { what: 'a slice per replica', timeoutMs: 15_000 })
+    await waitFor(async () => (await endpointsOf()).length === 2, { what: 'a slice per replica', timeoutMs: 30_000 })
     expect(await endpointsOf()).toEqual([`${pods.a.ip}:${portA}`, `${pods.b.ip}:${portB}`].sort())
 
     await agentB.close({ graceMs: 0 })
-    await waitFor(async () => (await endpointsOf()).length === 1, { what: 'replica b\'s slice deleted', timeoutMs: 15_000 })
+    await waitFor(async () => (await endpointsOf()).length === 1, { what: 'replica b\'s slice deleted', timeoutMs: 30_000 })
     expect(await endpointsOf()).toEqual([`${pods.a.ip}:${portA}`])
     // Replica a's reconcile leaves b's pod's (live) slices alone and keeps its own.
     await nodeA.exitNode.endpointSlices?.reconcile()
@@ -233,7 +233,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     const node = await startPublishingExitNode(spokesYaml(spoke, token, await freePort()), pods.a, 'exit-node-a')
     await startAgent({ server: node.url, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startUpstream() }] }, testLogger('agent'))
     const own = endpointSliceName(spoke, pods.a.name)
-    await waitFor(async () => getSlice(own), { what: `slice ${own}`, timeoutMs: 15_000 })
+    await waitFor(async () => getSlice(own), { what: `slice ${own}`, timeoutMs: 30_000 })
     // Someone deletes the live spoke's slice by hand: the reconcile puts it back.
     expect(await admin.deleteSlice(own)).toBe('deleted')
 
@@ -283,7 +283,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     const upstreams = [{ name: 'prometheus', host: '127.0.0.1', port: await startUpstream() }]
     await startAgent({ server: node.url, token: tokenUpgraded.token, upstreams }, testLogger('agent-upgraded'))
     await startAgent({ server: node.url, token: tokenSelected.token, upstreams }, testLogger('agent-selected'))
-    await waitFor(async () => (await getSlice(endpointSliceName(services.selected, pods.a.name))) !== undefined && (await getSlice(endpointSliceName(services.upgraded, pods.a.name))) !== undefined, { what: 'both spokes published', timeoutMs: 15_000 })
+    await waitFor(async () => (await getSlice(endpointSliceName(services.selected, pods.a.name))) !== undefined && (await getSlice(endpointSliceName(services.upgraded, pods.a.name))) !== undefined, { what: 'both spokes published', timeoutMs: 30_000 })
     await node.exitNode.endpointSlices?.settled()
 
     expect((await slicesOfService(services.upgraded)).map((slice) => slice.metadata.name)).toEqual([endpointSliceName(services.upgraded, pods.a.name)])
@@ -323,7 +323,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     onTestFinished(async () => { await exitNode.close() })
     const { port } = await exitNode.listen()
     await startAgent({ server: `ws://127.0.0.1:${port}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: await startUpstream() }] }, testLogger('agent'))
-    await waitFor(async () => getSlice(endpointSliceName(spoke, pods.a.name)), { what: 'slice published without pod rights', timeoutMs: 15_000 })
+    await waitFor(async () => getSlice(endpointSliceName(spoke, pods.a.name)), { what: 'slice published without pod rights', timeoutMs: 30_000 })
     await exitNode.endpointSlices?.reconcile()
     await exitNode.endpointSlices?.reconcile()
     expect(await metric(registry, 'spokelink_endpoint_slice_errors_total', { operation: 'sweep' })).toBe(1)
@@ -345,7 +345,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     })
     onTestFinished(async () => { await server.kill('SIGKILL') })
     onTestFailed(() => { process.stderr.write(`--- spokelink server output ---\n${server.output()}\n`) })
-    const listening = await server.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'server listening', timeoutMs: 15_000 })
+    const listening = await server.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'server listening', timeoutMs: 30_000 })
     // An upstream that accepts and never answers: the scrape in flight keeps the exit-node draining.
     const accepted: net.Socket[] = []
     const upstream = net.createServer((socket) => { accepted.push(socket); socket.on('error', () => {}) })
@@ -354,7 +354,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     onTestFinished(() => { for (const socket of accepted) socket.destroy() })
     const agent = await startAgent({ server: `ws://127.0.0.1:${String(listening.port)}/connect`, token: token.token, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, testLogger('agent'))
     const sliceName = endpointSliceName(spoke, pods.a.name)
-    await waitFor(async () => getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 15_000 })
+    await waitFor(async () => getSlice(sliceName), { what: `slice ${sliceName}`, timeoutMs: 30_000 })
 
     const scrape = net.connect({ host: '127.0.0.1', port: dataPort })
     onTestFinished(() => { scrape.destroy() })
@@ -364,7 +364,7 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     await waitFor(() => accepted.length === 1, { what: 'the scrape reaching the upstream' })
 
     server.child.kill('SIGTERM')
-    await waitFor(async () => await getSlice(sliceName) === undefined ? true : undefined, { what: `slice ${sliceName} withdrawn`, timeoutMs: 15_000 })
+    await waitFor(async () => await getSlice(sliceName) === undefined ? true : undefined, { what: `slice ${sliceName} withdrawn`, timeoutMs: 30_000 })
     // Withdrawn while the exit-node still drains: the scrape is still open, the process still runs.
     expect(server.exit).toBeUndefined()
     expect(scrape.destroyed).toBe(false)
@@ -375,9 +375,11 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     await agent.close({ graceMs: 0 })
     const exit = await server.waitForExit({ timeoutMs: 70_000 })
     expect(exit).toEqual({ code: 0, signal: null })
-    const order = messages()
-    expect(order.indexOf('endpoint slices withdrawn')).toBeGreaterThan(order.indexOf('shutting down'))
-    expect(order.indexOf('endpoint slices withdrawn')).toBeLessThan(order.indexOf('shut down'))
+    // By each line's own time, not by arrival: at load 16 pino's stdout delivered the withdrawn line after
+    // "shut down" though it was logged 144 ms before it.
+    const loggedAt = (msg: string): number => Number(server.logs.find((entry) => entry.msg === msg)?.time)
+    expect(loggedAt('endpoint slices withdrawn')).toBeGreaterThanOrEqual(loggedAt('shutting down'))
+    expect(loggedAt('endpoint slices withdrawn')).toBeLessThanOrEqual(loggedAt('shut down'))
     expect(server.output()).not.toContain(exitNodeToken)
   }, 120_000)
 })
@@ -387,7 +389,7 @@ describe('spokelink server --endpoint-slices configuration', () => {
     const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', '/nonexistent.yaml', '--endpoint-slices'], {
       env: { POD_NAME: 'exit-node-0', POD_IP: undefined, POD_NAMESPACE: undefined, POD_UID: undefined },
     })
-    const exit = await server.waitForExit({ timeoutMs: 15_000 })
+    const exit = await server.waitForExit({ timeoutMs: 30_000 })
     expect(exit.code).toBe(2)
     expect(server.stderrLines).toContain('error: --endpoint-slices needs the downward-API variables POD_IP, POD_NAMESPACE, POD_UID (fieldRef metadata.name, status.podIP, metadata.namespace, metadata.uid)')
   })
@@ -409,19 +411,19 @@ describe('spokelink server --endpoint-slices configuration', () => {
     }))
     const env = { KUBECONFIG: kubeconfig, POD_NAME: 'hub-exit-node-0', POD_IP: '10.244.0.9', POD_NAMESPACE: 'monitoring', POD_UID: 'uid-1' }
     const check = runSpokelink(['server', '--check-config', '--spokes', spokesFile, '--endpoint-slices', '--service-prefix', 'spoke-'], { env })
-    expect(await check.waitForExit({ timeoutMs: 15_000 })).toEqual({ code: 0, signal: null })
+    expect(await check.waitForExit({ timeoutMs: 30_000 })).toEqual({ code: 0, signal: null })
     const report = JSON.parse(check.stdoutLines.join('\n')) as { endpointSlices: unknown }
     expect(report.endpointSlices).toEqual({ namespace: 'monitoring', pod: 'hub-exit-node-0', podIp: '10.244.0.9', podUid: 'uid-1', servicePrefix: 'spoke-', apiServer: 'https://127.0.0.1:9' })
     expect(check.output()).not.toContain('never-printed-token-value')
 
     const bad = runSpokelink(['server', '--check-config', '--spokes', spokesFile, '--endpoint-slices'], { env: { ...env, POD_IP: 'not-an-ip' } })
-    expect((await bad.waitForExit({ timeoutMs: 15_000 })).code).toBe(2)
+    expect((await bad.waitForExit({ timeoutMs: 30_000 })).code).toBe(2)
     expect(bad.stderrLines).toContain('error: endpoint slices option pod.ip (POD_IP): expected an IPv4 or IPv6 address, got "not-an-ip"')
   })
 
   test('--service-prefix without --endpoint-slices is a usage error', async () => {
     const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--spokes', '/nonexistent.yaml', '--service-prefix', 'spoke-'])
-    const exit = await server.waitForExit({ timeoutMs: 15_000 })
+    const exit = await server.waitForExit({ timeoutMs: 30_000 })
     expect(exit.code).toBe(2)
     expect(server.stderrLines).toContain('error: --service-prefix only applies with --endpoint-slices')
   })

@@ -189,7 +189,7 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
       const res = await fetch(sdUrl, { signal: AbortSignal.timeout(5000) })
       expect(res.status).toBe(200)
       return await res.json() as Array<{ targets: string[], labels: Record<string, string> }>
-    }, { what: '/v1/sd to answer', timeoutMs: 10_000 })
+    }, { what: '/v1/sd to answer', timeoutMs: 30_000 })
     for (const spoke of SPOKES) {
       const groups = sd.filter((g) => g.labels.__meta_spokelink_spoke === spoke)
       expect(groups).toHaveLength(1)
@@ -236,7 +236,7 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
       const connected = Object.fromEntries(groups.map((g) => [g.labels.__meta_spokelink_spoke, g.labels.__meta_spokelink_connected]))
       expect(connected).toEqual({ 'orion-aws': 'true', 'orion-gcp': 'false' })
       return true
-    }, { what: '/v1/sd to show orion-gcp disconnected', timeoutMs: 10_000 })
+    }, { what: '/v1/sd to show orion-gcp disconnected', timeoutMs: 30_000 })
 
     // 9. SIGTERM: the exit-node drains, logs 'shut down' and exits 0 within its grace period.
     const killed = server.kill('SIGTERM')
@@ -245,7 +245,7 @@ describe('hub Prometheus federates two spokes through spokelink (child processes
     await killed
     expect(server.logs.some((e) => e.msg === 'shut down')).toBe(true)
     // The surviving agent saw a planned restart (close 1001 after the GoAway), logged at info, not a dropped socket.
-    const restarting = await rig('orion-aws').agent?.waitForLog((e) => e.msg === 'exit-node restarting', { what: 'the agent to log the planned restart', timeoutMs: 10_000 })
+    const restarting = await rig('orion-aws').agent?.waitForLog((e) => e.msg === 'exit-node restarting', { what: 'the agent to log the planned restart', timeoutMs: 30_000 })
     expect(restarting).toMatchObject({ level: 30, closeCode: 1001, code: 'SLK_ERR_AGENT_SERVER_RESTARTING' })
     expect(restarting?.reason).toContain('1001 exit-node shutting down')
     expect(await rig('orion-aws').agent?.kill('SIGTERM')).toEqual({ code: 0, signal: null })

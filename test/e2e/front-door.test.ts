@@ -206,7 +206,7 @@ describe('front door', () => {
     }))
     expect(new Set(clients.map((client) => client.answer.split('\r\n')[0]))).toEqual(new Set(['HTTP/1.1 401 Unauthorized']))
     // The exit-node's end of every one of them is closed: no slot is held any more.
-    await waitFor(async () => await metric(registry, 'spokelink_control_unauthenticated_connections') === 0, { what: 'the exit-node to close all 50 refused sockets', timeoutMs: 5000 })
+    await waitFor(async () => await metric(registry, 'spokelink_control_unauthenticated_connections') === 0, { what: 'the exit-node to close all 50 refused sockets', timeoutMs: 30_000 })
   })
 
   test('unauthenticated connections over the per-source or global cap are closed at accept and counted; an upgrade frees its slot', async () => {
@@ -401,7 +401,7 @@ describe('flood (exit-node as a child process)', () => {
     await open(200, 22, 10, true)
     const heldCount = 30 * 16
     await waitFor(async () => metricValue(await scrape(), 'spokelink_control_refused_total', { reason: 'unauthenticated_source_limit' }) === 2200 - heldCount, {
-      what: `${2200 - heldCount} connections refused at accept`, timeoutMs: 20_000,
+      what: `${2200 - heldCount} connections refused at accept`, timeoutMs: 30_000,
     })
     const metrics = await scrape()
     expect(metricValue(metrics, 'spokelink_control_unauthenticated_connections')).toBe(heldCount)

@@ -331,6 +331,6 @@ describe('--read-only with the upstream down', () => {
     onTestFinished(tunnel.close)
     const [response] = parseResponses(await exchange(tunnel.dataPort, 'GET /federate HTTP/1.1\r\nHost: h\r\n\r\n'))
     expect(response).toMatchObject({ status: 502, body: 'spokelink: upstream prometheus failed: ECONNREFUSED\n' })
-    await waitFor(async () => (await tunnel.registry.getSingleMetricAsString('spokelink_upstream_dial_errors_total')).includes('spokelink_upstream_dial_errors_total{upstream="prometheus"} 1'), { what: 'the dial error counted', timeoutMs: 5000 })
+    await waitFor(async () => (await tunnel.registry.getSingleMetricAsString('spokelink_upstream_dial_errors_total')).includes('spokelink_upstream_dial_errors_total{upstream="prometheus"} 1'), { what: 'the dial error counted', timeoutMs: 30_000 })
   })
 })

@@ -40,11 +40,11 @@ describe('agent --join-file (child processes)', () => {
     const stale = createSpokeToken().token // not in the spokes file: 401
     await writeFile(joinFile, `${joinFor(stale)}\n`)
     const agent = runSpokelink(['agent', '--join-file', joinFile, '--upstream', `prometheus=${exporter.target}`], { env: CLEAN_ENV })
-    expect(await agent.waitForLog(isMsg('disconnected'), { what: 'the agent to be refused', timeoutMs: 15_000 })).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
+    expect(await agent.waitForLog(isMsg('disconnected'), { what: 'the agent to be refused', timeoutMs: 30_000 })).toMatchObject({ code: 'SLK_ERR_AGENT_UNAUTHORIZED' })
 
     await writeFile(joinFile, `${joinFor(good.token)}\n`)
     agent.child.kill('SIGHUP')
-    expect(await agent.waitForLog((e) => e.msg === 'reload done' && e.tokenFile === 'reloaded', { what: 'the agent\'s reload', timeoutMs: 15_000 })).toBeDefined()
+    expect(await agent.waitForLog((e) => e.msg === 'reload done' && e.tokenFile === 'reloaded', { what: 'the agent\'s reload', timeoutMs: 30_000 })).toBeDefined()
     expect(await agent.waitForLog(isMsg('connected'), { what: 'the agent to connect with the new token', timeoutMs: 30_000 })).toMatchObject({ spoke: 'orion-aws' })
     for (const secret of [good.token, stale]) expect(agent.output()).not.toContain(secret.split('_').slice(2).join('_'))
 

@@ -79,7 +79,7 @@ async function start (options: InteropCaseOptions): Promise<InteropCase> {
 }
 
 async function noStreamsLeft (c: InteropCase): Promise<void> {
-  await waitFor(() => c.session.stats.streamsOpen === 0, { what: 'our session to forget every stream', timeoutMs: 10_000 })
+  await waitFor(() => c.session.stats.streamsOpen === 0, { what: 'our session to forget every stream', timeoutMs: 30_000 })
 }
 
 const roles: GoRole[] = ['client', 'server']

@@ -79,7 +79,7 @@ class CountingClient {
       if (this.#buffer.length < end + 4 + length) return false
       this.#buffer = this.#buffer.slice(end + 4 + length)
       return true
-    }, { timeoutMs: 10_000, what: `an answer to ${head}` })
+    }, { timeoutMs: 30_000, what: `an answer to ${head}` })
   }
 }
 
@@ -136,9 +136,9 @@ describe('exit-node fleet metrics', () => {
     expect(text).not.toContain('customer_secret')
     expect(sampleValue(text, 'spokelink_session_opens_total', { spoke: 'alpha' })).toBe(1)
 
-    await waitFor(async () => (sampleValue(await scrape(adminPort), 'spokelink_session_rtt_seconds', { spoke: 'alpha' }) ?? 0) > 0, { timeoutMs: 10_000, what: 'an exit-node RTT from yamux pings' })
+    await waitFor(async () => (sampleValue(await scrape(adminPort), 'spokelink_session_rtt_seconds', { spoke: 'alpha' }) ?? 0) > 0, { timeoutMs: 30_000, what: 'an exit-node RTT from yamux pings' })
     const agentText = await agentRegistry.metrics()
-    await waitFor(async () => (sampleValue(await agentRegistry.metrics(), 'spokelink_agent_session_rtt_seconds') ?? 0) > 0, { timeoutMs: 10_000, what: 'an agent RTT from yamux pings' })
+    await waitFor(async () => (sampleValue(await agentRegistry.metrics(), 'spokelink_agent_session_rtt_seconds') ?? 0) > 0, { timeoutMs: 30_000, what: 'an agent RTT from yamux pings' })
     expect(sampleValue(agentText, 'spokelink_agent_connected')).toBe(1)
     expect(sampleValue(agentText, 'spokelink_agent_permanent_failure')).toBe(0)
 
@@ -159,7 +159,7 @@ describe('exit-node fleet metrics', () => {
     const client = new CountingClient(alpha.dataPort)
     await client.request('GET /small HTTP/1.1')
     await agent.close({ graceMs: 0 })
-    await waitFor(async () => sampleValue(await scrape(adminPort), 'spokelink_spoke_connected', { spoke: 'alpha' }) === 0, { timeoutMs: 10_000, what: 'alpha disconnected' })
+    await waitFor(async () => sampleValue(await scrape(adminPort), 'spokelink_spoke_connected', { spoke: 'alpha' }) === 0, { timeoutMs: 30_000, what: 'alpha disconnected' })
     const text = await scrape(adminPort)
     expect(sampleValue(text, 'spokelink_spoke_last_seen_timestamp_seconds', { spoke: 'alpha' })).toBeGreaterThan(0)
     expect(sampleValue(text, 'spokelink_spoke_sessions', { spoke: 'alpha' })).toBe(0)
@@ -214,7 +214,7 @@ describe('agent permanent failures', () => {
     const healthPort = (health.address() as net.AddressInfo).port
     agent.start()
     const retries = (): number[] => logs.entries().filter((l) => l.name === 'agent' && (l.msg === 'reconnecting' || l.level === 50)).map((l) => Number(l.retryInMs))
-    await waitFor(() => retries().length >= 6, { timeoutMs: 20_000, what: 'six refused attempts' })
+    await waitFor(() => retries().length >= 6, { timeoutMs: 30_000, what: 'six refused attempts' })
     // Full jitter with rng 0.999: the ceilings 20, 40, 80, 160, 300, 300: past the normal cap of 40.
     expect(retries().slice(0, 6)).toEqual([19, 39, 79, 159, 299, 299])
     const errors = logs.entries().filter((l) => l.name === 'agent' && l.level === 50)

@@ -161,7 +161,7 @@ describe('remote write through the tunnel (child processes, real Prometheus in a
       (res) => `HTTP ${res.status}`,
       (err: unknown) => err instanceof Error && err.cause instanceof Error && 'code' in err.cause ? String(err.cause.code) : String(err))
     expect(refusedAt).not.toMatch(/^HTTP|TimeoutError/)
-    const refusal = await gcpAgent.waitForLog((e) => e.msg === 'hub stream refused by the exit-node', { what: 'agent orion-gcp logging the refusal', timeoutMs: 10_000 })
+    const refusal = await gcpAgent.waitForLog((e) => e.msg === 'hub stream refused by the exit-node', { what: 'agent orion-gcp logging the refusal', timeoutMs: 30_000 })
     expect(refusal).toMatchObject({ hubService: 'remote-write', code: 'SLK_ERR_PROTO_HUB_SERVICE_REFUSED' })
     expect(String(refusal.reason)).toContain('spoke orion-gcp may not reach hub service "remote-write"')
 

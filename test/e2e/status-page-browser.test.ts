@@ -46,7 +46,7 @@ test('the status page shows both spokes, then one disconnected, in a real browse
   for (const spoke of spokes) expect(await (await fetch(`http://127.0.0.1:${spoke.dataPort}/`)).text()).toBe('ok')
   const fleet = async (): Promise<Array<{ spoke: string, connected: boolean, rttSeconds: number | null }>> =>
     ((await (await fetch(`http://127.0.0.1:${adminPort}/v1/spokes`)).json()) as { spokes: Array<{ spoke: string, connected: boolean, rttSeconds: number | null }> }).spokes
-  await waitFor(async () => (await fleet()).every((s) => s.rttSeconds !== null), { timeoutMs: 10_000, what: 'an RTT for both spokes' })
+  await waitFor(async () => (await fleet()).every((s) => s.rttSeconds !== null), { timeoutMs: 30_000, what: 'an RTT for both spokes' })
 
   const page = `http://127.0.0.1:${adminPort}/status`
   const before = await runHeadlessChromium(page)
@@ -58,7 +58,7 @@ test('the status page shows both spokes, then one disconnected, in a real browse
   await runHeadlessChromium(page, { screenshotPath: SCREENSHOT, windowSize: '1100,500' })
 
   await agents[1]?.close({ graceMs: 0 })
-  await waitFor(async () => (await fleet()).find((s) => s.spoke === 'vega-gcp')?.connected === false, { timeoutMs: 10_000, what: 'vega-gcp disconnected' })
+  await waitFor(async () => (await fleet()).find((s) => s.spoke === 'vega-gcp')?.connected === false, { timeoutMs: 30_000, what: 'vega-gcp disconnected' })
   const after = await runHeadlessChromium(page)
   expect(after).toContain('1 of 2 spokes connected')
   const afterRows = rowsOf(after)

@@ -37,8 +37,13 @@ describe('LogSampler', () => {
 
   test('the interval timer reports held-back counts on its own and stops when nothing is pending', async () => {
     const { logger, lines } = capture()
-    const sampler = new LogSampler({ intervalMs: 20 })
+    // The window is judged by the injected clock, so a stalled loop cannot close it early; the real timer only
+    // decides when the sampler looks.
+    let now = 1_000_000
+    const sampler = new LogSampler({ intervalMs: 20 }, { now: () => now })
     for (let i = 0; i < 10; i++) sampler.log(logger, 'info', 'k', {}, 'refused')
+    expect(lines).toHaveLength(1)
+    now += 20
     await expect.poll(() => lines.length, { timeout: 5000 }).toBe(2)
     expect(lines[1]).toMatchObject({ sampleKey: 'k', repeated: 9, intervalMs: 20 })
     sampler.close()

@@ -44,7 +44,7 @@ export interface ProcessExit {
 
 /** Options of the `waitFor*` methods of {@link RunningProcess}. */
 export interface ProcessWaitOptions {
-  /** @default 10_000 */
+  /** A deadline that only catches a hang (see waitFor's). @default 30_000 */
   timeoutMs?: number
   /** Named in the timeout error. @default a description of the predicate or pattern */
   what?: string
@@ -102,7 +102,7 @@ export interface RunningProcess {
   tail: (lines?: number) => string
 }
 
-const DEFAULT_WAIT_MS = 10_000
+const DEFAULT_WAIT_MS = 30_000
 const DEFAULT_EXIT_WAIT_MS = 30_000
 /** A partial line is cut into a line of its own past this many characters, so a newline-less flood stays bounded. */
 const MAX_PARTIAL_LINE_CHARS = 1024 * 1024

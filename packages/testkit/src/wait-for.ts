@@ -3,8 +3,9 @@ import { setTimeout as delay } from 'node:timers/promises'
 /** Options for {@link waitFor}. */
 export interface WaitForOptions {
   /**
-   * Give up after this long.
-   * @default 10_000
+   * Give up after this long. A deadline that only catches a hang: generous, since three test files share two
+   * cores and a child process can take seconds to start at load 16.
+   * @default 30_000
    */
   timeoutMs?: number
   /**
@@ -19,7 +20,7 @@ export interface WaitForOptions {
 }
 
 /** Defaults of the optional {@link WaitForOptions}. */
-export const WAIT_FOR_DEFAULTS = { timeoutMs: 10_000, intervalMs: 20 } as const satisfies Required<Omit<WaitForOptions, 'what' | 'signal'>>
+export const WAIT_FOR_DEFAULTS = { timeoutMs: 30_000, intervalMs: 20 } as const satisfies Required<Omit<WaitForOptions, 'what' | 'signal'>>
 
 /** Falsy results mean "not yet". */
 type Pending = undefined | null | false | 0 | ''
