@@ -1,6 +1,6 @@
 /**
  * Profiles the tunnel's two processes under one workload: `tsx bench/profile-tunnel.ts [--tls | --floor] [--workload get2k|down|up]
- * [--count N] [--no-profile] [--trace-gc]`. Runs exit-node and agent with `node --cpu-prof`, reports their CPU time per operation (from /proc)
+ * [--count N] [--no-profile] [--trace-gc] [--node-arg=--flag …]`. Runs exit-node and agent with `node --cpu-prof`, reports their CPU time per operation (from /proc)
  * and the functions with the most self time in each profile.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
@@ -88,7 +88,7 @@ function reportGc (processes: Record<string, RunningProcess>): void {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { tls: { type: 'boolean' }, workload: { type: 'string' }, count: { type: 'string' }, 'trace-gc': { type: 'boolean' }, 'no-profile': { type: 'boolean' }, floor: { type: 'boolean' } } })
+  const { values } = parseArgs({ options: { tls: { type: 'boolean' }, workload: { type: 'string' }, count: { type: 'string' }, 'trace-gc': { type: 'boolean' }, 'no-profile': { type: 'boolean' }, floor: { type: 'boolean' }, 'node-arg': { type: 'string', multiple: true } } })
   const workload = values.workload ?? 'get2k'
   const count = Number(values.count ?? (workload === 'get2k' ? 2000 : 2048))
   const base = mkdtempSync(join(tmpdir(), 'spokelink-profile-'))
@@ -102,7 +102,7 @@ async function main (): Promise<void> {
     // --floor: the two plain Node relays instead (CPU per operation only; they run under tsx, so no profile).
     const spec = values.floor === true ? nodeRelayFloor : values.tls === true ? spokelinkWss : spokelinkWs
     // Node names each profile CPU.<date>.<time>.<pid>.…, which tells the exit-node's from the agent's.
-    const started = await spec.start({ dir: base, upstream, tls, nodeArgs: [...(values['no-profile'] === true ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`]), ...(values['trace-gc'] === true ? ['--trace-gc'] : [])] })
+    const started = await spec.start({ dir: base, upstream, tls, nodeArgs: [...(values['no-profile'] === true ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`]), ...(values['trace-gc'] === true ? ['--trace-gc'] : []), ...(values['node-arg'] ?? [])] })
     if (!('running' in started)) throw new Error(started.skipped)
     const { running } = started
     pids = running.pids ?? {}

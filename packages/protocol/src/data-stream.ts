@@ -187,7 +187,7 @@ export interface OpenDataStreamOptions {
  * Resolves like {@link relay}: `undefined` after a clean close both ways, else the first failure
  * (`SLK_ERR_PROTO_UPSTREAM_REFUSED` for a refusal). It never rejects.
  */
-export async function openDataStream (stream: Duplex, client: Duplex, options: OpenDataStreamOptions): Promise<Error | undefined> {
+export function openDataStream (stream: Duplex, client: Duplex, options: OpenDataStreamOptions): Promise<Error | undefined> {
   return openWithHeader(stream, client, { upstream: options.upstream } satisfies StreamHeader, false, options)
 }
 
@@ -208,11 +208,11 @@ export interface OpenHubStreamOptions {
  * the `{hubService}` header at once; the hub's bytes reach it only after the exit-node's OK. Resolves like
  * {@link relay} (`SLK_ERR_PROTO_HUB_SERVICE_REFUSED` for a refusal); it never rejects.
  */
-export async function openHubStream (stream: Duplex, client: Duplex, options: OpenHubStreamOptions): Promise<Error | undefined> {
+export function openHubStream (stream: Duplex, client: Duplex, options: OpenHubStreamOptions): Promise<Error | undefined> {
   return openWithHeader(stream, client, { hubService: options.hubService } satisfies HubStreamHeader, true, options)
 }
 
-async function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | HubStreamHeader, hub: boolean,
+function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | HubStreamHeader, hub: boolean,
   options: { statusTimeoutMs: number, statusTimeoutError: () => Error, clock?: MuxClock | undefined }): Promise<Error | undefined> {
   stream.write(encodeFramedJson(header))
   const { statusTimeoutMs, statusTimeoutError, clock } = options
@@ -312,7 +312,7 @@ async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOpt
 }
 
 /** The stream header (one framed JSON), or the stream destroyed with `timeoutError()` past `timeoutMs`: one promise, no chain. */
-async function readHeaderWithin (stream: Duplex, timeoutMs: number, timeoutError: () => Error, clock: MuxClock): Promise<unknown> {
+function readHeaderWithin (stream: Duplex, timeoutMs: number, timeoutError: () => Error, clock: MuxClock): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const cancelTimer = clock.setTimeout(() => { stream.destroy(timeoutError()) }, timeoutMs)
     readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxHeaderBytes, (err, value) => {
