@@ -1,9 +1,9 @@
 /**
- * Profiles the tunnel's two processes under one workload: `tsx bench/profile-tunnel.ts [--tls] [--workload get2k|down|up]
- * [--count N] [--no-profile] [--trace-gc]`. Runs exit-node and agent with `node --cpu-prof`, reports their CPU time per operation (from /proc)
+ * Profiles the tunnel's two processes under one workload: `tsx bench/profile-tunnel.ts [--tls | --floor] [--workload get2k|down|up]
+ * [--count N] [--no-profile] [--trace-gc] [--node-arg=--flag …]`. Runs exit-node and agent with `node --cpu-prof`, reports their CPU time per operation (from /proc)
  * and the functions with the most self time in each profile.
  */
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,11 +14,13 @@ import type { RunningProcess } from '@spokelink/testkit'
 import { BULK_MODE } from './peers/bulk-protocol.js'
 import { percentile } from './lib/stats.js'
 import { bulkThroughput, sequentialGets } from './lib/workloads.js'
+import { nodeRelayFloor } from './systems/node-relay.js'
 import { spokelinkWs, spokelinkWss } from './systems/spokelink.js'
 
 const UPSTREAM = fileURLToPath(new URL('./peers/upstream.ts', import.meta.url))
 const CLOCK_TICKS_PER_SECOND = 100
 const TOP_FUNCTIONS = 25
+const WARMUP_GETS = 500
 
 interface ProfileNode {
   id: number
@@ -31,11 +33,11 @@ interface CpuProfile {
   timeDeltas: number[]
 }
 
-/** utime + stime of `pid` in ms, from /proc/<pid>/stat. */
-async function cpuMs (pid: number): Promise<number> {
+/** utime and stime of `pid` in ms, from /proc/<pid>/stat. */
+async function cpuMs (pid: number): Promise<{ user: number, sys: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND
+  return { user: (Number(fields[11]) * 1000) / CLOCK_TICKS_PER_SECOND, sys: (Number(fields[12]) * 1000) / CLOCK_TICKS_PER_SECOND }
 }
 
 function shortUrl (url: string): string {
@@ -86,7 +88,7 @@ function reportGc (processes: Record<string, RunningProcess>): void {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { tls: { type: 'boolean' }, workload: { type: 'string' }, count: { type: 'string' }, 'trace-gc': { type: 'boolean' }, 'no-profile': { type: 'boolean' } } })
+  const { values } = parseArgs({ options: { tls: { type: 'boolean' }, workload: { type: 'string' }, count: { type: 'string' }, 'trace-gc': { type: 'boolean' }, 'no-profile': { type: 'boolean' }, floor: { type: 'boolean' }, 'node-arg': { type: 'string', multiple: true } } })
   const workload = values.workload ?? 'get2k'
   const count = Number(values.count ?? (workload === 'get2k' ? 2000 : 2048))
   const base = mkdtempSync(join(tmpdir(), 'spokelink-profile-'))
@@ -97,12 +99,15 @@ async function main (): Promise<void> {
     const upstreamChild = runProcess(process.execPath, ['--import', 'tsx', UPSTREAM], { name: 'upstream' })
     const line = await upstreamChild.waitForLog((entry) => typeof entry.bulkPort === 'number', { what: 'the upstream' })
     const upstream = { bulkPort: Number(line.bulkPort), httpPort: Number(line.httpPort) }
-    const spec = values.tls === true ? spokelinkWss : spokelinkWs
+    // --floor: the two plain Node relays instead (CPU per operation only; they run under tsx, so no profile).
+    const spec = values.floor === true ? nodeRelayFloor : values.tls === true ? spokelinkWss : spokelinkWs
     // Node names each profile CPU.<date>.<time>.<pid>.…, which tells the exit-node's from the agent's.
-    const started = await spec.start({ dir: base, upstream, tls, nodeArgs: [...(values['no-profile'] === true ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`]), ...(values['trace-gc'] === true ? ['--trace-gc'] : [])] })
+    const started = await spec.start({ dir: base, upstream, tls, nodeArgs: [...(values['no-profile'] === true ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`]), ...(values['trace-gc'] === true ? ['--trace-gc'] : []), ...(values['node-arg'] ?? [])] })
     if (!('running' in started)) throw new Error(started.skipped)
     const { running } = started
     pids = running.pids ?? {}
+    // Past the JIT's warm-up, so a short run measures the steady state (and before/after builds compare fairly).
+    if (workload === 'get2k') await sequentialGets(running.httpPort, 2048, WARMUP_GETS)
     const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([role, pid]) => [role, await cpuMs(pid)] as const)))
     const t0 = performance.now()
     let unit = ''
@@ -121,14 +126,19 @@ async function main (): Promise<void> {
     }
     const wallMs = performance.now() - t0
     for (const [role, pid] of Object.entries(pids)) {
-      const used = (await cpuMs(pid)) - (before[role] ?? 0)
-      process.stdout.write(`${role}: ${used.toFixed(0)} ms CPU in ${wallMs.toFixed(0)} ms wall (${(100 * used / wallMs).toFixed(0)}% of a core), ${(1000 * used / ops).toFixed(0)} µs CPU per ${unit}\n`)
+      const after = await cpuMs(pid)
+      const user = after.user - (before[role]?.user ?? 0)
+      const sys = after.sys - (before[role]?.sys ?? 0)
+      const used = user + sys
+      process.stdout.write(`${role}: ${used.toFixed(0)} ms CPU in ${wallMs.toFixed(0)} ms wall (${(100 * used / wallMs).toFixed(0)}% of a core), ` +
+        `${(1000 * used / ops).toFixed(0)} µs CPU per ${unit} (user ${(1000 * user / ops).toFixed(0)}, sys ${(1000 * sys / ops).toFixed(0)})\n`)
     }
     if (values['trace-gc'] === true) reportGc(running.processes ?? {})
     await running.close()
   } finally {
     await killAllProcesses()
   }
+  if (!existsSync(profDir)) return
   for (const [role, pid] of Object.entries(pids)) report(profDir, role, pid)
   process.stdout.write(`\nprofiles kept in ${profDir}\n`)
 }

@@ -7,7 +7,7 @@ export type Better = 'higher' | 'lower'
 export interface MetricSpec {
   id: MetricId
   label: string
-  unit: 'MB/s' | 'ms' | 'KiB' | 's/GiB'
+  unit: 'MB/s' | 'ms' | 'KiB' | 's/GiB' | 'µs'
   better: Better
 }
 
@@ -18,6 +18,7 @@ export const METRICS = [
   { id: 'bulk16Down', label: '16 streams bulk ↓', unit: 'MB/s', better: 'higher' },
   { id: 'get2kP50', label: '2 KB GET p50, new conn', unit: 'ms', better: 'lower' },
   { id: 'get2kP99', label: '2 KB GET p99, new conn', unit: 'ms', better: 'lower' },
+  { id: 'cpuGet2k', label: 'CPU of the tunnel processes per 2 KB GET', unit: 'µs', better: 'lower' },
   { id: 'get5m', label: '5 MB GET', unit: 'MB/s', better: 'higher' },
   { id: 'idleRss', label: 'exit-node RSS per idle session', unit: 'KiB', better: 'lower' },
 ] as const satisfies ReadonlyArray<{ id: string, label: string, unit: string, better: Better }>

@@ -1,9 +1,8 @@
 import type { Duplex, Readable, Writable } from 'node:stream'
 import { ProtocolError } from './errors.js'
-import { encodeFramedJson, readFramedJson } from './framed-json.js'
+import { encodeFramedJson, readFramedJson, readFramedJsonThen } from './framed-json.js'
 import { isUpstreamName, printableValue } from './messages.js'
-import { readExactly } from './read-exactly.js'
-import { readWithin } from './read-within.js'
+import { readExactly, readExactlyThen } from './read-exactly.js'
 import { relay } from './relay.js'
 import { SYSTEM_CLOCK } from './mux/clock.js'
 import type { MuxClock } from './mux/clock.js'
@@ -117,10 +116,34 @@ export function writeStreamStatus (stream: Writable, status: StreamStatus, reaso
 export async function readStreamStatus (stream: Readable, options: { signal?: AbortSignal, hub?: boolean } = {}): Promise<void> {
   const [status] = await readExactly(stream, 1, options)
   if (status === STREAM_STATUS.OK) return
-  const body = await readFramedJson(stream, { ...options, maxBytes: DATA_STREAM_DEFAULTS.maxReasonBytes })
+  throw refusalError(await readFramedJson(stream, { ...options, maxBytes: DATA_STREAM_DEFAULTS.maxReasonBytes }), options.hub === true)
+}
+
+/** The opener's error for a refusing status followed by `body` (its `{reason}`). */
+function refusalError (body: unknown, hub: boolean): ProtocolError {
   const reason = typeof body === 'object' && body !== null && 'reason' in body ? printableValue(body.reason) : 'no reason given'
-  if (options.hub === true) throw new ProtocolError('SLK_ERR_PROTO_HUB_SERVICE_REFUSED', `exit-node refused the hub stream: ${reason}`)
-  throw new ProtocolError('SLK_ERR_PROTO_UPSTREAM_REFUSED', `agent refused the stream: ${reason}`)
+  if (hub) return new ProtocolError('SLK_ERR_PROTO_HUB_SERVICE_REFUSED', `exit-node refused the hub stream: ${reason}`)
+  return new ProtocolError('SLK_ERR_PROTO_UPSTREAM_REFUSED', `agent refused the stream: ${reason}`)
+}
+
+/**
+ * {@link readStreamStatus} for the stream-open path, as a callback and with the deadline built in: `done`
+ * once with nothing for OK, with the refusal, or with SLK_ERR_PROTO_CLOSED (caused by `timeoutError()`
+ * when the stream was destroyed for being late).
+ */
+function readStreamStatusWithin (stream: Duplex, hub: boolean, timeoutMs: number, timeoutError: () => Error, clock: MuxClock, done: (err?: Error) => void): void {
+  const cancelTimer = clock.setTimeout(() => { stream.destroy(timeoutError()) }, timeoutMs)
+  readExactlyThen(stream, 1, (err, status) => {
+    if (err !== undefined || status[0] === STREAM_STATUS.OK) {
+      cancelTimer()
+      done(err)
+      return
+    }
+    readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxReasonBytes, (reasonErr, body) => {
+      cancelTimer()
+      done(reasonErr ?? refusalError(body, hub))
+    })
+  })
 }
 
 /**
@@ -164,7 +187,7 @@ export interface OpenDataStreamOptions {
  * Resolves like {@link relay}: `undefined` after a clean close both ways, else the first failure
  * (`SLK_ERR_PROTO_UPSTREAM_REFUSED` for a refusal). It never rejects.
  */
-export async function openDataStream (stream: Duplex, client: Duplex, options: OpenDataStreamOptions): Promise<Error | undefined> {
+export function openDataStream (stream: Duplex, client: Duplex, options: OpenDataStreamOptions): Promise<Error | undefined> {
   return openWithHeader(stream, client, { upstream: options.upstream } satisfies StreamHeader, false, options)
 }
 
@@ -185,16 +208,16 @@ export interface OpenHubStreamOptions {
  * the `{hubService}` header at once; the hub's bytes reach it only after the exit-node's OK. Resolves like
  * {@link relay} (`SLK_ERR_PROTO_HUB_SERVICE_REFUSED` for a refusal); it never rejects.
  */
-export async function openHubStream (stream: Duplex, client: Duplex, options: OpenHubStreamOptions): Promise<Error | undefined> {
+export function openHubStream (stream: Duplex, client: Duplex, options: OpenHubStreamOptions): Promise<Error | undefined> {
   return openWithHeader(stream, client, { hubService: options.hubService } satisfies HubStreamHeader, true, options)
 }
 
-async function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | HubStreamHeader, hub: boolean,
+function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | HubStreamHeader, hub: boolean,
   options: { statusTimeoutMs: number, statusTimeoutError: () => Error, clock?: MuxClock | undefined }): Promise<Error | undefined> {
   stream.write(encodeFramedJson(header))
   const { statusTimeoutMs, statusTimeoutError, clock } = options
   return relay(client, stream, {
-    beforeBToA: async () => { await readWithin(stream, statusTimeoutMs, statusTimeoutError, async () => { await readStreamStatus(stream, { hub }) }, clock) },
+    beforeBToA: (done) => { readStreamStatusWithin(stream, hub, statusTimeoutMs, statusTimeoutError, clock ?? SYSTEM_CLOCK, done) },
   })
 }
 
@@ -265,8 +288,7 @@ async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOpt
   stream.on('error', ignoreUntilRelayed)
   let header: T
   try {
-    header = parse(await readWithin(stream, options.headerTimeoutMs, options.headerTimeoutError,
-      async () => readFramedJson(stream, { maxBytes: DATA_STREAM_DEFAULTS.maxHeaderBytes }), clock))
+    header = parse(await readHeaderWithin(stream, options.headerTimeoutMs, options.headerTimeoutError, clock))
   } catch (err) {
     stream.destroy()
     throw err
@@ -287,6 +309,18 @@ async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOpt
       return relay(stream, socket)
     },
   }
+}
+
+/** The stream header (one framed JSON), or the stream destroyed with `timeoutError()` past `timeoutMs`: one promise, no chain. */
+function readHeaderWithin (stream: Duplex, timeoutMs: number, timeoutError: () => Error, clock: MuxClock): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const cancelTimer = clock.setTimeout(() => { stream.destroy(timeoutError()) }, timeoutMs)
+    readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxHeaderBytes, (err, value) => {
+      cancelTimer()
+      if (err === undefined) resolve(value)
+      else reject(err)
+    })
+  })
 }
 
 /** Must run before the relay's listeners are added: its 'data' listener has to see the first chunk first. */

@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream'
 import { ProtocolError } from './errors.js'
-import { readExactly } from './read-exactly.js'
+import { readExactlyThen } from './read-exactly.js'
 
 /** Bytes of the big-endian length prefix in front of every JSON message on a stream. */
 export const FRAMED_JSON_PREFIX_BYTES = 4
@@ -34,20 +34,60 @@ export function writeFramedJson (stream: Writable, value: unknown): boolean {
 }
 
 /**
+ * The callback core of {@link readFramedJson}: calls `done` once with the parsed value (at once, before it
+ * returns, when the whole message is already buffered) or with its error. Returns a function that stops
+ * waiting without calling `done`.
+ */
+export function readFramedJsonThen (stream: Readable, maxBytes: number, done: (err: Error | undefined, value: unknown) => void): () => void {
+  let stopBody: (() => void) | undefined
+  const stopPrefix = readExactlyThen(stream, FRAMED_JSON_PREFIX_BYTES, (err, prefix) => {
+    if (err !== undefined) {
+      done(err, undefined)
+      return
+    }
+    const length = prefix.readUInt32BE(0)
+    if (length > maxBytes) {
+      done(new ProtocolError('SLK_ERR_PROTO_HEADER_TOO_LARGE', `peer sent a ${length}-byte header; the limit is ${maxBytes} bytes`), undefined)
+      return
+    }
+    stopBody = readExactlyThen(stream, length, (bodyErr, body) => {
+      if (bodyErr !== undefined) {
+        done(bodyErr, undefined)
+        return
+      }
+      let value: unknown
+      try {
+        value = JSON.parse(body.toString('utf8'))
+      } catch (parseErr) {
+        done(new ProtocolError('SLK_ERR_PROTO_HEADER_INVALID', 'peer sent a header that is not valid JSON', { cause: parseErr }), undefined)
+        return
+      }
+      done(undefined, value)
+    })
+  })
+  return () => {
+    stopPrefix()
+    stopBody?.()
+  }
+}
+
+/**
  * Reads one length-prefixed JSON message and leaves the rest of the stream unread.
  * @throws ProtocolError SLK_ERR_PROTO_HEADER_TOO_LARGE, SLK_ERR_PROTO_HEADER_INVALID, SLK_ERR_PROTO_CLOSED
  */
 export async function readFramedJson (stream: Readable, options: ReadFramedJsonOptions = {}): Promise<unknown> {
-  const maxBytes = options.maxBytes ?? FRAMED_JSON_DEFAULTS.maxBytes
-  const prefix = await readExactly(stream, FRAMED_JSON_PREFIX_BYTES, options)
-  const length = prefix.readUInt32BE(0)
-  if (length > maxBytes) {
-    throw new ProtocolError('SLK_ERR_PROTO_HEADER_TOO_LARGE', `peer sent a ${length}-byte header; the limit is ${maxBytes} bytes`)
-  }
-  const body = await readExactly(stream, length, options)
-  try {
-    return JSON.parse(body.toString('utf8'))
-  } catch (err) {
-    throw new ProtocolError('SLK_ERR_PROTO_HEADER_INVALID', 'peer sent a header that is not valid JSON', { cause: err })
-  }
+  const { signal } = options
+  signal?.throwIfAborted()
+  return new Promise<unknown>((resolve, reject) => {
+    const onAbort = (): void => {
+      stopReading()
+      reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const stopReading = readFramedJsonThen(stream, options.maxBytes ?? FRAMED_JSON_DEFAULTS.maxBytes, (err, value) => {
+      signal?.removeEventListener('abort', onAbort)
+      if (err === undefined) resolve(value)
+      else reject(err)
+    })
+  })
 }

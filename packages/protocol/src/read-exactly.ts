@@ -7,6 +7,57 @@ export interface ReadExactlyOptions {
   signal?: AbortSignal
 }
 
+/** Called once by {@link readExactlyThen}: the bytes, or why they never came. */
+export type ReadExactlyCallback = (err: Error | undefined, bytes: Buffer) => void
+
+const NO_BYTES = Buffer.alloc(0)
+
+/**
+ * The callback core of {@link readExactly}: calls `done` once with exactly `length` bytes (at once, before it
+ * returns, when they are already buffered), or with SLK_ERR_PROTO_CLOSED when the stream ends or fails first.
+ * The stream-open path reads its header and status byte with it, with no promise per read (README "2 KB GET on
+ * a new connection"). Returns a function that stops waiting without calling `done`.
+ */
+export function readExactlyThen (stream: Readable, length: number, done: ReadExactlyCallback): () => void {
+  if (length === 0) {
+    done(undefined, NO_BYTES)
+    return () => {}
+  }
+  const cleanup = (): void => {
+    stream.off('readable', tryRead)
+    stream.off('end', onEnd)
+    stream.off('error', onError)
+    stream.off('close', onEnd)
+  }
+  const onEnd = (): void => {
+    cleanup()
+    done(new ProtocolError('SLK_ERR_PROTO_CLOSED', `stream ended before ${length} expected bytes arrived`), NO_BYTES)
+  }
+  const onError = (err: Error): void => {
+    cleanup()
+    done(new ProtocolError('SLK_ERR_PROTO_CLOSED', `stream failed before ${length} expected bytes arrived: ${err.message}`, { cause: err }), NO_BYTES)
+  }
+  function tryRead (): void {
+    const chunk: unknown = stream.read(length)
+    if (chunk === null) {
+      if (stream.readableEnded || stream.destroyed) onEnd()
+      return
+    }
+    if (!Buffer.isBuffer(chunk) || chunk.length < length) {
+      onEnd()
+      return
+    }
+    cleanup()
+    done(undefined, chunk)
+  }
+  stream.on('readable', tryRead)
+  stream.once('end', onEnd)
+  stream.once('close', onEnd)
+  stream.once('error', onError)
+  tryRead()
+  return cleanup
+}
+
 /**
  * Reads exactly `length` bytes from a paused-mode readable without consuming anything after them,
  * so the stream can be handed to `pipeline()` afterwards.
@@ -15,41 +66,16 @@ export interface ReadExactlyOptions {
 export async function readExactly (stream: Readable, length: number, options: ReadExactlyOptions = {}): Promise<Buffer> {
   const { signal } = options
   signal?.throwIfAborted()
-  if (length === 0) return Buffer.alloc(0)
   return new Promise<Buffer>((resolve, reject) => {
-    const cleanup = (): void => {
-      stream.off('readable', tryRead)
-      stream.off('end', onEnd)
-      stream.off('error', onError)
-      stream.off('close', onEnd)
-      signal?.removeEventListener('abort', onAbort)
+    const onAbort = (): void => {
+      stopReading()
+      reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
     }
-    const fail = (err: Error): void => { cleanup(); reject(err) }
-    const onEnd = (): void => {
-      fail(new ProtocolError('SLK_ERR_PROTO_CLOSED', `stream ended before ${length} expected bytes arrived`))
-    }
-    const onError = (err: Error): void => {
-      fail(new ProtocolError('SLK_ERR_PROTO_CLOSED', `stream failed before ${length} expected bytes arrived: ${err.message}`, { cause: err }))
-    }
-    const onAbort = (): void => { fail(signal?.reason instanceof Error ? signal.reason : new Error('aborted')) }
-    function tryRead (): void {
-      const chunk: unknown = stream.read(length)
-      if (chunk === null) {
-        if (stream.readableEnded || stream.destroyed) onEnd()
-        return
-      }
-      if (!Buffer.isBuffer(chunk) || chunk.length < length) {
-        onEnd()
-        return
-      }
-      cleanup()
-      resolve(chunk)
-    }
-    stream.on('readable', tryRead)
-    stream.once('end', onEnd)
-    stream.once('close', onEnd)
-    stream.once('error', onError)
     signal?.addEventListener('abort', onAbort, { once: true })
-    tryRead()
+    const stopReading = readExactlyThen(stream, length, (err, bytes) => {
+      signal?.removeEventListener('abort', onAbort)
+      if (err === undefined) resolve(bytes)
+      else reject(err)
+    })
   })
 }

@@ -73,9 +73,8 @@ describe('relay', () => {
   test('beforeBToA reads a preamble off b while a → b already flows; only what follows the preamble reaches a', async () => {
     const { client, a, b, server } = await relayedPair()
     const done = relay(a, b, {
-      beforeBToA: async () => {
-        const [status] = await readExactly(b, 1)
-        if (status !== 0) throw new Error('refused')
+      beforeBToA: (done) => {
+        readExactly(b, 1).then(([status]) => { done(status === 0 ? undefined : new Error('refused')) }, done)
       },
     })
     client.write('request')
@@ -91,7 +90,7 @@ describe('relay', () => {
   test('a failing beforeBToA fails the relay with its error and closes both sides', async () => {
     const { client, a, b, server } = await relayedPair()
     const refused = new ProtocolError('SLK_ERR_PROTO_UPSTREAM_REFUSED', 'agent refused the stream: test')
-    const done = relay(a, b, { beforeBToA: async () => { await once(b, 'readable'); throw refused } })
+    const done = relay(a, b, { beforeBToA: (finish) => { b.once('readable', () => { finish(refused) }) } })
     client.resume()
     server.write(Buffer.of(1))
     expect(await done).toBe(refused)
