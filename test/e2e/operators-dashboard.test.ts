@@ -99,10 +99,10 @@ describe('dashboard and spokelink status against a real exit-node and Prometheus
       `    ports: [{upstream: prometheus, listen: "127.0.0.1:${idle.dataPort}"}]`,
       '',
     ].join('\n'))
-    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--keepalive', '200ms', '--info-labels', 'region'])
+    const server = runSpokelink(['server', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--keepalive', '2s', '--info-labels', 'region'])
     const control = Number((await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'control', { timeoutMs: 30_000 })).port)
     const adminPort = Number((await server.waitForLog((e) => e.msg === 'listening' && e.listener === 'admin', { timeoutMs: 30_000 })).port)
-    const agent = runSpokelink(['agent', '--server', `ws://127.0.0.1:${control}/connect`, '--upstream', `prometheus=${exporter.target}`, '--keepalive', '200ms', '--label', 'region=eu-west'],
+    const agent = runSpokelink(['agent', '--server', `ws://127.0.0.1:${control}/connect`, '--upstream', `prometheus=${exporter.target}`, '--keepalive', '2s', '--label', 'region=eu-west'],
       { env: { ...process.env, SPOKELINK_TOKEN: orion.token.token } })
     await agent.waitForLog((e) => e.msg === 'connected', { timeoutMs: 30_000 })
     // One refused upgrade, so the auth-failure panel has a series.
