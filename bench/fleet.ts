@@ -8,7 +8,7 @@
  * every agent is back and the most upgrade attempts in any one second. Prints one markdown table on stdout.
  *
  *   tsx bench/fleet.ts [--spokes 100,1000] [--duration 60s] [--interval 15s] [--response-bytes 1000000]
- *                      [--agent-processes 4] [--ws]
+ *                      [--agent-processes 4] [--ws] [--restart-backoff-max 5s] [--restart-backoff-window 60s]
  *
  * Not a test: nothing here asserts; the targets column says how a figure compares with issue 12's.
  */
@@ -21,6 +21,8 @@ import { parseArgs } from 'node:util'
 import { createSpokeToken } from '@spokelink/auth'
 import { killAllProcesses, parseMetricsText, readRssKiB, runProcess, spokelinkBin, waitFor, writeTlsFixtureFiles } from '@spokelink/testkit'
 import type { RunningProcess, TlsFixtureFiles } from '@spokelink/testkit'
+import { BACKOFF_DEFAULTS } from '@spokelink/agent'
+import type { BackoffOptions } from '@spokelink/agent'
 import { startFleetAgents } from './lib/fleet-agents-group.js'
 import type { AgentsTick } from './lib/fleet-agents-group.js'
 import { FleetScraper } from './lib/fleet-scraper.js'
@@ -46,6 +48,8 @@ interface FleetOptions {
   exitNodeLogLevel: string
   /** Extra environment of the exit-node only (`--exit-node-env MALLOC_ARENA_MAX=2,…`), for allocator experiments. */
   exitNodeEnv: Record<string, string>
+  /** The agents' `backoff` option (`--restart-backoff-max 1s --restart-backoff-window 1ms`: the behaviour before it existed). */
+  agentBackoff: BackoffOptions
 }
 
 /** What one fleet size measured. */
@@ -83,6 +87,26 @@ interface FleetResult {
   backAfterSigtermS: number
   backAfterListenS: number
   maxAttemptsPerSecond: number
+  /** Per second since the SIGTERM: what the agents and the new exit-node saw. */
+  restartSeconds: RestartSecond[]
+  /** The old exit-node's own log: SIGTERM until 'shutting down', until 'shut down' (s). */
+  shutdownStartS: number
+  shutdownDoneS: number
+  /** SIGTERM until the new exit-node logged 'listening' on the control port (s). */
+  listeningS: number
+  /** The new exit-node's refusals while the fleet came back (`spokelink_control_refused_total`, auth failures), by reason. */
+  restartRefusals: string
+}
+
+/** One second after the SIGTERM. */
+interface RestartSecond {
+  /** Sessions the agents lost, first attempts after a lost session, all upgrade attempts, sessions established (agents). */
+  lost: number
+  first: number
+  attempts: number
+  back: number
+  /** 'session opened' lines of the new exit-node in this second. */
+  opened: number
 }
 
 /** This process's CPU (the scraper runs here). */
@@ -120,6 +144,8 @@ function parseOptions (): FleetOptions {
       ws: { type: 'boolean', default: false },
       'exit-node-log-level': { type: 'string', default: 'info' },
       'exit-node-env': { type: 'string', default: '' },
+      'restart-backoff-max': { type: 'string' },
+      'restart-backoff-window': { type: 'string' },
     },
   })
   return {
@@ -130,6 +156,10 @@ function parseOptions (): FleetOptions {
     agentProcesses: positiveInt('agent-processes', values['agent-processes']),
     tls: !values.ws,
     exitNodeLogLevel: values['exit-node-log-level'],
+    agentBackoff: {
+      ...(values['restart-backoff-max'] === undefined ? {} : { plannedMaxDelayMs: Math.max(1, parseDurationMs('restart-backoff-max', values['restart-backoff-max'])) }),
+      ...(values['restart-backoff-window'] === undefined ? {} : { plannedWindowMs: Math.max(1, parseDurationMs('restart-backoff-window', values['restart-backoff-window'])) }),
+    },
     exitNodeEnv: Object.fromEntries(values['exit-node-env'].split(',').filter((kv) => kv !== '').map((kv) => {
       const eq = kv.indexOf('=')
       if (eq <= 0) throw new Error(`--exit-node-env: expected NAME=VALUE[,NAME=VALUE…], got "${kv}"`)
@@ -187,6 +217,8 @@ interface ExitNodeReading {
   rssKiB: number
   /** `spokelink_streams_total` summed by `result`. */
   streamResults: Map<string, number>
+  /** `spokelink_control_refused_total` and `spokelink_auth_failures_total` by reason. */
+  refusals: Map<string, number>
 }
 
 async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading> {
@@ -199,6 +231,12 @@ async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading
     const result = s.labels.result ?? '?'
     streamResults.set(result, (streamResults.get(result) ?? 0) + s.value)
   }
+  const refusals = new Map<string, number>()
+  for (const s of samples) {
+    if ((s.name !== 'spokelink_control_refused_total' && s.name !== 'spokelink_auth_failures_total') || s.value === 0) continue
+    const reason = `${s.name === 'spokelink_auth_failures_total' ? 'auth ' : ''}${s.labels.reason ?? '?'}`
+    refusals.set(reason, (refusals.get(reason) ?? 0) + s.value)
+  }
   return {
     loopDelayMaxMs: value('spokelink_process_nodejs_eventloop_lag_max_seconds') * 1000,
     heapUsedKiB: value('spokelink_process_nodejs_heap_size_used_bytes') / 1024,
@@ -206,6 +244,7 @@ async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading
     externalKiB: value('spokelink_process_nodejs_external_memory_bytes') / 1024,
     rssKiB: value('spokelink_process_process_resident_memory_bytes') / 1024,
     streamResults,
+    refusals,
   }
 }
 
@@ -241,6 +280,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     concurrency: AGENT_CONNECT_CONCURRENCY,
     connectTimeoutMs: STARTUP_TIMEOUT_MS,
     tickMs: AGENT_TICK_MS,
+    backoff: options.agentBackoff,
   }, tokens, options.agentProcesses)
   const firstConnectS = (performance.now() - connectStarted) / 1000
   log(`${spokes} spokes: all connected in ${firstConnectS.toFixed(1)} s; scraping (one interval of warm-up, then ${options.durationMs / 1000} s measured)`)
@@ -278,17 +318,29 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     log(`${spokes} spokes: ${scraper.tunnel.durations.count} scrapes through the tunnel, ${scraper.direct.durations.count} direct; CPU ${cpuCores.toFixed(2)} cores; restarting the exit-node`)
 
     // The restart: SIGTERM, the same command again, until every agent is back.
-    const perSecond = new Map<number, number>()
     const sigtermAt = Date.now()
+    const perSecond: RestartSecond[] = []
+    const secondAt = (t: number): RestartSecond | undefined => {
+      const second = Math.floor((t - sigtermAt) / 1000)
+      if (second < 0 || second > RESTART_TIMEOUT_MS / 1000) return undefined
+      for (let i = perSecond.length; i <= second; i++) perSecond.push({ lost: 0, first: 0, attempts: 0, back: 0, opened: 0 })
+      return perSecond[second]
+    }
     let listeningAt = Number.POSITIVE_INFINITY
     let backAt: number | undefined
     for (const group of agents.groups) {
       group.onTick = (tick: AgentsTick) => {
-        const second = Math.floor((tick.t - sigtermAt) / 1000)
-        if (second >= 0) perSecond.set(second, (perSecond.get(second) ?? 0) + tick.attempts)
+        const bucket = secondAt(tick.t)
+        if (bucket !== undefined) {
+          bucket.attempts += tick.attempts
+          bucket.lost += tick.lost
+          bucket.first += tick.first
+          bucket.back += tick.back
+        }
         if (backAt === undefined && tick.t >= listeningAt && agents.groups.reduce((sum, g) => sum + g.connected, 0) === spokes) backAt = tick.t
       }
     }
+    const oldExitNode = exitNode
     await exitNode.kill('SIGTERM', { timeoutMs: 60_000 })
     const exitedAt = Date.now()
     exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
@@ -296,8 +348,18 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     await waitFor(() => backAt !== undefined, { what: `all ${spokes} agents back after the restart`, timeoutMs: RESTART_TIMEOUT_MS, intervalMs: 100 })
     const back = backAt ?? NaN
     for (const group of agents.groups) group.onTick = undefined
-    const maxAttemptsPerSecond = Math.max(0, ...perSecond.values())
-    log(`${spokes} spokes: back ${((back - sigtermAt) / 1000).toFixed(1)} s after SIGTERM; attempts per second: ${[...perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}:${n}`).join(' ')}`)
+    const logTime = (child: RunningProcess, msg: string): number => {
+      const entry = child.logs.find((e) => e.msg === msg && typeof e.time === 'number' && e.time >= sigtermAt)
+      return typeof entry?.time === 'number' ? entry.time : NaN
+    }
+    for (const entry of exitNode.logs) {
+      if (entry.msg !== 'session opened' || typeof entry.time !== 'number') continue
+      const bucket = secondAt(entry.time)
+      if (bucket !== undefined) bucket.opened++
+    }
+    const afterRestart = await readExitNode(exitNode)
+    const maxAttemptsPerSecond = Math.max(0, ...perSecond.map((s) => s.attempts))
+    log(`${spokes} spokes: back ${((back - sigtermAt) / 1000).toFixed(1)} s after SIGTERM; attempts per second: ${perSecond.map((s, i) => `${i}:${s.attempts}`).join(' ')}`)
 
     const failures = [scraper.tunnel, scraper.direct].map((s) => `${s.failures}${s.failures === 0 ? '' : ` (${[...s.failureKinds.entries()].map(([kind, n]) => `${n} ${kind}`).join('; ')})`}`).join(' / ')
     return {
@@ -329,6 +391,11 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       backAfterSigtermS: (back - sigtermAt) / 1000,
       backAfterListenS: (back - listeningAt) / 1000,
       maxAttemptsPerSecond,
+      restartSeconds: perSecond,
+      shutdownStartS: (logTime(oldExitNode, 'shutting down') - sigtermAt) / 1000,
+      shutdownDoneS: (logTime(oldExitNode, 'shut down') - sigtermAt) / 1000,
+      listeningS: (logTime(exitNode, 'listening') - sigtermAt) / 1000,
+      restartRefusals: [...afterRestart.refusals.entries()].map(([reason, n]) => `${reason} ${n}`).join(', ') || 'none',
     }
   } finally {
     await Promise.all(agents.groups.map(async (group) => { await group.close() }))
@@ -378,10 +445,14 @@ const ROWS: Row[] = [
   { label: 'failed scrapes (tunnel / direct)', value: (r) => r.failures },
   { label: 'exit-node streams by result (warm-up included)', value: (r) => r.streamResults },
   { label: 'agents processes started until every agent connected (s)', value: (r) => r.firstConnectS, digits: 1 },
+  { label: 'restart: SIGTERM until the old exit-node logged shutting down / shut down (s)', value: (r) => `${r.shutdownStartS.toFixed(1)} / ${r.shutdownDoneS.toFixed(1)}` },
   { label: 'restart: SIGTERM until the old exit-node exited (s)', value: (r) => r.exitS, digits: 1 },
+  { label: 'restart: SIGTERM until the new exit-node listened (s)', value: (r) => r.listeningS, digits: 1 },
   { label: 'restart: SIGTERM until every agent is back (s)', value: (r) => r.backAfterSigtermS, digits: 1, target: (r) => `≤ 30 ${r.backAfterSigtermS <= 30 ? '✅' : '❌'}` },
   { label: 'restart: new exit-node listening until every agent is back (s)', value: (r) => r.backAfterListenS, digits: 1 },
   { label: 'restart: most upgrade attempts in one second', value: (r) => r.maxAttemptsPerSecond, digits: 0, target: (r) => `≤ 1,000 ${r.maxAttemptsPerSecond <= 1000 ? '✅' : '❌'}` },
+  { label: 'restart: upgrade attempts in all', value: (r) => r.restartSeconds.reduce((sum, s) => sum + s.attempts, 0), digits: 0 },
+  { label: 'restart: the new exit-node\'s refusals (reason count)', value: (r) => r.restartRefusals },
   { label: 'load average (1/5/15 min), start → end', value: (r) => r.load },
 ]
 
@@ -413,6 +484,18 @@ function renderFleetTable (results: readonly FleetResult[]): string {
   return lines.join('\n')
 }
 
+/** Per second since the SIGTERM: the agents' view (lost, first retries, attempts, back) and the new exit-node's. */
+function renderRestartSeconds (r: FleetResult): string {
+  const lines = [
+    `restart of ${r.spokes.toLocaleString('en-US')} spokes, per second since the SIGTERM (old exit-node shut down at ${r.shutdownDoneS.toFixed(1)} s, new one listening at ${r.listeningS.toFixed(1)} s):`,
+    '',
+    '| second | sessions lost | first retries | upgrade attempts | agents back | sessions opened (exit-node log) |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for (const [i, s] of r.restartSeconds.entries()) lines.push(`| ${i} | ${s.lost} | ${s.first} | ${s.attempts} | ${s.back} | ${s.opened} |`)
+  return lines.join('\n')
+}
+
 async function main (): Promise<void> {
   const options = parseOptions()
   const baseDir = mkdtempSync(join(tmpdir(), 'spokelink-fleet-'))
@@ -434,10 +517,12 @@ async function main (): Promise<void> {
     `- one exit-node child (${options.tls ? 'wss' : 'ws'}); agents in ${options.agentProcesses} processes, one session per spoke; /federate ${options.responseBytes.toLocaleString('en-US')} bytes from an upstream in the agents' process`,
     `- every spoke scraped every ${options.intervalMs / 1000} s on a new connection at a per-target offset (hash of its name), and directly half an interval later; ` +
       `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = SIGTERM, the same command again, until every agent reports connected`,
-    '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter',
+    '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter, ' +
+      `after the exit-node's planned close within ${(options.agentBackoff.plannedMaxDelayMs ?? BACKOFF_DEFAULTS.plannedMaxDelayMs) / 1000} s for ${(options.agentBackoff.plannedWindowMs ?? BACKOFF_DEFAULTS.plannedWindowMs) / 1000} s`,
     '',
     renderFleetTable(results),
     '',
+    ...results.flatMap((r) => [renderRestartSeconds(r), '']),
     `whole run: ${((performance.now() - started) / 1000).toFixed(0)} s`,
     '',
   ].join('\n'))
