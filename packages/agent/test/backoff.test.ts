@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest'
-import { Backoff } from '@spokelink/agent'
+import { Backoff, validateAgentOptions } from '@spokelink/agent'
 
 describe('Backoff', () => {
   test('full jitter: each delay is rng × min(cap, initial·2ⁿ)', () => {
@@ -73,6 +73,15 @@ describe('Backoff', () => {
     now += 1000
     // A short session after the window was closed by connecting: growth from the attempts so far (1), as before.
     expect(reconnected.nextDelayMs()).toBe(1999)
+  })
+
+  test('backoff options must be positive integers (a 0 s restart ceiling would retry in a tight loop)', () => {
+    const base = { server: 'ws://127.0.0.1:1/connect', token: 'slk_abcd1234_x', upstreams: [{ name: 'p', host: '127.0.0.1', port: 1 }] }
+    expect(validateAgentOptions({ ...base, backoff: { plannedMaxDelayMs: 1 } }).backoff).toEqual({ plannedMaxDelayMs: 1 })
+    expect(() => validateAgentOptions({ ...base, backoff: { plannedMaxDelayMs: 0 } }))
+      .toThrow(expect.objectContaining({ code: 'SLK_ERR_AGENT_INVALID_OPTION', message: 'agent option backoff.plannedMaxDelayMs: expected a positive integer, got 0' }))
+    expect(() => validateAgentOptions({ ...base, backoff: { plannedWindowMs: 1.5 } }))
+      .toThrow(expect.objectContaining({ code: 'SLK_ERR_AGENT_INVALID_OPTION', message: 'agent option backoff.plannedWindowMs: expected a positive integer, got 1.5' }))
   })
 
   test('a fleet of 1,000 agents after a planned close, exit-node down 10 s: all back 5 s after it listens, never 1,000 attempts in one second', () => {
