@@ -9,13 +9,14 @@
  *
  *   tsx bench/fleet.ts [--spokes 100,1000] [--duration 60s] [--interval 15s] [--response-bytes 1000000]
  *                      [--agent-processes 4] [--ws] [--restart-backoff-max 5s] [--restart-backoff-window 60s]
+ *                      [--heap-snapshots]
  *
  * Not a test: nothing here asserts; the targets column says how a figure compares with issue 12's.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { createSpokeToken } from '@spokelink/auth'
@@ -24,6 +25,8 @@ import type { RunningProcess, TlsFixtureFiles } from '@spokelink/testkit'
 import { BACKOFF_DEFAULTS } from '@spokelink/agent'
 import type { BackoffOptions } from '@spokelink/agent'
 import { startFleetAgents } from './lib/fleet-agents-group.js'
+import { takeLiveHeap } from './lib/heap-snapshot.js'
+import type { LiveHeap } from './lib/heap-snapshot.js'
 import type { AgentsTick } from './lib/fleet-agents-group.js'
 import { FleetScraper } from './lib/fleet-scraper.js'
 import type { ScrapeTarget } from './lib/fleet-scraper.js'
@@ -50,6 +53,8 @@ interface FleetOptions {
   exitNodeEnv: Record<string, string>
   /** The agents' `backoff` option (`--restart-backoff-max 1s --restart-backoff-window 1ms`: the behaviour before it existed). */
   agentBackoff: BackoffOptions
+  /** Heap snapshots of the exit-node at rest, with idle sessions and after scraping: its live memory per spoke. */
+  heapSnapshots: boolean
 }
 
 /** What one fleet size measured. */
@@ -96,6 +101,10 @@ interface FleetResult {
   listeningS: number
   /** The new exit-node's refusals while the fleet came back (`spokelink_control_refused_total`, auth failures), by reason. */
   restartRefusals: string
+  /** From heap snapshots (`--heap-snapshots`; NaN without): live heap + Buffers per spoke above rest, idle and after scraping. */
+  liveIdlePerSpokeKiB: number
+  liveScrapedPerSpokeKiB: number
+  liveBuffersScrapedPerSpokeKiB: number
 }
 
 /** One second after the SIGTERM. */
@@ -146,6 +155,7 @@ function parseOptions (): FleetOptions {
       'exit-node-env': { type: 'string', default: '' },
       'restart-backoff-max': { type: 'string' },
       'restart-backoff-window': { type: 'string' },
+      'heap-snapshots': { type: 'boolean', default: false },
     },
   })
   return {
@@ -156,6 +166,7 @@ function parseOptions (): FleetOptions {
     agentProcesses: positiveInt('agent-processes', values['agent-processes']),
     tls: !values.ws,
     exitNodeLogLevel: values['exit-node-log-level'],
+    heapSnapshots: values['heap-snapshots'],
     agentBackoff: {
       ...(values['restart-backoff-max'] === undefined ? {} : { plannedMaxDelayMs: Math.max(1, parseDurationMs('restart-backoff-max', values['restart-backoff-max'])) }),
       ...(values['restart-backoff-window'] === undefined ? {} : { plannedWindowMs: Math.max(1, parseDurationMs('restart-backoff-window', values['restart-backoff-window'])) }),
@@ -199,13 +210,22 @@ async function startExitNode (controlPort: number, spokesFile: string, spokes: n
     spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', options.exitNodeLogLevel,
     '--max-unauthenticated', cap, '--max-unauthenticated-per-source', cap,
     ...(tls === undefined ? [] : ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile]),
-  ], { name: 'exit-node', env: options.exitNodeEnv })
+  ], { name: 'exit-node', env: exitNodeEnv(options, spokesFile) })
   await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'the exit-node to listen', timeoutMs: STARTUP_TIMEOUT_MS })
   const admin = await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'admin', { what: 'the admin listener', timeoutMs: STARTUP_TIMEOUT_MS })
   return Object.assign(child, { adminPort: Number(admin.port) })
 }
 
 type ExitNodeProcess = RunningProcess & { adminPort: number }
+
+/** `--exit-node-env`, plus with `--heap-snapshots` the flags that let SIGUSR2 write a snapshot next to the spokes file. */
+function exitNodeEnv (options: FleetOptions, spokesFile: string): Record<string, string> {
+  if (!options.heapSnapshots) return options.exitNodeEnv
+  const heapDir = join(dirname(spokesFile), 'heap')
+  mkdirSync(heapDir, { recursive: true })
+  const nodeOptions = [options.exitNodeEnv.NODE_OPTIONS, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`].filter((o) => o !== undefined).join(' ')
+  return { ...options.exitNodeEnv, NODE_OPTIONS: nodeOptions }
+}
 
 /** What the exit-node's own `/metrics` says about its memory (prom-client's default metrics) and its streams. */
 interface ExitNodeReading {
@@ -271,6 +291,9 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
   const baselineRssKiB = await settledRssKiB(exitNode.pid)
   const atRest = await readExitNode(exitNode)
+  const heapDir = join(dir, 'heap')
+  const liveHeap = async (): Promise<LiveHeap | undefined> => options.heapSnapshots ? await takeLiveHeap(exitNode.pid, heapDir, async () => await readExitNode(exitNode)) : undefined
+  const liveAtRest = await liveHeap()
   log(`${spokes} spokes: exit-node up (pid ${exitNode.pid}), RSS ${(baselineRssKiB / 1024).toFixed(1)} MiB; starting agents`)
   const connectStarted = performance.now()
   const agents = await startFleetAgents(dir, {
@@ -284,6 +307,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   }, tokens, options.agentProcesses)
   const firstConnectS = (performance.now() - connectStarted) / 1000
   log(`${spokes} spokes: all connected in ${firstConnectS.toFixed(1)} s; scraping (one interval of warm-up, then ${options.durationMs / 1000} s measured)`)
+  const liveIdle = await liveHeap()
   try {
     const targets: ScrapeTarget[] = dataPorts.map((port, i) => ({ name: spokeName(i), tunnelPort: port, directPort: agents.processOf(i).upstreamPort }))
     const scraper = new FleetScraper(targets, options.intervalMs, options.responseBytes)
@@ -314,6 +338,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const agentsLoopDelayMaxMs = Math.max(...agents.groups.map((g) => g.loopDelayMaxMs))
     await scraper.stop()
     const streamResults = (await readExitNode(exitNode)).streamResults
+    const liveScraped = await liveHeap()
     if (options.exitNodeLogLevel === 'debug' || options.exitNodeLogLevel === 'trace') logStreamFailures(exitNode)
     log(`${spokes} spokes: ${scraper.tunnel.durations.count} scrapes through the tunnel, ${scraper.direct.durations.count} direct; CPU ${cpuCores.toFixed(2)} cores; restarting the exit-node`)
 
@@ -395,6 +420,9 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       shutdownStartS: (logTime(oldExitNode, 'shutting down') - sigtermAt) / 1000,
       shutdownDoneS: (logTime(oldExitNode, 'shut down') - sigtermAt) / 1000,
       listeningS: (logTime(exitNode, 'listening') - sigtermAt) / 1000,
+      liveIdlePerSpokeKiB: liveIdle === undefined || liveAtRest === undefined ? NaN : (liveIdle.totalBytes - liveAtRest.totalBytes) / 1024 / spokes,
+      liveScrapedPerSpokeKiB: liveScraped === undefined || liveAtRest === undefined ? NaN : (liveScraped.totalBytes - liveAtRest.totalBytes) / 1024 / spokes,
+      liveBuffersScrapedPerSpokeKiB: liveScraped === undefined || liveAtRest === undefined ? NaN : (liveScraped.arrayBufferBytes - liveAtRest.arrayBufferBytes) / 1024 / spokes,
       restartRefusals: [...afterRestart.refusals.entries()].map(([reason, n]) => `${reason} ${n}`).join(', ') || 'none',
     }
   } finally {
@@ -435,6 +463,8 @@ const ROWS: Row[] = [
   { label: 'of which V8 heap allocated but free, per spoke (KiB)', value: (r) => r.heapFreePerSpokeKiB, digits: 1 },
   { label: 'of which external (Buffers), per spoke (KiB)', value: (r) => r.externalPerSpokeKiB, digits: 1 },
   { label: 'of which the rest (OpenSSL, malloc arenas, code), per spoke (KiB)', value: (r) => r.nativePerSpokeKiB, digits: 1 },
+  { label: 'live heap + Buffers per spoke after a full GC (heap snapshot, --heap-snapshots): idle sessions (KiB)', value: (r) => r.liveIdlePerSpokeKiB, digits: 1 },
+  { label: 'same after scraping, scrapes finished (KiB); of which Buffers', value: (r) => Number.isNaN(r.liveScrapedPerSpokeKiB) ? '—' : `${r.liveScrapedPerSpokeKiB.toFixed(1)}; ${r.liveBuffersScrapedPerSpokeKiB.toFixed(1)}` },
   { label: 'scrape p50 through the tunnel (ms)', value: (r) => r.tunnelP50, digits: 1 },
   { label: 'scrape p50 direct (ms)', value: (r) => r.directP50, digits: 1 },
   { label: 'scrape p50 tunnel ÷ direct', value: (r) => r.tunnelP50 / r.directP50, digits: 2 },
