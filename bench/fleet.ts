@@ -9,7 +9,7 @@
  *
  *   tsx bench/fleet.ts [--spokes 100,1000] [--duration 60s] [--interval 15s] [--response-bytes 1000000]
  *                      [--agent-processes 4] [--ws] [--restart-backoff-max 5s] [--restart-backoff-window 60s]
- *                      [--heap-snapshots]
+ *                      [--heap-snapshots] [--restart-signal SIGTERM|SIGKILL] [--exit-node-cpu-prof DIR]
  *
  * Not a test: nothing here asserts; the targets column says how a figure compares with issue 12's.
  */
@@ -55,6 +55,10 @@ interface FleetOptions {
   agentBackoff: BackoffOptions
   /** Heap snapshots of the exit-node at rest, with idle sessions and after scraping: its live memory per spoke. */
   heapSnapshots: boolean
+  /** How the exit-node is stopped for the restart: SIGTERM (graceful, agents see 1001) or SIGKILL (a crash). */
+  restartSignal: 'SIGTERM' | 'SIGKILL'
+  /** Write a V8 CPU profile of each exit-node process into this directory (`node --cpu-prof`; not allowed in NODE_OPTIONS). */
+  exitNodeCpuProfDir: string | undefined
 }
 
 /** What one fleet size measured. */
@@ -156,8 +160,12 @@ function parseOptions (): FleetOptions {
       'restart-backoff-max': { type: 'string' },
       'restart-backoff-window': { type: 'string' },
       'heap-snapshots': { type: 'boolean', default: false },
+      'restart-signal': { type: 'string', default: 'SIGTERM' },
+      'exit-node-cpu-prof': { type: 'string' },
     },
   })
+  const restartSignal = values['restart-signal']
+  if (restartSignal !== 'SIGTERM' && restartSignal !== 'SIGKILL') throw new Error(`--restart-signal: expected SIGTERM or SIGKILL, got "${restartSignal}"`)
   return {
     spokes: values.spokes.split(',').map((s) => positiveInt('spokes', s.trim())),
     durationMs: parseDurationMs('duration', values.duration),
@@ -167,6 +175,8 @@ function parseOptions (): FleetOptions {
     tls: !values.ws,
     exitNodeLogLevel: values['exit-node-log-level'],
     heapSnapshots: values['heap-snapshots'],
+    restartSignal,
+    exitNodeCpuProfDir: values['exit-node-cpu-prof'],
     agentBackoff: {
       ...(values['restart-backoff-max'] === undefined ? {} : { plannedMaxDelayMs: Math.max(1, parseDurationMs('restart-backoff-max', values['restart-backoff-max'])) }),
       ...(values['restart-backoff-window'] === undefined ? {} : { plannedWindowMs: Math.max(1, parseDurationMs('restart-backoff-window', values['restart-backoff-window'])) }),
@@ -207,6 +217,7 @@ function spokeName (i: number): string {
 async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined, options: FleetOptions): Promise<ExitNodeProcess> {
   const cap = String(Math.max(2048, 2 * spokes))
   const child = runProcess(process.execPath, [
+    ...(options.exitNodeCpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.exitNodeCpuProfDir}`]),
     spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', options.exitNodeLogLevel,
     '--max-unauthenticated', cap, '--max-unauthenticated-per-source', cap,
     ...(tls === undefined ? [] : ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile]),
@@ -366,7 +377,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       }
     }
     const oldExitNode = exitNode
-    await exitNode.kill('SIGTERM', { timeoutMs: 60_000 })
+    await exitNode.kill(options.restartSignal, { timeoutMs: 60_000 })
     const exitedAt = Date.now()
     exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
     listeningAt = Date.now()
@@ -546,7 +557,7 @@ async function main (): Promise<void> {
     `- machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}; node ${process.version}`,
     `- one exit-node child (${options.tls ? 'wss' : 'ws'}); agents in ${options.agentProcesses} processes, one session per spoke; /federate ${options.responseBytes.toLocaleString('en-US')} bytes from an upstream in the agents' process`,
     `- every spoke scraped every ${options.intervalMs / 1000} s on a new connection at a per-target offset (hash of its name), and directly half an interval later; ` +
-      `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = SIGTERM, the same command again, until every agent reports connected`,
+      `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = ${options.restartSignal}, the same command again, until every agent reports connected`,
     '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter, ' +
       `after the exit-node's planned close within ${(options.agentBackoff.plannedMaxDelayMs ?? BACKOFF_DEFAULTS.plannedMaxDelayMs) / 1000} s for ${(options.agentBackoff.plannedWindowMs ?? BACKOFF_DEFAULTS.plannedWindowMs) / 1000} s`,
     '',
