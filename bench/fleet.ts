@@ -109,6 +109,9 @@ interface FleetResult {
   liveIdlePerSpokeKiB: number
   liveScrapedPerSpokeKiB: number
   liveBuffersScrapedPerSpokeKiB: number
+  /** CPU seconds from the new exit-node listening until every agent was back: the exit-node's, the agents' processes'. */
+  restartExitNodeCpuS: number
+  restartAgentsCpuS: number
 }
 
 /** One second after the SIGTERM. */
@@ -381,7 +384,11 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const exitedAt = Date.now()
     exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
     listeningAt = Date.now()
+    const restartCpuBefore = await readCpuSeconds(exitNode.pid)
+    const restartAgentsCpuBefore = await readTotalCpuSeconds(agentPids)
     await waitFor(() => backAt !== undefined, { what: `all ${spokes} agents back after the restart`, timeoutMs: RESTART_TIMEOUT_MS, intervalMs: 100 })
+    const restartExitNodeCpuS = await readCpuSeconds(exitNode.pid) - restartCpuBefore
+    const restartAgentsCpuS = await readTotalCpuSeconds(agentPids) - restartAgentsCpuBefore
     const back = backAt ?? NaN
     for (const group of agents.groups) group.onTick = undefined
     const logTime = (child: RunningProcess, msg: string): number => {
@@ -434,6 +441,8 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       liveIdlePerSpokeKiB: liveIdle === undefined || liveAtRest === undefined ? NaN : (liveIdle.totalBytes - liveAtRest.totalBytes) / 1024 / spokes,
       liveScrapedPerSpokeKiB: liveScraped === undefined || liveAtRest === undefined ? NaN : (liveScraped.totalBytes - liveAtRest.totalBytes) / 1024 / spokes,
       liveBuffersScrapedPerSpokeKiB: liveScraped === undefined || liveAtRest === undefined ? NaN : (liveScraped.arrayBufferBytes - liveAtRest.arrayBufferBytes) / 1024 / spokes,
+      restartExitNodeCpuS,
+      restartAgentsCpuS,
       restartRefusals: [...afterRestart.refusals.entries()].map(([reason, n]) => `${reason} ${n}`).join(', ') || 'none',
     }
   } finally {
@@ -492,6 +501,7 @@ const ROWS: Row[] = [
   { label: 'restart: SIGTERM until every agent is back (s)', value: (r) => r.backAfterSigtermS, digits: 1, target: (r) => `≤ 30 ${r.backAfterSigtermS <= 30 ? '✅' : '❌'}` },
   { label: 'restart: new exit-node listening until every agent is back (s)', value: (r) => r.backAfterListenS, digits: 1 },
   { label: 'restart: most upgrade attempts in one second', value: (r) => r.maxAttemptsPerSecond, digits: 0, target: (r) => `≤ 1,000 ${r.maxAttemptsPerSecond <= 1000 ? '✅' : '❌'}` },
+  { label: 'restart: CPU from the new exit-node listening until every agent is back: exit-node / agents processes (s)', value: (r) => `${r.restartExitNodeCpuS.toFixed(2)} / ${r.restartAgentsCpuS.toFixed(2)}` },
   { label: 'restart: upgrade attempts in all', value: (r) => r.restartSeconds.reduce((sum, s) => sum + s.attempts, 0), digits: 0 },
   { label: 'restart: the new exit-node\'s refusals (reason count)', value: (r) => r.restartRefusals },
   { label: 'load average (1/5/15 min), start → end', value: (r) => r.load },
