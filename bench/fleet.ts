@@ -10,6 +10,7 @@
  *   tsx bench/fleet.ts [--spokes 100,1000] [--duration 60s] [--interval 15s] [--response-bytes 1000000]
  *                      [--agent-processes 4] [--ws] [--restart-backoff-max 5s] [--restart-backoff-window 60s]
  *                      [--heap-snapshots] [--restart-signal SIGTERM|SIGKILL] [--exit-node-cpu-prof DIR]
+ *                      [--max-unauthenticated N]
  *
  * Not a test: nothing here asserts; the targets column says how a figure compares with issue 12's.
  */
@@ -59,6 +60,8 @@ interface FleetOptions {
   restartSignal: 'SIGTERM' | 'SIGKILL'
   /** Write a V8 CPU profile of each exit-node process into this directory (`node --cpu-prof`; not allowed in NODE_OPTIONS). */
   exitNodeCpuProfDir: string | undefined
+  /** The exit-node's `--max-unauthenticated` (and per source); default max(2048, 2 × spokes). */
+  maxUnauthenticated: number | undefined
 }
 
 /** What one fleet size measured. */
@@ -165,6 +168,7 @@ function parseOptions (): FleetOptions {
       'heap-snapshots': { type: 'boolean', default: false },
       'restart-signal': { type: 'string', default: 'SIGTERM' },
       'exit-node-cpu-prof': { type: 'string' },
+      'max-unauthenticated': { type: 'string' },
     },
   })
   const restartSignal = values['restart-signal']
@@ -180,6 +184,7 @@ function parseOptions (): FleetOptions {
     heapSnapshots: values['heap-snapshots'],
     restartSignal,
     exitNodeCpuProfDir: values['exit-node-cpu-prof'],
+    maxUnauthenticated: values['max-unauthenticated'] === undefined ? undefined : positiveInt('max-unauthenticated', values['max-unauthenticated']),
     agentBackoff: {
       ...(values['restart-backoff-max'] === undefined ? {} : { plannedMaxDelayMs: Math.max(1, parseDurationMs('restart-backoff-max', values['restart-backoff-max'])) }),
       ...(values['restart-backoff-window'] === undefined ? {} : { plannedWindowMs: Math.max(1, parseDurationMs('restart-backoff-window', values['restart-backoff-window'])) }),
@@ -218,7 +223,7 @@ function spokeName (i: number): string {
  * the fleet's reconnect as if it were one abusive client.
  */
 async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined, options: FleetOptions): Promise<ExitNodeProcess> {
-  const cap = String(Math.max(2048, 2 * spokes))
+  const cap = String(options.maxUnauthenticated ?? Math.max(2048, 2 * spokes))
   const child = runProcess(process.execPath, [
     ...(options.exitNodeCpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.exitNodeCpuProfDir}`]),
     spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', options.exitNodeLogLevel,
