@@ -311,7 +311,7 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   const baselineRssKiB = await settledRssKiB(exitNode.pid)
   const atRest = await readExitNode(exitNode)
   const heapDir = join(dir, 'heap')
-  const liveHeap = async (): Promise<LiveHeap | undefined> => options.heapSnapshots ? await takeLiveHeap(exitNode.pid, heapDir, async () => await readExitNode(exitNode)) : undefined
+  const liveHeap = async (): Promise<LiveHeap | undefined> => options.heapSnapshots ? takeLiveHeap(exitNode.pid, heapDir, async () => readExitNode(exitNode)) : undefined
   const liveAtRest = await liveHeap()
   log(`${spokes} spokes: exit-node up (pid ${exitNode.pid}), RSS ${(baselineRssKiB / 1024).toFixed(1)} MiB; starting agents`)
   const connectStarted = performance.now()
