@@ -8,20 +8,26 @@
  * every agent is back and the most upgrade attempts in any one second. Prints one markdown table on stdout.
  *
  *   tsx bench/fleet.ts [--spokes 100,1000] [--duration 60s] [--interval 15s] [--response-bytes 1000000]
- *                      [--agent-processes 4] [--ws]
+ *                      [--agent-processes 4] [--ws] [--restart-backoff-max 5s] [--restart-backoff-window 60s]
+ *                      [--heap-snapshots] [--restart-signal SIGTERM|SIGKILL] [--exit-node-cpu-prof DIR]
+ *                      [--max-unauthenticated N]
  *
  * Not a test: nothing here asserts; the targets column says how a figure compares with issue 12's.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { createSpokeToken } from '@spokelink/auth'
 import { killAllProcesses, parseMetricsText, readRssKiB, runProcess, spokelinkBin, waitFor, writeTlsFixtureFiles } from '@spokelink/testkit'
 import type { RunningProcess, TlsFixtureFiles } from '@spokelink/testkit'
+import { BACKOFF_DEFAULTS } from '@spokelink/agent'
+import type { BackoffOptions } from '@spokelink/agent'
 import { startFleetAgents } from './lib/fleet-agents-group.js'
+import { takeLiveHeap } from './lib/heap-snapshot.js'
+import type { LiveHeap } from './lib/heap-snapshot.js'
 import type { AgentsTick } from './lib/fleet-agents-group.js'
 import { FleetScraper } from './lib/fleet-scraper.js'
 import type { ScrapeTarget } from './lib/fleet-scraper.js'
@@ -46,6 +52,16 @@ interface FleetOptions {
   exitNodeLogLevel: string
   /** Extra environment of the exit-node only (`--exit-node-env MALLOC_ARENA_MAX=2,…`), for allocator experiments. */
   exitNodeEnv: Record<string, string>
+  /** The agents' `backoff` option (`--restart-backoff-max 1s --restart-backoff-window 1ms`: the behaviour before it existed). */
+  agentBackoff: BackoffOptions
+  /** Heap snapshots of the exit-node at rest, with idle sessions and after scraping: its live memory per spoke. */
+  heapSnapshots: boolean
+  /** How the exit-node is stopped for the restart: SIGTERM (graceful, agents see 1001) or SIGKILL (a crash). */
+  restartSignal: 'SIGTERM' | 'SIGKILL'
+  /** Write a V8 CPU profile of each exit-node process into this directory (`node --cpu-prof`; not allowed in NODE_OPTIONS). */
+  exitNodeCpuProfDir: string | undefined
+  /** The exit-node's `--max-unauthenticated` (and per source); default max(2048, 2 × spokes). */
+  maxUnauthenticated: number | undefined
 }
 
 /** What one fleet size measured. */
@@ -83,6 +99,33 @@ interface FleetResult {
   backAfterSigtermS: number
   backAfterListenS: number
   maxAttemptsPerSecond: number
+  /** Per second since the SIGTERM: what the agents and the new exit-node saw. */
+  restartSeconds: RestartSecond[]
+  /** The old exit-node's own log: SIGTERM until 'shutting down', until 'shut down' (s). */
+  shutdownStartS: number
+  shutdownDoneS: number
+  /** SIGTERM until the new exit-node logged 'listening' on the control port (s). */
+  listeningS: number
+  /** The new exit-node's refusals while the fleet came back (`spokelink_control_refused_total`, auth failures), by reason. */
+  restartRefusals: string
+  /** From heap snapshots (`--heap-snapshots`; NaN without): live heap + Buffers per spoke above rest, idle and after scraping. */
+  liveIdlePerSpokeKiB: number
+  liveScrapedPerSpokeKiB: number
+  liveBuffersScrapedPerSpokeKiB: number
+  /** CPU seconds from the new exit-node listening until every agent was back: the exit-node's, the agents' processes'. */
+  restartExitNodeCpuS: number
+  restartAgentsCpuS: number
+}
+
+/** One second after the SIGTERM. */
+interface RestartSecond {
+  /** Sessions the agents lost, first attempts after a lost session, all upgrade attempts, sessions established (agents). */
+  lost: number
+  first: number
+  attempts: number
+  back: number
+  /** 'session opened' lines of the new exit-node in this second. */
+  opened: number
 }
 
 /** This process's CPU (the scraper runs here). */
@@ -120,8 +163,16 @@ function parseOptions (): FleetOptions {
       ws: { type: 'boolean', default: false },
       'exit-node-log-level': { type: 'string', default: 'info' },
       'exit-node-env': { type: 'string', default: '' },
+      'restart-backoff-max': { type: 'string' },
+      'restart-backoff-window': { type: 'string' },
+      'heap-snapshots': { type: 'boolean', default: false },
+      'restart-signal': { type: 'string', default: 'SIGTERM' },
+      'exit-node-cpu-prof': { type: 'string' },
+      'max-unauthenticated': { type: 'string' },
     },
   })
+  const restartSignal = values['restart-signal']
+  if (restartSignal !== 'SIGTERM' && restartSignal !== 'SIGKILL') throw new Error(`--restart-signal: expected SIGTERM or SIGKILL, got "${restartSignal}"`)
   return {
     spokes: values.spokes.split(',').map((s) => positiveInt('spokes', s.trim())),
     durationMs: parseDurationMs('duration', values.duration),
@@ -130,6 +181,14 @@ function parseOptions (): FleetOptions {
     agentProcesses: positiveInt('agent-processes', values['agent-processes']),
     tls: !values.ws,
     exitNodeLogLevel: values['exit-node-log-level'],
+    heapSnapshots: values['heap-snapshots'],
+    restartSignal,
+    exitNodeCpuProfDir: values['exit-node-cpu-prof'],
+    maxUnauthenticated: values['max-unauthenticated'] === undefined ? undefined : positiveInt('max-unauthenticated', values['max-unauthenticated']),
+    agentBackoff: {
+      ...(values['restart-backoff-max'] === undefined ? {} : { plannedMaxDelayMs: Math.max(1, parseDurationMs('restart-backoff-max', values['restart-backoff-max'])) }),
+      ...(values['restart-backoff-window'] === undefined ? {} : { plannedWindowMs: Math.max(1, parseDurationMs('restart-backoff-window', values['restart-backoff-window'])) }),
+    },
     exitNodeEnv: Object.fromEntries(values['exit-node-env'].split(',').filter((kv) => kv !== '').map((kv) => {
       const eq = kv.indexOf('=')
       if (eq <= 0) throw new Error(`--exit-node-env: expected NAME=VALUE[,NAME=VALUE…], got "${kv}"`)
@@ -164,18 +223,28 @@ function spokeName (i: number): string {
  * the fleet's reconnect as if it were one abusive client.
  */
 async function startExitNode (controlPort: number, spokesFile: string, spokes: number, tls: TlsFixtureFiles | undefined, options: FleetOptions): Promise<ExitNodeProcess> {
-  const cap = String(Math.max(2048, 2 * spokes))
+  const cap = String(options.maxUnauthenticated ?? Math.max(2048, 2 * spokes))
   const child = runProcess(process.execPath, [
+    ...(options.exitNodeCpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.exitNodeCpuProfDir}`]),
     spokelinkBin(), 'server', '--listen', `127.0.0.1:${controlPort}`, '--admin-listen', '127.0.0.1:0', '--spokes', spokesFile, '--log-level', options.exitNodeLogLevel,
     '--max-unauthenticated', cap, '--max-unauthenticated-per-source', cap,
     ...(tls === undefined ? [] : ['--tls-cert', tls.certFile, '--tls-key', tls.keyFile]),
-  ], { name: 'exit-node', env: options.exitNodeEnv })
+  ], { name: 'exit-node', env: exitNodeEnv(options, spokesFile) })
   await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'control', { what: 'the exit-node to listen', timeoutMs: STARTUP_TIMEOUT_MS })
   const admin = await child.waitForLog((entry) => entry.msg === 'listening' && entry.listener === 'admin', { what: 'the admin listener', timeoutMs: STARTUP_TIMEOUT_MS })
   return Object.assign(child, { adminPort: Number(admin.port) })
 }
 
 type ExitNodeProcess = RunningProcess & { adminPort: number }
+
+/** `--exit-node-env`, plus with `--heap-snapshots` the flags that let SIGUSR2 write a snapshot next to the spokes file. */
+function exitNodeEnv (options: FleetOptions, spokesFile: string): Record<string, string> {
+  if (!options.heapSnapshots) return options.exitNodeEnv
+  const heapDir = join(dirname(spokesFile), 'heap')
+  mkdirSync(heapDir, { recursive: true })
+  const nodeOptions = [options.exitNodeEnv.NODE_OPTIONS, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`].filter((o) => o !== undefined).join(' ')
+  return { ...options.exitNodeEnv, NODE_OPTIONS: nodeOptions }
+}
 
 /** What the exit-node's own `/metrics` says about its memory (prom-client's default metrics) and its streams. */
 interface ExitNodeReading {
@@ -187,6 +256,8 @@ interface ExitNodeReading {
   rssKiB: number
   /** `spokelink_streams_total` summed by `result`. */
   streamResults: Map<string, number>
+  /** `spokelink_control_refused_total` and `spokelink_auth_failures_total` by reason. */
+  refusals: Map<string, number>
 }
 
 async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading> {
@@ -199,6 +270,12 @@ async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading
     const result = s.labels.result ?? '?'
     streamResults.set(result, (streamResults.get(result) ?? 0) + s.value)
   }
+  const refusals = new Map<string, number>()
+  for (const s of samples) {
+    if ((s.name !== 'spokelink_control_refused_total' && s.name !== 'spokelink_auth_failures_total') || s.value === 0) continue
+    const reason = `${s.name === 'spokelink_auth_failures_total' ? 'auth ' : ''}${s.labels.reason ?? '?'}`
+    refusals.set(reason, (refusals.get(reason) ?? 0) + s.value)
+  }
   return {
     loopDelayMaxMs: value('spokelink_process_nodejs_eventloop_lag_max_seconds') * 1000,
     heapUsedKiB: value('spokelink_process_nodejs_heap_size_used_bytes') / 1024,
@@ -206,6 +283,7 @@ async function readExitNode (exitNode: ExitNodeProcess): Promise<ExitNodeReading
     externalKiB: value('spokelink_process_nodejs_external_memory_bytes') / 1024,
     rssKiB: value('spokelink_process_process_resident_memory_bytes') / 1024,
     streamResults,
+    refusals,
   }
 }
 
@@ -232,6 +310,9 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
   let exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
   const baselineRssKiB = await settledRssKiB(exitNode.pid)
   const atRest = await readExitNode(exitNode)
+  const heapDir = join(dir, 'heap')
+  const liveHeap = async (): Promise<LiveHeap | undefined> => options.heapSnapshots ? takeLiveHeap(exitNode.pid, heapDir, async () => readExitNode(exitNode)) : undefined
+  const liveAtRest = await liveHeap()
   log(`${spokes} spokes: exit-node up (pid ${exitNode.pid}), RSS ${(baselineRssKiB / 1024).toFixed(1)} MiB; starting agents`)
   const connectStarted = performance.now()
   const agents = await startFleetAgents(dir, {
@@ -241,9 +322,11 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     concurrency: AGENT_CONNECT_CONCURRENCY,
     connectTimeoutMs: STARTUP_TIMEOUT_MS,
     tickMs: AGENT_TICK_MS,
+    backoff: options.agentBackoff,
   }, tokens, options.agentProcesses)
   const firstConnectS = (performance.now() - connectStarted) / 1000
   log(`${spokes} spokes: all connected in ${firstConnectS.toFixed(1)} s; scraping (one interval of warm-up, then ${options.durationMs / 1000} s measured)`)
+  const liveIdle = await liveHeap()
   try {
     const targets: ScrapeTarget[] = dataPorts.map((port, i) => ({ name: spokeName(i), tunnelPort: port, directPort: agents.processOf(i).upstreamPort }))
     const scraper = new FleetScraper(targets, options.intervalMs, options.responseBytes)
@@ -274,30 +357,57 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
     const agentsLoopDelayMaxMs = Math.max(...agents.groups.map((g) => g.loopDelayMaxMs))
     await scraper.stop()
     const streamResults = (await readExitNode(exitNode)).streamResults
+    const liveScraped = await liveHeap()
     if (options.exitNodeLogLevel === 'debug' || options.exitNodeLogLevel === 'trace') logStreamFailures(exitNode)
     log(`${spokes} spokes: ${scraper.tunnel.durations.count} scrapes through the tunnel, ${scraper.direct.durations.count} direct; CPU ${cpuCores.toFixed(2)} cores; restarting the exit-node`)
 
     // The restart: SIGTERM, the same command again, until every agent is back.
-    const perSecond = new Map<number, number>()
     const sigtermAt = Date.now()
+    const perSecond: RestartSecond[] = []
+    const secondAt = (t: number): RestartSecond | undefined => {
+      const second = Math.floor((t - sigtermAt) / 1000)
+      if (second < 0 || second > RESTART_TIMEOUT_MS / 1000) return undefined
+      for (let i = perSecond.length; i <= second; i++) perSecond.push({ lost: 0, first: 0, attempts: 0, back: 0, opened: 0 })
+      return perSecond[second]
+    }
     let listeningAt = Number.POSITIVE_INFINITY
     let backAt: number | undefined
     for (const group of agents.groups) {
       group.onTick = (tick: AgentsTick) => {
-        const second = Math.floor((tick.t - sigtermAt) / 1000)
-        if (second >= 0) perSecond.set(second, (perSecond.get(second) ?? 0) + tick.attempts)
+        const bucket = secondAt(tick.t)
+        if (bucket !== undefined) {
+          bucket.attempts += tick.attempts
+          bucket.lost += tick.lost
+          bucket.first += tick.first
+          bucket.back += tick.back
+        }
         if (backAt === undefined && tick.t >= listeningAt && agents.groups.reduce((sum, g) => sum + g.connected, 0) === spokes) backAt = tick.t
       }
     }
-    await exitNode.kill('SIGTERM', { timeoutMs: 60_000 })
+    const oldExitNode = exitNode
+    await exitNode.kill(options.restartSignal, { timeoutMs: 60_000 })
     const exitedAt = Date.now()
     exitNode = await startExitNode(controlPort, spokesFile, spokes, tls, options)
     listeningAt = Date.now()
+    const restartCpuBefore = await readCpuSeconds(exitNode.pid)
+    const restartAgentsCpuBefore = await readTotalCpuSeconds(agentPids)
     await waitFor(() => backAt !== undefined, { what: `all ${spokes} agents back after the restart`, timeoutMs: RESTART_TIMEOUT_MS, intervalMs: 100 })
+    const restartExitNodeCpuS = await readCpuSeconds(exitNode.pid) - restartCpuBefore
+    const restartAgentsCpuS = await readTotalCpuSeconds(agentPids) - restartAgentsCpuBefore
     const back = backAt ?? NaN
     for (const group of agents.groups) group.onTick = undefined
-    const maxAttemptsPerSecond = Math.max(0, ...perSecond.values())
-    log(`${spokes} spokes: back ${((back - sigtermAt) / 1000).toFixed(1)} s after SIGTERM; attempts per second: ${[...perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}:${n}`).join(' ')}`)
+    const logTime = (child: RunningProcess, msg: string): number => {
+      const entry = child.logs.find((e) => e.msg === msg && typeof e.time === 'number' && e.time >= sigtermAt)
+      return typeof entry?.time === 'number' ? entry.time : NaN
+    }
+    for (const entry of exitNode.logs) {
+      if (entry.msg !== 'session opened' || typeof entry.time !== 'number') continue
+      const bucket = secondAt(entry.time)
+      if (bucket !== undefined) bucket.opened++
+    }
+    const afterRestart = await readExitNode(exitNode)
+    const maxAttemptsPerSecond = Math.max(0, ...perSecond.map((s) => s.attempts))
+    log(`${spokes} spokes: back ${((back - sigtermAt) / 1000).toFixed(1)} s after SIGTERM; attempts per second: ${perSecond.map((s, i) => `${i}:${s.attempts}`).join(' ')}`)
 
     const failures = [scraper.tunnel, scraper.direct].map((s) => `${s.failures}${s.failures === 0 ? '' : ` (${[...s.failureKinds.entries()].map(([kind, n]) => `${n} ${kind}`).join('; ')})`}`).join(' / ')
     return {
@@ -329,6 +439,16 @@ async function runFleet (spokes: number, options: FleetOptions, baseDir: string,
       backAfterSigtermS: (back - sigtermAt) / 1000,
       backAfterListenS: (back - listeningAt) / 1000,
       maxAttemptsPerSecond,
+      restartSeconds: perSecond,
+      shutdownStartS: (logTime(oldExitNode, 'shutting down') - sigtermAt) / 1000,
+      shutdownDoneS: (logTime(oldExitNode, 'shut down') - sigtermAt) / 1000,
+      listeningS: (logTime(exitNode, 'listening') - sigtermAt) / 1000,
+      liveIdlePerSpokeKiB: liveIdle === undefined || liveAtRest === undefined ? NaN : (liveIdle.totalBytes - liveAtRest.totalBytes) / 1024 / spokes,
+      liveScrapedPerSpokeKiB: liveScraped === undefined || liveAtRest === undefined ? NaN : (liveScraped.totalBytes - liveAtRest.totalBytes) / 1024 / spokes,
+      liveBuffersScrapedPerSpokeKiB: liveScraped === undefined || liveAtRest === undefined ? NaN : (liveScraped.arrayBufferBytes - liveAtRest.arrayBufferBytes) / 1024 / spokes,
+      restartExitNodeCpuS,
+      restartAgentsCpuS,
+      restartRefusals: [...afterRestart.refusals.entries()].map(([reason, n]) => `${reason} ${n}`).join(', ') || 'none',
     }
   } finally {
     await Promise.all(agents.groups.map(async (group) => { await group.close() }))
@@ -368,6 +488,8 @@ const ROWS: Row[] = [
   { label: 'of which V8 heap allocated but free, per spoke (KiB)', value: (r) => r.heapFreePerSpokeKiB, digits: 1 },
   { label: 'of which external (Buffers), per spoke (KiB)', value: (r) => r.externalPerSpokeKiB, digits: 1 },
   { label: 'of which the rest (OpenSSL, malloc arenas, code), per spoke (KiB)', value: (r) => r.nativePerSpokeKiB, digits: 1 },
+  { label: 'live heap + Buffers per spoke after a full GC (heap snapshot, --heap-snapshots): idle sessions (KiB)', value: (r) => r.liveIdlePerSpokeKiB, digits: 1 },
+  { label: 'same after scraping, scrapes finished (KiB); of which Buffers', value: (r) => Number.isNaN(r.liveScrapedPerSpokeKiB) ? '—' : `${r.liveScrapedPerSpokeKiB.toFixed(1)}; ${r.liveBuffersScrapedPerSpokeKiB.toFixed(1)}` },
   { label: 'scrape p50 through the tunnel (ms)', value: (r) => r.tunnelP50, digits: 1 },
   { label: 'scrape p50 direct (ms)', value: (r) => r.directP50, digits: 1 },
   { label: 'scrape p50 tunnel ÷ direct', value: (r) => r.tunnelP50 / r.directP50, digits: 2 },
@@ -378,10 +500,15 @@ const ROWS: Row[] = [
   { label: 'failed scrapes (tunnel / direct)', value: (r) => r.failures },
   { label: 'exit-node streams by result (warm-up included)', value: (r) => r.streamResults },
   { label: 'agents processes started until every agent connected (s)', value: (r) => r.firstConnectS, digits: 1 },
+  { label: 'restart: SIGTERM until the old exit-node logged shutting down / shut down (s)', value: (r) => `${r.shutdownStartS.toFixed(1)} / ${r.shutdownDoneS.toFixed(1)}` },
   { label: 'restart: SIGTERM until the old exit-node exited (s)', value: (r) => r.exitS, digits: 1 },
+  { label: 'restart: SIGTERM until the new exit-node listened (s)', value: (r) => r.listeningS, digits: 1 },
   { label: 'restart: SIGTERM until every agent is back (s)', value: (r) => r.backAfterSigtermS, digits: 1, target: (r) => `≤ 30 ${r.backAfterSigtermS <= 30 ? '✅' : '❌'}` },
   { label: 'restart: new exit-node listening until every agent is back (s)', value: (r) => r.backAfterListenS, digits: 1 },
   { label: 'restart: most upgrade attempts in one second', value: (r) => r.maxAttemptsPerSecond, digits: 0, target: (r) => `≤ 1,000 ${r.maxAttemptsPerSecond <= 1000 ? '✅' : '❌'}` },
+  { label: 'restart: CPU from the new exit-node listening until every agent is back: exit-node / agents processes (s)', value: (r) => `${r.restartExitNodeCpuS.toFixed(2)} / ${r.restartAgentsCpuS.toFixed(2)}` },
+  { label: 'restart: upgrade attempts in all', value: (r) => r.restartSeconds.reduce((sum, s) => sum + s.attempts, 0), digits: 0 },
+  { label: 'restart: the new exit-node\'s refusals (reason count)', value: (r) => r.restartRefusals },
   { label: 'load average (1/5/15 min), start → end', value: (r) => r.load },
 ]
 
@@ -413,6 +540,18 @@ function renderFleetTable (results: readonly FleetResult[]): string {
   return lines.join('\n')
 }
 
+/** Per second since the SIGTERM: the agents' view (lost, first retries, attempts, back) and the new exit-node's. */
+function renderRestartSeconds (r: FleetResult): string {
+  const lines = [
+    `restart of ${r.spokes.toLocaleString('en-US')} spokes, per second since the SIGTERM (old exit-node shut down at ${r.shutdownDoneS.toFixed(1)} s, new one listening at ${r.listeningS.toFixed(1)} s):`,
+    '',
+    '| second | sessions lost | first retries | upgrade attempts | agents back | sessions opened (exit-node log) |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for (const [i, s] of r.restartSeconds.entries()) lines.push(`| ${i} | ${s.lost} | ${s.first} | ${s.attempts} | ${s.back} | ${s.opened} |`)
+  return lines.join('\n')
+}
+
 async function main (): Promise<void> {
   const options = parseOptions()
   const baseDir = mkdtempSync(join(tmpdir(), 'spokelink-fleet-'))
@@ -433,11 +572,13 @@ async function main (): Promise<void> {
     `- machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Linux ${release()}; node ${process.version}`,
     `- one exit-node child (${options.tls ? 'wss' : 'ws'}); agents in ${options.agentProcesses} processes, one session per spoke; /federate ${options.responseBytes.toLocaleString('en-US')} bytes from an upstream in the agents' process`,
     `- every spoke scraped every ${options.intervalMs / 1000} s on a new connection at a per-target offset (hash of its name), and directly half an interval later; ` +
-      `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = SIGTERM, the same command again, until every agent reports connected`,
-    '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter',
+      `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = ${options.restartSignal}, the same command again, until every agent reports connected`,
+    '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter, ' +
+      `after the exit-node's planned close within ${(options.agentBackoff.plannedMaxDelayMs ?? BACKOFF_DEFAULTS.plannedMaxDelayMs) / 1000} s for ${(options.agentBackoff.plannedWindowMs ?? BACKOFF_DEFAULTS.plannedWindowMs) / 1000} s`,
     '',
     renderFleetTable(results),
     '',
+    ...results.flatMap((r) => [renderRestartSeconds(r), '']),
     `whole run: ${((performance.now() - started) / 1000).toFixed(0)} s`,
     '',
   ].join('\n'))

@@ -13,6 +13,10 @@ export interface AgentsTick {
   t: number
   attempts: number
   connected: number
+  /** Since the previous tick: sessions lost, first attempts after a lost session, sessions established. */
+  lost: number
+  first: number
+  back: number
 }
 
 /**
@@ -52,7 +56,8 @@ export class FleetAgentsProcess {
         else if (typeof entry.t === 'number' && typeof entry.attempts === 'number' && typeof entry.connected === 'number') {
           this.connected = entry.connected
           if (typeof entry.loopDelayMaxMs === 'number') this.loopDelayMaxMs = Math.max(this.loopDelayMaxMs, entry.loopDelayMaxMs)
-          this.onTick?.({ t: entry.t, attempts: entry.attempts, connected: entry.connected })
+          const count = (value: unknown): number => typeof value === 'number' ? value : 0
+          this.onTick?.({ t: entry.t, attempts: entry.attempts, connected: entry.connected, lost: count(entry.lost), first: count(entry.first), back: count(entry.back) })
         } else if (typeof entry.connected === 'number') {
           clearTimeout(timer)
           this.connected = entry.connected

@@ -4,9 +4,11 @@
  * `prometheus` upstream is that server. Reads `FleetAgentsConfig` from the JSON file named by argv[2].
  *
  * stdout, one JSON line each: `{"upstreamPort":…}` once the upstream listens, `{"connected":n,"ms":…}` once every
- * agent has connected the first time, then every `tickMs` `{"t":<epoch ms>,"attempts":a,"connected":c}`: the
- * upgrade attempts (state `connecting`) since the previous tick and the agents connected now. Nothing is kept per
- * tick, so the process's memory does not grow with the run's length. Stays until stdin closes or a signal arrives.
+ * agent has connected the first time, then every `tickMs` `{"t":<epoch ms>,"attempts":a,"connected":c,…}`: the
+ * upgrade attempts (state `connecting`) since the previous tick and the agents connected now, and since the previous
+ * tick: sessions lost (`lost`), first attempts after a lost session (`first`), sessions established (`back`). Nothing
+ * is kept per tick, so the process's memory does not grow with the run's length. Stays until stdin closes or a
+ * signal arrives.
  */
 import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
@@ -14,7 +16,7 @@ import { createServer } from 'node:http'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createAgent } from '@spokelink/agent'
-import type { Agent } from '@spokelink/agent'
+import type { Agent, BackoffOptions } from '@spokelink/agent'
 import { listenLoopback } from '@spokelink/testkit'
 import pino from 'pino'
 import { Registry } from 'prom-client'
@@ -32,6 +34,8 @@ export interface FleetAgentsConfig {
   /** Give up when one agent has not connected after this long on the first start. */
   connectTimeoutMs: number
   tickMs: number
+  /** Agent option `backoff` (the restart ceiling and window), so one build can be measured with either behaviour. */
+  backoff?: BackoffOptions
 }
 
 function serveFederate (body: Buffer): (req: IncomingMessage, res: ServerResponse) => void {
@@ -61,6 +65,9 @@ async function main (): Promise<void> {
   const agents: Agent[] = []
   let attempts = 0
   let connected = 0
+  let lost = 0
+  let first = 0
+  let back = 0
   const started = performance.now()
   let next = 0
   const worker = async (): Promise<void> => {
@@ -68,12 +75,25 @@ async function main (): Promise<void> {
       const token = config.tokens[next++]
       if (token === undefined) return
       // One registry per agent: each agent registers the same metric names.
-      const agent = createAgent({ server: config.server, token, caPem, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }] }, { logger, registry: new Registry() })
+      const agent = createAgent({ server: config.server, token, caPem, upstreams: [{ name: 'prometheus', host: '127.0.0.1', port: upstreamPort }], ...(config.backoff === undefined ? {} : { backoff: config.backoff }) }, { logger, registry: new Registry() })
       let isConnected = false
+      /** Lost a session and not tried again yet. */
+      let sinceLost = false
       agent.on('state', (state) => {
-        if (state === 'connecting') attempts++
+        if (state === 'connecting') {
+          attempts++
+          if (sinceLost) first++
+          sinceLost = false
+        }
         const now = state === 'connected'
-        if (now !== isConnected) connected += now ? 1 : -1
+        if (now !== isConnected) {
+          connected += now ? 1 : -1
+          if (now) back++
+          else {
+            lost++
+            sinceLost = true
+          }
+        }
         isConnected = now
       })
       agents.push(agent)
@@ -87,9 +107,12 @@ async function main (): Promise<void> {
   const loopDelay = monitorEventLoopDelay({ resolution: 20 })
   loopDelay.enable()
   setInterval(() => {
-    process.stdout.write(JSON.stringify({ t: Date.now(), attempts, connected, loopDelayMaxMs: Math.round(loopDelay.max / 1e6) }) + '\n')
+    process.stdout.write(JSON.stringify({ t: Date.now(), attempts, connected, lost, first, back, loopDelayMaxMs: Math.round(loopDelay.max / 1e6) }) + '\n')
     loopDelay.reset()
     attempts = 0
+    lost = 0
+    first = 0
+    back = 0
   }, config.tickMs)
   const stop = (): void => { process.exit(0) }
   process.stdin.on('end', stop).on('close', stop).resume()

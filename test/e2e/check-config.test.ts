@@ -142,7 +142,7 @@ describe('--check-config', () => {
     let dialed = 0
     busy.on('connection', (socket) => { dialed++; socket.destroy() })
     const result = await check(['agent', '--join-file', joinFile, '--upstream', 'prometheus=prometheus-server:9090',
-      '--upstream', 'node=[fd00::1]:9100', '--label', 'cluster=orion-aws', '--health-listen', `127.0.0.1:${busyPort}`])
+      '--upstream', 'node=[fd00::1]:9100', '--label', 'cluster=orion-aws', '--health-listen', `127.0.0.1:${busyPort}`, '--restart-backoff-max', '2s'])
     expect(result.code, result.stderr.join('\n')).toBe(0)
     expect(JSON.parse(result.stdout)).toMatchObject({
       ok: true,
@@ -152,6 +152,7 @@ describe('--check-config', () => {
       upstreams: ['prometheus=prometheus-server:9090', 'node=[fd00::1]:9100'],
       labels: { cluster: 'orion-aws' },
       healthListen: `127.0.0.1:${busyPort}`,
+      settings: { 'restart-backoff-max': { value: 2000, source: 'flag' } },
     })
     expect(result.stdout).not.toContain(token.token)
     expect(result.stdout).not.toContain(joinToken)
@@ -163,18 +164,19 @@ describe('--check-config', () => {
     expect(JSON.parse(inline.stdout)).toMatchObject({ settings: { join: { value: '[redacted]', source: 'flag' } }, credentials: { from: 'join' } })
   })
 
-  test('agent: conflicting credentials, a missing file, a bad CA file, a bad token or plain ws:// exit 2 with one line', async () => {
+  test('agent: conflicting credentials, a missing file, a bad CA file, a bad token, plain ws:// or a 0 s restart backoff exit 2 with one line', async () => {
     const joinFile = join(dir, 'join-token-2')
     await writeFile(joinFile, encodeJoinToken({ server: 'wss://hub.example.com/connect', token: createSpokeToken().token }))
     const badToken = join(dir, 'bad-token')
     await writeFile(badToken, 'slk_nope\n')
-    const [conflict, missing, badCa, malformed, insecure, noUpstream] = await Promise.all([
+    const [conflict, missing, badCa, malformed, insecure, noUpstream, zeroRestartBackoff] = await Promise.all([
       check(['agent', '--join-file', joinFile, '--token-file', badToken, '--upstream', 'prometheus=p:9090']),
       check(['agent', '--join-file', join(dir, 'nowhere'), '--upstream', 'prometheus=p:9090']),
       check(['agent', '--join-file', joinFile, '--ca-file', join(dir, 'tls.key'), '--upstream', 'prometheus=p:9090']),
       check(['agent', '--server', 'wss://hub.example.com/connect', '--token-file', badToken, '--upstream', 'prometheus=p:9090']),
       check(['agent', '--server', 'ws://hub.example.com/connect', '--token', createSpokeToken().token, '--upstream', 'prometheus=p:9090']),
       check(['agent', '--join-file', joinFile]),
+      check(['agent', '--join-file', joinFile, '--upstream', 'prometheus=p:9090', '--restart-backoff-max', '0s']),
     ])
     expectOneLine(conflict, 'give one of --join, --join-file, --token or --token-file')
     expectOneLine(missing, '--join-file: cannot read')
@@ -182,5 +184,6 @@ describe('--check-config', () => {
     expectOneLine(malformed, 'spoke token is malformed')
     expectOneLine(insecure, 'refusing plain ws://')
     expectOneLine(noUpstream, '--upstream')
+    expectOneLine(zeroRestartBackoff, 'backoff.plannedMaxDelayMs: expected a positive integer, got 0')
   })
 })

@@ -159,6 +159,9 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
     const value = resolved[name]
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option ${name}: expected a positive integer, got ${String(value)}`)
   }
+  for (const [name, value] of Object.entries(resolved.backoff)) {
+    if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option backoff.${name}: expected a positive integer, got ${String(value)}`)
+  }
   const hubNames = new Set<string>()
   for (const hub of resolved.hubServices) {
     if (hubNames.has(hub.name)) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `--hub-service: "${hub.name}" is given twice`)

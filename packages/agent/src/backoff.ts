@@ -6,14 +6,31 @@ export interface BackoffOptions {
   maxDelayMs?: number
   /** A connection that lasted this long resets the backoff. @default 60000 */
   stableAfterMs?: number
+  /**
+   * After the exit-node ended a session on purpose (1001 restart, 1012 reconfiguration), every retry's delay is
+   * uniform in [0, this] (at most `maxDelayMs`) instead of growing: the exit-node is expected back within seconds,
+   * and a fleet of N agents then sends about 2·N ÷ this attempts per second (1,000 agents: ~400/s). @default 5000
+   */
+  plannedMaxDelayMs?: number
+  /** How long after such a close the retries stay at `plannedMaxDelayMs`; then they grow as usual. @default 60000 */
+  plannedWindowMs?: number
 }
 
 /** Defaults of {@link BackoffOptions}. */
-export const BACKOFF_DEFAULTS = { initialDelayMs: 1000, maxDelayMs: 30_000, stableAfterMs: 60_000 } satisfies Required<BackoffOptions>
+export const BACKOFF_DEFAULTS = {
+  initialDelayMs: 1000,
+  maxDelayMs: 30_000,
+  stableAfterMs: 60_000,
+  plannedMaxDelayMs: 5000,
+  plannedWindowMs: 60_000,
+} satisfies Required<BackoffOptions>
 
 /**
  * Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter"):
  * the n-th delay is uniform in [0, min(cap, initial·2ⁿ)], so a fleet restarting together spreads out.
+ * After a planned close the ceiling stays flat at `plannedMaxDelayMs` for `plannedWindowMs`: growing towards
+ * 30 s while a restarting exit-node is down for a few seconds would leave the last agents out for up to 30 s
+ * after it is back; a flat ceiling keeps the jitter (the spread) and bounds that wait.
  */
 export class Backoff {
   readonly #options: Required<BackoffOptions>
@@ -21,6 +38,8 @@ export class Backoff {
   readonly #now: () => number
   #attempt = 0
   #connectedAt: number | undefined
+  /** End of the flat-ceiling window opened by a planned close; undefined outside one. */
+  #plannedUntil: number | undefined
 
   constructor (options: BackoffOptions = {}, deps: { rng?: () => number, now?: () => number } = {}) {
     this.#options = { ...BACKOFF_DEFAULTS, ...options }
@@ -31,18 +50,25 @@ export class Backoff {
   /** Records that a connection was established now. */
   connected (): void {
     this.#connectedAt = this.#now()
+    this.#plannedUntil = undefined
   }
 
   /**
    * The delay before the next attempt. A connection that stayed up `stableAfterMs` resets the sequence, and so does
    * one the server ended on purpose (`planned`: it closed an established session for a restart or a
    * reconfiguration): earlier failures say nothing about the next attempt then, and a rolling update of the
-   * exit-node soon after a reconnect must not wait out their backoff.
+   * exit-node soon after a reconnect must not wait out their backoff. A planned close also opens the flat window.
    */
   nextDelayMs (options: { planned?: boolean } = {}): number {
-    if (this.#connectedAt !== undefined && (options.planned === true || this.#now() - this.#connectedAt >= this.#options.stableAfterMs)) this.#attempt = 0
+    const now = this.#now()
+    if (this.#connectedAt !== undefined) {
+      if (options.planned === true) this.#plannedUntil = now + this.#options.plannedWindowMs
+      if (options.planned === true || now - this.#connectedAt >= this.#options.stableAfterMs) this.#attempt = 0
+    }
     this.#connectedAt = undefined
-    const ceiling = Math.min(this.#options.maxDelayMs, this.#options.initialDelayMs * 2 ** Math.min(this.#attempt, 30))
+    if (this.#plannedUntil !== undefined && now >= this.#plannedUntil) this.#plannedUntil = undefined
+    const growing = Math.min(this.#options.maxDelayMs, this.#options.initialDelayMs * 2 ** Math.min(this.#attempt, 30))
+    const ceiling = this.#plannedUntil === undefined ? growing : Math.min(this.#options.maxDelayMs, this.#options.plannedMaxDelayMs)
     this.#attempt++
     return Math.floor(this.#rng() * ceiling)
   }

@@ -43,7 +43,7 @@ export type {
 export { parseSpokesConfig } from './spokes-config.js'
 export { REDACTED_MARK, quoteValue, redactSecrets } from './redact-secrets.js'
 export type { HubServiceConfig, PortConfig, SpokeConfig, SpokesConfig, TokenEntry } from './spokes-config.js'
-export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, watchSpokesFile } from './spokes-file.js'
+export { WATCH_SPOKES_FILE_DEFAULTS, loadSpokesFile, loadSpokesFileWithDigest, watchSpokesFile } from './spokes-file.js'
 export type { SpokesFileReadOutcome, SpokesFileWatcher, WatchSpokesFileOptions } from './spokes-file.js'
 export { WATCH_TEXT_FILES_DEFAULTS, watchTextFiles } from './watch-text-files.js'
 export type { TextFilesWatcher, WatchTextFilesOptions } from './watch-text-files.js'

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile as readFileText, rename, rm, symlink, writeFil
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, onTestFinished, test, vi } from 'vitest'
-import { loadSpokesFile, watchSpokesFile } from '../src/index.js'
+import { loadSpokesFile, loadSpokesFileWithDigest, watchSpokesFile } from '../src/index.js'
 import type { ConfigError, SpokesConfig } from '../src/index.js'
 
 const SHA = 'a'.repeat(64)
@@ -215,6 +215,31 @@ describe('watchSpokesFile', () => {
     await vi.waitFor(() => { expect(reads).toBeGreaterThanOrEqual(1) }, WAIT) // the watch's first read is done
     served = spokesText('a', 'unseen')
     await vi.waitFor(() => { expect(r.changes.map(names)).toEqual([['a', 'unseen']]) }, WAIT)
+  })
+
+  test('initialTextSha256: the text the caller loaded is not parsed again (no onChange without initial); another text is', async () => {
+    const dir = await tempDir()
+    const path = join(dir, 'spokes.yaml')
+    await writeFile(path, spokesText('a'))
+    const loaded = await loadSpokesFileWithDigest(path)
+    expect(names(loaded.config)).toEqual(['a'])
+    expect(loaded.textSha256).toMatch(/^[0-9a-f]{64}$/)
+    const quiet = { pollIntervalMs: 600_000, rereadIntervalMs: 600_000 }
+    // Without `initial`, a read that parses reports the config through onChange: that is how a parse shows here.
+    const parsed = recorder()
+    const plain = watchSpokesFile(path, { ...parsed, ...quiet })
+    onTestFinished(() => { plain.close() })
+    await plain.reread()
+    expect(parsed.changes.map(names)).toEqual([['a']])
+    const skipped = recorder()
+    const watcher = watchSpokesFile(path, { ...skipped, ...quiet, initialTextSha256: loaded.textSha256 })
+    onTestFinished(() => { watcher.close() })
+    expect(await watcher.reread()).toBe('unchanged')
+    expect(skipped.changes).toEqual([])
+    await writeFile(path, spokesText('a', 'b'))
+    expect(await watcher.reread()).toBe('changed')
+    expect(skipped.changes.map(names)).toEqual([['a', 'b']])
+    expect(skipped.errors).toEqual([])
   })
 
   test('reread() reads at once and says what came of it', async () => {

@@ -2,7 +2,7 @@ import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
 import { decodeJoinToken, parseSpokeToken, quoteValue } from '@spokelink/auth'
 import {
-  ClientIdentity, HUB_SERVICE_LISTENER_DEFAULTS, POLICY_PROXY_DEFAULTS, checkServerUrl, createAgent, parseHttpPolicies, parseHubServiceSpec, parseUpstreamSpec,
+  BACKOFF_DEFAULTS, ClientIdentity, HUB_SERVICE_LISTENER_DEFAULTS, POLICY_PROXY_DEFAULTS, checkServerUrl, createAgent, parseHttpPolicies, parseHubServiceSpec, parseUpstreamSpec,
   startAgentHealthServer, validateAgentOptions,
 } from '@spokelink/agent'
 import type { AgentOptions } from '@spokelink/agent'
@@ -43,6 +43,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'health-listen', kind: 'address', arg: 'addr', help: 'serve /healthz, /readyz and /metrics on this address' },
   { name: 'name', kind: 'string', arg: 'name', help: 'agent name shown in the exit-node logs (default: hostname)' },
   { name: 'label', kind: 'list', arg: 'key=value', help: 'label sent in the hello (repeatable)' },
+  { name: 'restart-backoff-max', kind: 'duration', arg: 'duration', default: BACKOFF_DEFAULTS.plannedMaxDelayMs, help: 'after the exit-node closed the session for a restart or a reconfiguration (1001/1012), each retry for a minute is jittered within this instead of growing towards 30 s; N agents then send ~2N÷this attempts per second' },
   { name: 'permanent-failure-backoff-max', kind: 'duration', arg: 'duration', default: 300_000, help: 'backoff cap after a refusal only an operator can fix (revoked/invalid token, CA pin, protocol version)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
 ]
@@ -130,6 +131,7 @@ async function prepareAgent (command: Command, context: CommandContext): Promise
     keepaliveTimeoutMs: 2 * keepaliveIntervalMs,
     labels: parseLabels(listSetting(config, 'label')),
     permanentFailureMaxDelayMs: numberSetting(config, 'permanent-failure-backoff-max'),
+    backoff: { plannedMaxDelayMs: numberSetting(config, 'restart-backoff-max') },
     hubServices,
     hubService: { maxConnectionsPerHubService: numberSetting(config, 'hub-service-max-connections') },
     ...(agentName === undefined ? {} : { agentName }),

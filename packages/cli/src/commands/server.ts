@@ -1,7 +1,7 @@
 import os from 'node:os'
 import { Command } from 'commander'
 import { Registry, collectDefaultMetrics } from 'prom-client'
-import { ensureAutoTls, loadSpokesFile, watchSpokesFile } from '@spokelink/auth'
+import { ensureAutoTls, loadSpokesFileWithDigest, watchSpokesFile } from '@spokelink/auth'
 import type { SpokesConfig } from '@spokelink/auth'
 import { createExitNode, validateExitNodeOptions } from '@spokelink/exit-node'
 import type { ExitNodeOptions } from '@spokelink/exit-node'
@@ -64,6 +64,8 @@ interface PreparedServer {
   level: string
   spokesPath: string
   spokes: SpokesConfig
+  /** sha256 of the spokes file's text as loaded: the watch does not parse that same text again. */
+  spokesTextSha256: string
   options: ExitNodeOptions
   tls: { kind: 'files', certPath: string, keyPath: string, certPem: string, keyPem: string, summary: CertificateSummary } |
     { kind: 'auto', dir: string, hosts: string[] } | undefined
@@ -89,7 +91,7 @@ async function prepareServer (command: Command, context: CommandContext): Promis
   if ((certPath === undefined) !== (keyPath === undefined)) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--tls-cert and --tls-key go together')
   if (certPath !== undefined && autoTlsDir !== undefined) throw new CliError('SLK_ERR_USAGE_CONFLICT', '--auto-tls cannot be combined with --tls-cert/--tls-key')
   const endpointSlices = await endpointSlicesSetting(config, context.env)
-  const spokes = await loadSpokesFile(spokesPath)
+  const { config: spokes, textSha256: spokesTextSha256 } = await loadSpokesFileWithDigest(spokesPath)
   let tls: PreparedServer['tls']
   if (certPath !== undefined && keyPath !== undefined) {
     const pems = await readCertificateAndKey(certPath, keyPath)
@@ -125,7 +127,7 @@ async function prepareServer (command: Command, context: CommandContext): Promis
     infoLabels: listSetting(config, 'info-labels'),
   }
   validateExitNodeOptions(options)
-  return { resolved, level: stringSetting(config, 'log-level', true), spokesPath, spokes, options, tls, endpointSlices }
+  return { resolved, level: stringSetting(config, 'log-level', true), spokesPath, spokes, spokesTextSha256, options, tls, endpointSlices }
 }
 
 async function readCertificateAndKey (certPath: string, keyPath: string): Promise<{ certPem: string, keyPem: string }> {
@@ -199,6 +201,7 @@ async function runServer (command: Command, context: CommandContext): Promise<vo
     : undefined
   const watcher = watchSpokesFile(spokesPath, {
     initial: spokes,
+    initialTextSha256: prepared.spokesTextSha256,
     onChange: (next) => {
       exitNode.updateSpokes(next)
       logger.info({ spokes: next.spokes.length }, 'spokes file reloaded')
