@@ -7,12 +7,12 @@ export interface BackoffOptions {
   /** A connection that lasted this long resets the backoff. @default 60000 */
   stableAfterMs?: number
   /**
-   * After the exit-node ended a session on purpose (1001 restart, 1012 reconfiguration), every retry's delay is
-   * uniform in [0, this] (at most `maxDelayMs`) instead of growing: the exit-node is expected back within seconds,
-   * and a fleet of N agents then sends about 2·N ÷ this attempts per second (1,000 agents: ~400/s). @default 5000
+   * After the exit-node ended a session on purpose (1001 restart, 1012 reconfiguration), the ceiling starts at
+   * 2·`initialDelayMs` and stops here (at most `maxDelayMs`): the exit-node is expected back within seconds, and once the ceiling is
+   * reached a fleet of N agents sends about 2·N ÷ this attempts per second (1,000 agents: ~400/s). @default 5000
    */
   plannedMaxDelayMs?: number
-  /** How long after such a close the retries stay at `plannedMaxDelayMs`; then they grow as usual. @default 60000 */
+  /** How long after such a close the ceiling stops at `plannedMaxDelayMs`; then it grows on as usual. @default 60000 */
   plannedWindowMs?: number
 }
 
@@ -28,9 +28,10 @@ export const BACKOFF_DEFAULTS = {
 /**
  * Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And Jitter"):
  * the n-th delay is uniform in [0, min(cap, initial·2ⁿ)], so a fleet restarting together spreads out.
- * After a planned close the ceiling stays flat at `plannedMaxDelayMs` for `plannedWindowMs`: growing towards
+ * After a planned close the ceiling stops growing at `plannedMaxDelayMs` for `plannedWindowMs`: growing towards
  * 30 s while a restarting exit-node is down for a few seconds would leave the last agents out for up to 30 s
- * after it is back; a flat ceiling keeps the jitter (the spread) and bounds that wait.
+ * after it is back. The first retry stays within 2·`initialDelayMs`, not the whole ceiling, since in a rolling
+ * update another replica is already ready: a 0–5 s wait would lose a second scrape at a 3 s scrape interval.
  */
 export class Backoff {
   readonly #options: Required<BackoffOptions>
@@ -68,7 +69,8 @@ export class Backoff {
     this.#connectedAt = undefined
     if (this.#plannedUntil !== undefined && now >= this.#plannedUntil) this.#plannedUntil = undefined
     const growing = Math.min(this.#options.maxDelayMs, this.#options.initialDelayMs * 2 ** Math.min(this.#attempt, 30))
-    const ceiling = this.#plannedUntil === undefined ? growing : Math.min(this.#options.maxDelayMs, this.#options.plannedMaxDelayMs)
+    // In the window the sequence starts one step up (2 s), so a fleet's first retries spread over two seconds.
+    const ceiling = this.#plannedUntil === undefined ? growing : Math.min(2 * growing, this.#options.plannedMaxDelayMs, this.#options.maxDelayMs)
     this.#attempt++
     return Math.floor(this.#rng() * ceiling)
   }

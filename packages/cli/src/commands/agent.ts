@@ -43,7 +43,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'health-listen', kind: 'address', arg: 'addr', help: 'serve /healthz, /readyz and /metrics on this address' },
   { name: 'name', kind: 'string', arg: 'name', help: 'agent name shown in the exit-node logs (default: hostname)' },
   { name: 'label', kind: 'list', arg: 'key=value', help: 'label sent in the hello (repeatable)' },
-  { name: 'restart-backoff-max', kind: 'duration', arg: 'duration', default: BACKOFF_DEFAULTS.plannedMaxDelayMs, help: 'after the exit-node closed the session for a restart or a reconfiguration (1001/1012), each retry for a minute is jittered within this instead of growing towards 30 s; N agents then send ~2N÷this attempts per second' },
+  { name: 'restart-backoff-max', kind: 'duration', arg: 'duration', default: BACKOFF_DEFAULTS.plannedMaxDelayMs, help: 'after the exit-node closed the session for a restart or a reconfiguration (1001/1012), retries for a minute are jittered within 2 s, 4 s, then this, instead of growing towards 30 s; N agents then send ~2N÷this attempts per second' },
   { name: 'permanent-failure-backoff-max', kind: 'duration', arg: 'duration', default: 300_000, help: 'backoff cap after a refusal only an operator can fix (revoked/invalid token, CA pin, protocol version)' },
   { name: 'log-level', kind: 'choice', arg: 'level', choices: LOG_LEVELS, default: 'info', help: 'pino log level' },
 ]
