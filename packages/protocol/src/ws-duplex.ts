@@ -55,6 +55,25 @@ export function groupIntoFrames (chunks: readonly Buffer[], maxBytes: number): F
   return groups
 }
 
+/** Consumers registered with {@link takeChunks}, per duplex made by {@link createWebSocketDuplex}. */
+const chunkTakers = new WeakMap<Duplex, (onChunk: (chunk: Buffer) => void) => void>()
+
+/**
+ * Hands each received piece of a {@link createWebSocketDuplex} duplex straight to `onChunk`, in order
+ * with its `'data'` events, instead of through the duplex's read buffer and `'data'`: for a consumer
+ * that never pauses its transport (the mux session: flow control is per stream). Profiles of the
+ * exit-node receiving one stream showed the Readable machinery (push, addChunk, emit, maybeReadMore)
+ * per piece among its largest JS costs. A piece still goes through the buffer while the duplex is not
+ * flowing or holds earlier data, so nothing overtakes; keep a `'data'` listener for those (and for `'end'`).
+ * Returns false, changing nothing, for any other stream.
+ */
+export function takeChunks (duplex: Duplex, onChunk: (chunk: Buffer) => void): boolean {
+  const take = chunkTakers.get(duplex)
+  if (take === undefined) return false
+  take(onChunk)
+  return true
+}
+
 // RFC 6455 close codes.
 const CLOSE_NORMAL = 1000
 const CLOSE_UNSUPPORTED_DATA = 1003
@@ -63,8 +82,9 @@ const CLOSE_UNSUPPORTED_DATA = 1003
  * Wraps a `ws` WebSocket as a byte `Duplex` carrying binary messages (after websockets/ws `createWebSocketStream`):
  * each write batch goes out as one binary message (its chunks written uncopied after one frame header,
  * {@link createBinaryFrameWriter}), each received piece of a binary message is pushed as a chunk as it
- * arrives ({@link streamBinaryPayloads}: message boundaries mean nothing to a byte stream), and a full
- * read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
+ * arrives ({@link streamBinaryPayloads}: message boundaries mean nothing to a byte stream; the pieces
+ * reach this duplex, not the WebSocket's `'message'` listeners), or handed to a consumer registered
+ * with {@link takeChunks}, and a full read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
  * A text message destroys the duplex with `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
  * terminates the WebSocket. Call it synchronously when the WebSocket is created or accepted: messages
  * that arrive before it is attached are lost.
@@ -85,10 +105,17 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
     return true
   }
 
+  let chunkTaker: ((chunk: Buffer) => void) | undefined
+  const onBinary = (chunk: Buffer): void => {
+    if (duplex.destroyed) return
+    if (chunkTaker !== undefined && duplex.readableFlowing === true && duplex.readableLength === 0) chunkTaker(chunk)
+    else if (!duplex.push(chunk)) ws.pause()
+  }
+
   // Set up on open: ws has no socket before. Undefined when ws is not the shape they were written against.
   let writeFrame: BinaryFrameWriter | undefined
   const attachFastPaths = (): void => {
-    streamBinaryPayloads(ws)
+    streamBinaryPayloads(ws, onBinary)
     writeFrame = createBinaryFrameWriter(ws)
   }
   if (!whenOpen(attachFastPaths)) attachFastPaths()
@@ -149,8 +176,7 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
       duplex.destroy(new MuxError('SLK_ERR_MUX_TRANSPORT_MESSAGE', 'peer sent a text WebSocket message; the mux carries binary messages only'))
       return
     }
-    const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
-    if (!duplex.push(chunk)) ws.pause()
+    onBinary(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data))
   })
   ws.once('error', (err: Error) => {
     duplex.destroy(err)
@@ -158,6 +184,7 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
   ws.once('close', () => {
     if (!duplex.destroyed) duplex.push(null)
   })
+  chunkTakers.set(duplex, (onChunk) => { chunkTaker = onChunk })
   duplex.on('end', () => {
     if (!duplex.destroyed && duplex.writableFinished) duplex.destroy()
   })

@@ -83,8 +83,11 @@ function unmaskAt (piece: Buffer, mask: Buffer, offset: number): void {
  * receiver is not the shape this was written against (another `ws` major), when events are deferred
  * (`allowSynchronousEvents: false`) or `binaryType` is not `nodebuffer`, or when it is not between two
  * messages (data already read).
+ *
+ * With `onPiece` the pieces go to it instead of `'message'` (skipping ws's two event emits per piece);
+ * text messages, empty binary messages and frames `ws` handles itself still arrive as `'message'`.
  */
-export function streamBinaryPayloads (ws: WebSocket): boolean {
+export function streamBinaryPayloads (ws: WebSocket, onPiece?: (piece: Buffer) => void): boolean {
   const receiver: unknown = (ws as unknown as { _receiver?: unknown })._receiver
   if (!isReceiverState(receiver)) return false
   if (!receiver._allowSynchronousEvents || receiver._binaryType !== 'nodebuffer') return false
@@ -113,7 +116,8 @@ export function streamBinaryPayloads (ws: WebSocket): boolean {
       if (mask !== undefined) unmaskAt(piece, mask, offset)
       offset += n
       this._payloadLength -= n
-      this.emit('message', piece, true)
+      if (onPiece !== undefined) onPiece(piece)
+      else this.emit('message', piece, true)
     }
     if (this._payloadLength > 0) {
       frameOffsets.set(this, offset)

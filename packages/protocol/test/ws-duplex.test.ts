@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { PassThrough } from 'node:stream'
 import type { Duplex } from 'node:stream'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { waitFor } from '@spokelink/testkit'
 import { createMuxSession, createWebSocketDuplex } from '../src/index.js'
-import { groupIntoFrames } from '../src/ws-duplex.js'
+import { groupIntoFrames, takeChunks } from '../src/ws-duplex.js'
 import type { MuxStream } from '../src/index.js'
 
 const MiB = 1024 * 1024
@@ -63,10 +64,53 @@ describe('createWebSocketDuplex', () => {
     expect(await exitClosed).toEqual([undefined])
   })
 
+  test('takeChunks: pieces go to the taker while the duplex flows with nothing buffered; else through the buffer, in order', async () => {
+    const { client, server } = await wsPair()
+    const log: string[] = []
+    client.write('one')
+    await waitFor(() => server.readableLength === 3, { what: 'the first message to wait in the read buffer' })
+    expect(takeChunks(server, (chunk) => { log.push(`taken ${chunk.toString()}`) })).toBe(true)
+    server.on('data', (chunk: Buffer) => { log.push(`data ${chunk.toString()}`) })
+    client.write('two')
+    await waitFor(() => log.length === 2, { what: 'both messages' })
+    expect(log).toEqual(['data one', 'taken two'])
+    server.pause()
+    client.write('three')
+    await waitFor(() => server.readableLength === 5, { what: 'the third message to wait while paused' })
+    server.resume()
+    await waitFor(() => log.length === 3, { what: 'the third message' })
+    expect(log).toEqual(['data one', 'taken two', 'data three'])
+    expect(takeChunks(new PassThrough(), () => {})).toBe(false)
+  })
+
+  test('a MuxSession takes its WebSocket duplex\'s pieces directly: no data event, bytes exact', async () => {
+    const { client, server } = await wsPair()
+    let dataEvents = 0
+    const agent = createMuxSession(client, 'client', { keepaliveIntervalMs: 0 })
+    const exitNode = createMuxSession(server, 'server', { keepaliveIntervalMs: 0 })
+    server.on('data', () => { dataEvents++ })
+    const payload = randomBytes(MiB)
+    const received = new Promise<Buffer>((resolve, reject) => {
+      exitNode.once('stream', (s: MuxStream) => {
+        const chunks: Buffer[] = []
+        s.on('data', (c: Buffer) => { chunks.push(c) })
+        s.on('end', () => { s.end(); resolve(Buffer.concat(chunks)) })
+        s.on('error', reject)
+      })
+    })
+    const stream = agent.openStream()
+    stream.resume()
+    stream.end(payload)
+    expect((await received).equals(payload)).toBe(true)
+    expect(dataEvents).toBe(0)
+    await Promise.all([agent.close(), exitNode.close()])
+  })
+
   test('batches writes into one message and pushes binary messages', async () => {
-    const { client, serverWs } = await wsPair()
+    const { client, server, serverWs } = await wsPair()
+    // Each small message arrives as one piece, and pieces of two messages are never joined.
     const messages: Buffer[] = []
-    serverWs.on('message', (m: Buffer) => messages.push(m))
+    server.on('data', (m: Buffer) => messages.push(m))
     client.cork()
     client.write(Buffer.from('ab'))
     client.write(Buffer.from('cd'))

@@ -53,7 +53,10 @@ function closePayload (code: number, reason = ''): Buffer {
 /** What a server saw of one connection. */
 interface ServerRecord {
   binary: Buffer
+  /** Binary pieces handed on, through 'message' or the onPiece callback. */
   binaryEvents: number
+  /** Of those, the ones that came as a binary 'message'. */
+  binaryMessages: number
   texts: string[]
   pings: string[]
   close?: { code: number, reason: string }
@@ -76,19 +79,26 @@ function parseServerFrames (bytes: Buffer): Array<{ opcode: number, payload: str
   return frames
 }
 
-async function startServer (streaming: boolean, maxPayload: number): Promise<{ port: number, connections: Array<Promise<ServerRecord>> }> {
+/** How a server receives: plain `ws`, streamed pieces as `'message'`, or streamed pieces to an `onPiece` callback. */
+type ReceiveMode = 'plain' | 'streaming' | 'callback'
+
+async function startServer (mode: ReceiveMode, maxPayload: number): Promise<{ port: number, connections: Array<Promise<ServerRecord>> }> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload })
   await once(wss, 'listening')
   onTestFinished(async () => { await new Promise<void>((resolve) => { wss.close(() => { resolve() }) }) })
   const connections: Array<Promise<ServerRecord>> = []
   wss.on('connection', (ws: WebSocket) => {
-    if (streaming) expect(streamBinaryPayloads(ws), 'installed on a fresh ws 8 receiver').toBe(true)
-    const record: ServerRecord = { binary: Buffer.alloc(0), binaryEvents: 0, texts: [], pings: [] }
+    const record: ServerRecord = { binary: Buffer.alloc(0), binaryEvents: 0, binaryMessages: 0, texts: [], pings: [] }
     const pieces: Buffer[] = []
+    const onPiece = (data: Buffer): void => {
+      pieces.push(Buffer.from(data)) // a copy: a streamed piece is a view into the socket's chunk
+      record.binaryEvents++
+    }
+    if (mode !== 'plain') expect(streamBinaryPayloads(ws, mode === 'callback' ? onPiece : undefined), 'installed on a fresh ws 8 receiver').toBe(true)
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
-        pieces.push(Buffer.from(data)) // a copy: a streamed piece is a view into the socket's chunk
-        record.binaryEvents++
+        onPiece(data)
+        record.binaryMessages++
       } else record.texts.push(data.toString())
     })
     ws.on('ping', (data: Buffer) => { record.pings.push(data.toString()) })
@@ -120,10 +130,10 @@ async function upgrade (port: number): Promise<{ socket: Socket, received: Buffe
 }
 
 /** Sends `bytes` in the given split to a plain and to a streaming server; returns what each saw and answered. */
-async function both (bytes: Buffer, options: { maxPayload?: number, splits?: number[] } = {}): Promise<Array<ServerRecord & { answered: Array<{ opcode: number, payload: string }> }>> {
+async function both (bytes: Buffer, options: { maxPayload?: number, splits?: number[], modes?: ReceiveMode[] } = {}): Promise<Array<ServerRecord & { answered: Array<{ opcode: number, payload: string }> }>> {
   const results = []
-  for (const streaming of [false, true]) {
-    const server = await startServer(streaming, options.maxPayload ?? 64 * MiB)
+  for (const mode of options.modes ?? ['plain', 'streaming']) {
+    const server = await startServer(mode, options.maxPayload ?? 64 * MiB)
     const { socket, received } = await upgrade(server.port)
     const closed = once(socket, 'close')
     let at = 0
@@ -143,9 +153,28 @@ async function both (bytes: Buffer, options: { maxPayload?: number, splits?: num
 /** The record without the binary bytes (compared with Buffer.equals: a deep equal walks them byte by byte) and their event count. */
 function comparable (record: ServerRecord | undefined): object {
   if (record === undefined) return {}
-  const { binaryEvents: _events, binary: _binary, ...rest } = record
+  const { binaryEvents: _events, binaryMessages: _messages, binary: _binary, ...rest } = record
   return rest
 }
+
+/** Two binary messages in fragments with a ping and a fragmented text between them, an empty binary message, a close. */
+const fragmentedExchange = (() => {
+  const a = randomBytes(70_000)
+  const b = randomBytes(300)
+  const bytes = Buffer.concat([
+    frame({ opcode: OP.binary, payload: a.subarray(0, 10), fin: false }),
+    frame({ opcode: OP.ping, payload: Buffer.from('p1') }),
+    frame({ opcode: OP.continuation, payload: a.subarray(10, 65_000), fin: false }),
+    frame({ opcode: OP.continuation, payload: Buffer.alloc(0), fin: false }),
+    frame({ opcode: OP.continuation, payload: a.subarray(65_000) }),
+    frame({ opcode: OP.text, payload: Buffer.from('hé'), fin: false }),
+    frame({ opcode: OP.continuation, payload: Buffer.from('llo') }),
+    frame({ opcode: OP.binary, payload: b, mask: Buffer.alloc(4) }),
+    frame({ opcode: OP.binary, payload: Buffer.alloc(0) }),
+    frame({ opcode: OP.close, payload: closePayload(4000, 'bye') }),
+  ])
+  return { bytes, binary: Buffer.concat([a, b]) }
+})()
 
 describe('streamBinaryPayloads', () => {
   test('a masked 4 MiB message arrives as views of the socket reads, byte-exact; ws delivered it whole', async () => {
@@ -162,26 +191,22 @@ describe('streamBinaryPayloads', () => {
   })
 
   test('fragments with a ping and a text message between two binary messages: same bytes, pong and order', async () => {
-    const a = randomBytes(70_000)
-    const b = randomBytes(300)
-    const bytes = Buffer.concat([
-      frame({ opcode: OP.binary, payload: a.subarray(0, 10), fin: false }),
-      frame({ opcode: OP.ping, payload: Buffer.from('p1') }),
-      frame({ opcode: OP.continuation, payload: a.subarray(10, 65_000), fin: false }),
-      frame({ opcode: OP.continuation, payload: Buffer.alloc(0), fin: false }),
-      frame({ opcode: OP.continuation, payload: a.subarray(65_000) }),
-      frame({ opcode: OP.text, payload: Buffer.from('hé'), fin: false }),
-      frame({ opcode: OP.continuation, payload: Buffer.from('llo') }),
-      frame({ opcode: OP.binary, payload: b, mask: Buffer.alloc(4) }),
-      frame({ opcode: OP.binary, payload: Buffer.alloc(0) }),
-      frame({ opcode: OP.close, payload: closePayload(4000, 'bye') }),
-    ])
-    const [plain, streamed] = await both(bytes, { splits: [3, 9, 40_000, 17] })
-    expect(plain?.binary.equals(Buffer.concat([a, b]))).toBe(true)
-    expect(streamed?.binary.equals(Buffer.concat([a, b]))).toBe(true)
+    const [plain, streamed] = await both(fragmentedExchange.bytes, { splits: [3, 9, 40_000, 17] })
+    expect(plain?.binary.equals(fragmentedExchange.binary)).toBe(true)
+    expect(streamed?.binary.equals(fragmentedExchange.binary)).toBe(true)
     expect(comparable(streamed)).toEqual(comparable(plain))
     expect(streamed).toMatchObject({ texts: ['héllo'], pings: ['p1'], close: { code: 4000, reason: 'bye' } })
     expect(streamed?.answered).toEqual([{ opcode: OP.pong, payload: 'p1' }, { opcode: OP.close, payload: '4000 bye' }])
+  })
+
+  test('with onPiece the binary pieces go to it, not to message; text, ping, the empty binary message and close as ws', async () => {
+    const [plain, callback] = await both(fragmentedExchange.bytes, { splits: [3, 9, 40_000, 17], modes: ['plain', 'callback'] })
+    expect(callback?.binary.equals(fragmentedExchange.binary)).toBe(true)
+    expect(comparable(callback)).toEqual(comparable(plain))
+    expect(callback?.answered).toEqual(plain?.answered)
+    // Only the empty binary message (ws's own whole-frame path) still comes as a 'message'.
+    expect(callback?.binaryMessages).toBe(1)
+    expect(callback?.binaryEvents).toBeGreaterThanOrEqual(5)
   })
 
   test('maxPayload counts the whole message across fragments: 1009 before the excess arrives', async () => {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { MuxError } from '../errors.js'
+import { takeChunks } from '../ws-duplex.js'
 import type { GoAwayReason } from '../errors.js'
 import { SYSTEM_CLOCK } from './clock.js'
 import type { MuxClock } from './clock.js'
@@ -148,6 +149,8 @@ export class MuxSession extends EventEmitter {
     }, { maxDataBytes: Math.max(options.maxStreamWindowBytes, options.initialStreamWindowBytes) })
 
     transport.on('data', this.#onTransportData)
+    // A WebSocket duplex then hands its pieces straight to the parser; 'data' still carries any it buffered.
+    takeChunks(transport, this.#onTransportData)
     transport.on('end', this.#onTransportEnd)
     transport.on('error', this.#onTransportError)
     transport.on('close', this.#onTransportClose)
