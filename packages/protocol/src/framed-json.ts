@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream'
 import { ProtocolError } from './errors.js'
-import { readExactlyThen } from './read-exactly.js'
+import { abortableRead, readExactlyThen } from './read-exactly.js'
 
 /** Bytes of the big-endian length prefix in front of every JSON message on a stream. */
 export const FRAMED_JSON_PREFIX_BYTES = 4
@@ -76,18 +76,5 @@ export function readFramedJsonThen (stream: Readable, maxBytes: number, done: (e
  * @throws ProtocolError SLK_ERR_PROTO_HEADER_TOO_LARGE, SLK_ERR_PROTO_HEADER_INVALID, SLK_ERR_PROTO_CLOSED
  */
 export async function readFramedJson (stream: Readable, options: ReadFramedJsonOptions = {}): Promise<unknown> {
-  const { signal } = options
-  signal?.throwIfAborted()
-  return new Promise<unknown>((resolve, reject) => {
-    const onAbort = (): void => {
-      stopReading()
-      reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    const stopReading = readFramedJsonThen(stream, options.maxBytes ?? FRAMED_JSON_DEFAULTS.maxBytes, (err, value) => {
-      signal?.removeEventListener('abort', onAbort)
-      if (err === undefined) resolve(value)
-      else reject(err)
-    })
-  })
+  return abortableRead(options.signal, (done) => readFramedJsonThen(stream, options.maxBytes ?? FRAMED_JSON_DEFAULTS.maxBytes, done))
 }

@@ -64,17 +64,24 @@ export function readExactlyThen (stream: Readable, length: number, done: ReadExa
  * @throws ProtocolError SLK_ERR_PROTO_CLOSED when the stream ends or fails first.
  */
 export async function readExactly (stream: Readable, length: number, options: ReadExactlyOptions = {}): Promise<Buffer> {
-  const { signal } = options
+  return abortableRead(options.signal, (done) => readExactlyThen(stream, length, done))
+}
+
+/**
+ * A callback-style read (`start` returns its stop function) as a promise that `signal` can abort: the read is
+ * stopped and the promise rejects with the signal's reason.
+ */
+export async function abortableRead<T> (signal: AbortSignal | undefined, start: (done: (err: Error | undefined, value: T) => void) => () => void): Promise<T> {
   signal?.throwIfAborted()
-  return new Promise<Buffer>((resolve, reject) => {
+  return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => {
       stopReading()
       reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
     }
     signal?.addEventListener('abort', onAbort, { once: true })
-    const stopReading = readExactlyThen(stream, length, (err, bytes) => {
+    const stopReading = start((err, value) => {
       signal?.removeEventListener('abort', onAbort)
-      if (err === undefined) resolve(bytes)
+      if (err === undefined) resolve(value)
       else reject(err)
     })
   })
