@@ -574,7 +574,7 @@ async function main (): Promise<void> {
     `- every spoke scraped every ${options.intervalMs / 1000} s on a new connection at a per-target offset (hash of its name), and directly half an interval later; ` +
       `one interval of warm-up, then ${options.durationMs / 1000} s measured; restart = ${options.restartSignal}, the same command again, until every agent reports connected`,
     '- upgrade attempts counted at the agents (each entry into state `connecting`), summed per second since the SIGTERM; the agents back off 1 s → 30 s with full jitter, ' +
-      `after the exit-node's planned close within ${(options.agentBackoff.plannedMaxDelayMs ?? BACKOFF_DEFAULTS.plannedMaxDelayMs) / 1000} s for ${(options.agentBackoff.plannedWindowMs ?? BACKOFF_DEFAULTS.plannedWindowMs) / 1000} s`,
+      `after the exit-node's planned close within 2 s, 4 s, then ${(options.agentBackoff.plannedMaxDelayMs ?? BACKOFF_DEFAULTS.plannedMaxDelayMs) / 1000} s for ${(options.agentBackoff.plannedWindowMs ?? BACKOFF_DEFAULTS.plannedWindowMs) / 1000} s`,
     '',
     renderFleetTable(results),
     '',
