@@ -1,8 +1,9 @@
 import type { Duplex, Readable, Writable } from 'node:stream'
 import { ProtocolError } from './errors.js'
-import { encodeFramedJson, readFramedJson, readFramedJsonThen } from './framed-json.js'
+import { encodeFramedJson, readFramedJsonThen } from './framed-json.js'
 import { isUpstreamName, printableValue } from './messages.js'
-import { readExactly, readExactlyThen } from './read-exactly.js'
+import { abortableRead, readExactlyThen } from './read-exactly.js'
+import { readWithin } from './read-within.js'
 import { relay } from './relay.js'
 import { SYSTEM_CLOCK } from './mux/clock.js'
 import type { MuxClock } from './mux/clock.js'
@@ -114,9 +115,28 @@ export function writeStreamStatus (stream: Writable, status: StreamStatus, reaso
  * with the exit-node's, for a hub stream), SLK_ERR_PROTO_CLOSED
  */
 export async function readStreamStatus (stream: Readable, options: { signal?: AbortSignal, hub?: boolean } = {}): Promise<void> {
-  const [status] = await readExactly(stream, 1, options)
-  if (status === STREAM_STATUS.OK) return
-  throw refusalError(await readFramedJson(stream, { ...options, maxBytes: DATA_STREAM_DEFAULTS.maxReasonBytes }), options.hub === true)
+  await abortableRead(options.signal, (done) => readStreamStatusThen(stream, options.hub === true, done))
+}
+
+/**
+ * The callback core of {@link readStreamStatus}: `done` once, with nothing for OK, with the refusal, or with
+ * SLK_ERR_PROTO_CLOSED. Returns a function that stops waiting without calling `done`.
+ */
+function readStreamStatusThen (stream: Readable, hub: boolean, done: (err: Error | undefined, value: undefined) => void): () => void {
+  let stopReason: (() => void) | undefined
+  const stopStatus = readExactlyThen(stream, 1, (err, status) => {
+    if (err !== undefined || status[0] === STREAM_STATUS.OK) {
+      done(err, undefined)
+      return
+    }
+    stopReason = readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxReasonBytes, (reasonErr, body) => {
+      done(reasonErr ?? refusalError(body, hub), undefined)
+    })
+  })
+  return () => {
+    stopStatus()
+    stopReason?.()
+  }
 }
 
 /** The opener's error for a refusing status followed by `body` (its `{reason}`). */
@@ -124,26 +144,6 @@ function refusalError (body: unknown, hub: boolean): ProtocolError {
   const reason = typeof body === 'object' && body !== null && 'reason' in body ? printableValue(body.reason) : 'no reason given'
   if (hub) return new ProtocolError('SLK_ERR_PROTO_HUB_SERVICE_REFUSED', `exit-node refused the hub stream: ${reason}`)
   return new ProtocolError('SLK_ERR_PROTO_UPSTREAM_REFUSED', `agent refused the stream: ${reason}`)
-}
-
-/**
- * {@link readStreamStatus} for the stream-open path, as a callback and with the deadline built in: `done`
- * once with nothing for OK, with the refusal, or with SLK_ERR_PROTO_CLOSED (caused by `timeoutError()`
- * when the stream was destroyed for being late).
- */
-function readStreamStatusWithin (stream: Duplex, hub: boolean, timeoutMs: number, timeoutError: () => Error, clock: MuxClock, done: (err?: Error) => void): void {
-  const cancelTimer = clock.setTimeout(() => { stream.destroy(timeoutError()) }, timeoutMs)
-  readExactlyThen(stream, 1, (err, status) => {
-    if (err !== undefined || status[0] === STREAM_STATUS.OK) {
-      cancelTimer()
-      done(err)
-      return
-    }
-    readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxReasonBytes, (reasonErr, body) => {
-      cancelTimer()
-      done(reasonErr ?? refusalError(body, hub))
-    })
-  })
 }
 
 /**
@@ -217,7 +217,9 @@ function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | 
   stream.write(encodeFramedJson(header))
   const { statusTimeoutMs, statusTimeoutError, clock } = options
   return relay(client, stream, {
-    beforeBToA: (done) => { readStreamStatusWithin(stream, hub, statusTimeoutMs, statusTimeoutError, clock ?? SYSTEM_CLOCK, done) },
+    beforeBToA: (done) => {
+      readWithin(stream, statusTimeoutMs, statusTimeoutError, clock ?? SYSTEM_CLOCK, (read) => readStreamStatusThen(stream, hub, read), (err) => { done(err) })
+    },
   })
 }
 
@@ -288,7 +290,11 @@ async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOpt
   stream.on('error', ignoreUntilRelayed)
   let header: T
   try {
-    header = parse(await readHeaderWithin(stream, options.headerTimeoutMs, options.headerTimeoutError, clock))
+    header = parse(await new Promise<unknown>((resolve, reject) => {
+      readWithin(stream, options.headerTimeoutMs, options.headerTimeoutError, clock,
+        (read) => readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxHeaderBytes, read),
+        (err, value) => { if (err === undefined) resolve(value); else reject(err) })
+    }))
   } catch (err) {
     stream.destroy()
     throw err
@@ -309,18 +315,6 @@ async function acceptWithHeader<T> (stream: Duplex, options: AcceptDataStreamOpt
       return relay(stream, socket)
     },
   }
-}
-
-/** The stream header (one framed JSON), or the stream destroyed with `timeoutError()` past `timeoutMs`: one promise, no chain. */
-function readHeaderWithin (stream: Duplex, timeoutMs: number, timeoutError: () => Error, clock: MuxClock): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const cancelTimer = clock.setTimeout(() => { stream.destroy(timeoutError()) }, timeoutMs)
-    readFramedJsonThen(stream, DATA_STREAM_DEFAULTS.maxHeaderBytes, (err, value) => {
-      cancelTimer()
-      if (err === undefined) resolve(value)
-      else reject(err)
-    })
-  })
 }
 
 /** Must run before the relay's listeners are added: its 'data' listener has to see the first chunk first. */
