@@ -3,6 +3,10 @@
  * markdown table. The serving side (sinks, request/response server, the 50 ms link) runs in a child
  * process, so sender and receiver each get a core as they would on two machines. Not a test: nothing
  * here asserts.
+ *
+ * `--only link` runs just the two 50 ms link rows (raw TCP, then one mux stream over ws), `--link-runs N`
+ * (default 1; with several, the table shows the medians and each pair is printed to stderr) repeats
+ * them, alternating the two, for a quick A/B of a mux change on the long link.
  */
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
@@ -34,6 +38,15 @@ const LINK_MAX_MS = 15_000
 const LINK_ONE_WAY_MS = 25
 const MUX: MuxSessionOptions = { maxStreams: 20_000 }
 const SERVE_ARG = '--bench-server'
+
+function flagValue (name: string): string | undefined {
+  const i = process.argv.indexOf(name)
+  return i < 0 ? undefined : process.argv[i + 1]
+}
+const ONLY = flagValue('--only')
+if (ONLY !== undefined && ONLY !== 'link') throw new Error(`bench:mux --only: expected link, got ${ONLY}`)
+const LINK_RUNS = Number(flagValue('--link-runs') ?? 1)
+if (!Number.isInteger(LINK_RUNS) || LINK_RUNS < 1) throw new Error(`bench:mux --link-runs: expected a positive integer, got ${String(flagValue('--link-runs'))}`)
 const WS_OPTIONS = { perMessageDeflate: false, maxPayload: 128 * MiB } as const
 // Clients send as the agent does: zero masking key (see generateZeroMask), for raw ws and the mux alike.
 const WS_CLIENT_OPTIONS = { ...WS_OPTIONS, generateMask: generateZeroMask } as const
@@ -239,31 +252,8 @@ function progress (what: string): void {
   process.stderr.write(`bench:mux ${what}\n`)
 }
 
-async function main (): Promise<void> {
-  // fork() passes on process.execArgv, which carries tsx's loader.
-  const worker = fork(fileURLToPath(import.meta.url), [SERVE_ARG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const messages: FromWorker[] = []
-  let onMessage: (() => void) | undefined
-  worker.on('message', (m: FromWorker) => {
-    messages.push(m)
-    onMessage?.()
-  })
-  const next = async (): Promise<FromWorker> => {
-    while (messages.length === 0) await new Promise<void>((resolve) => { onMessage = resolve })
-    const m = messages.shift()
-    if (m === undefined) throw new Error('unreachable')
-    return m
-  }
-  const workerHeap = async (): Promise<number> => {
-    worker.send({ cmd: 'heap' } satisfies ToWorker)
-    const m = await next()
-    if (!('heap' in m)) throw new Error('bench server answered out of turn')
-    return m.heap
-  }
-  const first = await next()
-  if (!('ports' in first)) throw new Error('bench server did not report its ports')
-  const { ports } = first
-
+/** Everything but the link rows: idle memory, bulk and request/response; returns their table rows. */
+async function memoryBulkAndRequests (ports: Ports, workerHeap: () => Promise<number>): Promise<string[][]> {
   // Memory first, before bulk transfers fragment the heap.
   progress(`idle: ${IDLE_STREAMS} streams`)
   const idleSession = await muxOverWs(ports.ws)
@@ -313,31 +303,11 @@ async function main (): Promise<void> {
     s.destroy()
   })
 
-  progress(`50 ms RTT link (${LINK_BYTES / MiB} MiB or ${LINK_MAX_MS / 1000} s each)`)
-  const linkRun = async (w: Writable, onEnd: Promise<void>): Promise<number> => {
-    let bytes = 0
-    const ms = await timed(async () => {
-      bytes = await pump(w, LINK_BYTES, performance.now() + LINK_MAX_MS)
-      w.end()
-      await onEnd
-    })
-    return bytes / 1e6 / (ms / 1000)
-  }
-  const linkSocket = await dialTcp(ports.linkTcp)
-  const linkTcp = await linkRun(linkSocket, replied(linkSocket))
-  linkSocket.destroy()
-  const linkSession = await muxOverWs(ports.linkWs)
-  const linkRtt = linkSession.stats.rttMs ?? NaN
-  const linkStream = linkSession.openStream()
-  const linkMux = await linkRun(linkStream, replied(linkStream))
-  const stalls = linkSession.stats.windowStalls
-  linkSession.abort()
-
   const f0 = (n: number): string => n.toFixed(0)
   const f2 = (n: number): string => n.toFixed(2)
   const kib = (bytes: number, n: number): string => (bytes / n / 1024).toFixed(2)
   const ratio = (a: number, b: number): string => `${f2(a / b)}×`
-  const rows: string[][] = [
+  return [
     ['raw TCP, 1 connection', `${f0(rawTcp1)} MB/s`, '', '', ''],
     ['raw TCP, 16 connections', `${f0(rawTcp16)} MB/s`, '', '', ''],
     ['raw ws (bufferutil, no deflate), 1 connection', `${f0(rawWs1)} MB/s`, '', '', ''],
@@ -351,8 +321,74 @@ async function main (): Promise<void> {
     ['idle stream, RSS (opener process)', `${kib(s1.rss - s0.rss, IDLE_STREAMS)} KiB`, '', '', ''],
     [`idle session (${IDLE_SESSIONS} over loopback TCP), heap: client / server`, `${kib(t1.heap - t0.heap, IDLE_SESSIONS)} / ${kib(v1 - v0, IDLE_SESSIONS)} KiB`, '', '', ''],
     ['idle session, RSS (client process, with its sockets)', `${kib(t1.rss - t0.rss, IDLE_SESSIONS)} KiB`, '', '', ''],
-    [`raw TCP, 1 connection, ${LINK_ONE_WAY_MS * 2} ms RTT link`, `${f0(linkTcp)} MB/s`, '', '', ''],
-    [`mux over ws, 1 stream, ${LINK_ONE_WAY_MS * 2} ms RTT link (rtt ${f0(linkRtt)} ms, ${stalls} window stalls)`, `${f0(linkMux)} MB/s`, `raw TCP on link ${f0(linkTcp)}`, ratio(linkMux, linkTcp), '≥ 0.5× raw TCP on the link'],
+  ]
+}
+
+async function main (): Promise<void> {
+  // fork() passes on process.execArgv, which carries tsx's loader.
+  const worker = fork(fileURLToPath(import.meta.url), [SERVE_ARG], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const messages: FromWorker[] = []
+  let onMessage: (() => void) | undefined
+  worker.on('message', (m: FromWorker) => {
+    messages.push(m)
+    onMessage?.()
+  })
+  const next = async (): Promise<FromWorker> => {
+    while (messages.length === 0) await new Promise<void>((resolve) => { onMessage = resolve })
+    const m = messages.shift()
+    if (m === undefined) throw new Error('unreachable')
+    return m
+  }
+  const workerHeap = async (): Promise<number> => {
+    worker.send({ cmd: 'heap' } satisfies ToWorker)
+    const m = await next()
+    if (!('heap' in m)) throw new Error('bench server answered out of turn')
+    return m.heap
+  }
+  const first = await next()
+  if (!('ports' in first)) throw new Error('bench server did not report its ports')
+  const { ports } = first
+
+  const rest = ONLY === 'link' ? [] : await memoryBulkAndRequests(ports, workerHeap)
+
+  progress(`50 ms RTT link (${LINK_BYTES / MiB} MiB or ${LINK_MAX_MS / 1000} s each)`)
+  const linkRun = async (w: Writable, onEnd: Promise<void>): Promise<number> => {
+    let bytes = 0
+    const ms = await timed(async () => {
+      bytes = await pump(w, LINK_BYTES, performance.now() + LINK_MAX_MS)
+      w.end()
+      await onEnd
+    })
+    return bytes / 1e6 / (ms / 1000)
+  }
+  const linkTcps: number[] = []
+  const linkMuxes: number[] = []
+  let linkRtt = NaN
+  let stalls = 0
+  for (let run = 1; run <= LINK_RUNS; run++) {
+    const linkSocket = await dialTcp(ports.linkTcp)
+    const linkTcp = await linkRun(linkSocket, replied(linkSocket))
+    linkSocket.destroy()
+    const linkSession = await muxOverWs(ports.linkWs)
+    linkRtt = linkSession.stats.rttMs ?? NaN
+    const linkStream = linkSession.openStream()
+    const linkMux = await linkRun(linkStream, replied(linkStream))
+    stalls = linkSession.stats.windowStalls
+    linkSession.abort()
+    linkTcps.push(linkTcp)
+    linkMuxes.push(linkMux)
+    if (LINK_RUNS > 1) progress(`link run ${run}: raw TCP ${linkTcp.toFixed(0)} MB/s, mux ${linkMux.toFixed(0)} MB/s (${(linkMux / linkTcp).toFixed(2)}×, rtt ${linkRtt.toFixed(0)} ms, ${stalls} window stalls)`)
+  }
+  const linkTcp = median(linkTcps)
+  const linkMux = median(linkMuxes)
+  const linkRatio = median(linkMuxes.map((m, i) => m / (linkTcps[i] ?? NaN)))
+  const f0 = (n: number): string => n.toFixed(0)
+  const f2 = (n: number): string => n.toFixed(2)
+  const linkOf = LINK_RUNS > 1 ? `, median of ${LINK_RUNS} alternating runs` : ''
+  const rows: string[][] = [
+    ...rest,
+    [`raw TCP, 1 connection, ${LINK_ONE_WAY_MS * 2} ms RTT link${linkOf}`, `${f0(linkTcp)} MB/s`, '', '', ''],
+    [`mux over ws, 1 stream, ${LINK_ONE_WAY_MS * 2} ms RTT link (rtt ${f0(linkRtt)} ms, ${stalls} window stalls)${linkOf}`, `${f0(linkMux)} MB/s`, `raw TCP on link ${f0(linkTcp)}`, `${f2(linkRatio)}×`, '≥ 0.5× raw TCP on the link'],
   ]
   const header = ['benchmark', 'result', 'baseline', 'ratio', 'target (issue 2)']
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`
