@@ -514,14 +514,14 @@ describe('yamux conformance against a raw peer', () => {
     await waitFor(() => stream.bufferedBytes === 262_144, { what: 'the whole window buffered' })
     expect(session.stats.bufferedBytes).toBe(262_144)
     expect(peer.frames.filter(isWU(1, 0)).filter((f) => f.length > 0)).toEqual([])
-    // reading the first 64 KiB is below half the window: still no credit
-    expect(stream.read(65_536)).toHaveLength(65_536)
+    // reading the first 32 KiB is below a quarter of the window: still no credit
+    expect(stream.read(32_768)).toHaveLength(32_768)
     await peer.sync()
     expect(peer.frames.filter((f) => isWU(1, 0)(f) && f.length > 0)).toEqual([])
-    expect(stream.read(65_536)).toHaveLength(65_536)
+    expect(stream.read(32_768)).toHaveLength(32_768)
     const update = await peer.frame((f) => isWU(1, 0)(f) && f.length > 0, 'window update after reads')
-    expect(update.length).toBe(131_072)
-    expect(stream.bufferedBytes).toBe(131_072)
+    expect(update.length).toBe(65_536)
+    expect(stream.bufferedBytes).toBe(196_608)
   })
 
   test('a writer blocked on a zero window is woken by a WINDOW_UPDATE', async () => {
@@ -661,5 +661,81 @@ describe('yamux conformance against a raw peer', () => {
     peer.socket.write(bad)
     expect(await closed).toMatchObject({ code: 'SLK_ERR_MUX_FRAME_TYPE' })
     await peer.frame(isGoAway(1), 'GoAway protocol-error')
+  })
+})
+
+describe('flow control credit and window auto-tuning against a raw peer', () => {
+  const KiB = 1024
+  const isCredit = (f: RawFrame): boolean => f.type === FRAME_TYPE.WINDOW_UPDATE && f.streamId === 1 && f.flags === 0
+  const credits = (peer: RawPeer): number[] => peer.frames.filter(isCredit).map((f) => f.length)
+
+  /**
+   * Opens stream 1 from the peer and reads it in flowing mode; `feed` sends one DATA frame and waits until
+   * it was read and every frame we sent for it arrived. Credit is due when a read crosses the threshold,
+   * so the tests feed frames of the threshold's size, each read whole before the next goes out.
+   */
+  async function readingStream (session: MuxSession, peer: RawPeer): Promise<{ stream: MuxStream, feed: (bytes: number) => Promise<void> }> {
+    const accepted = nextStream(session)
+    peer.send(FRAME_TYPE.WINDOW_UPDATE, FLAG.SYN, 1, 0)
+    const stream = await accepted
+    stream.on('error', noop)
+    let read = 0
+    let sent = 0
+    stream.on('data', (chunk: Buffer) => { read += chunk.length })
+    const feed = async (bytes: number): Promise<void> => {
+      peer.data(1, Buffer.alloc(bytes, 7))
+      sent += bytes
+      await waitFor(() => read === sent, { what: `${sent} bytes read` })
+      await peer.sync()
+    }
+    return { stream, feed }
+  }
+
+  test('credit goes back once a quarter of the window was read, not half', async () => {
+    const { session, peer } = await setup('server', { windowAutoTuning: false }, false)
+    const { stream, feed } = await readingStream(session, peer)
+    await feed(64 * KiB - 1)
+    expect(credits(peer)).toEqual([])
+    await feed(1)
+    expect(credits(peer)).toEqual([64 * KiB])
+    await feed(100 * KiB)
+    expect(credits(peer)).toEqual([64 * KiB, 100 * KiB])
+    expect(stream.receiveWindowBytes).toBe(256 * KiB)
+  })
+
+  test('auto-tuning quadruples a window whose half was read within one RTT, doubles it within two, leaves it beyond, and stops at maxStreamWindowBytes', async () => {
+    const clock = createManualClock()
+    const { session, peer } = await setup('server', { maxStreamWindowBytes: 3 * MiB }, false, { clock })
+    // The RTT the session measures with its first ping: 100 ms on the manual clock.
+    peer.answerPings = false
+    const ping = await peer.frame((f) => f.type === FRAME_TYPE.PING && (f.flags & FLAG.SYN) === FLAG.SYN, 'the session\'s first ping')
+    clock.advance(100)
+    peer.send(FRAME_TYPE.PING, FLAG.ACK, 0, ping.length)
+    await waitFor(() => session.stats.rttMs === 100, { what: 'the RTT measured' })
+
+    const { stream, feed } = await readingStream(session, peer)
+    // Half of 256 KiB read at once (within one RTT): ×4, the growth riding on the second quarter's credit.
+    await feed(64 * KiB)
+    await feed(64 * KiB)
+    expect(credits(peer)).toEqual([64 * KiB, 64 * KiB + 768 * KiB])
+    expect(stream.receiveWindowBytes).toBe(1 * MiB)
+    // Half of 1 MiB over 150 ms (between one and two RTTs): ×2.
+    clock.advance(150)
+    await feed(256 * KiB)
+    await feed(256 * KiB)
+    expect(credits(peer).slice(2)).toEqual([256 * KiB, 256 * KiB + 1 * MiB])
+    expect(stream.receiveWindowBytes).toBe(2 * MiB)
+    // Half of 2 MiB over 250 ms (more than two RTTs): the reader, not the window, sets the pace.
+    clock.advance(250)
+    await feed(512 * KiB)
+    await feed(512 * KiB)
+    expect(credits(peer).slice(4)).toEqual([512 * KiB, 512 * KiB])
+    expect(stream.receiveWindowBytes).toBe(2 * MiB)
+    // Fast again: ×4 would be 8 MiB, the cap holds it at 3 MiB.
+    await feed(512 * KiB)
+    await feed(512 * KiB)
+    expect(credits(peer).slice(6)).toEqual([512 * KiB, 512 * KiB + 1 * MiB])
+    expect(stream.receiveWindowBytes).toBe(3 * MiB)
+    expect(session.stats.bufferedBytes).toBe(0)
   })
 })
