@@ -62,8 +62,9 @@ export interface MuxSessionOptions {
    */
   closeGraceMs?: number
   /**
-   * Grow stream windows when they are consumed within two round trips; a ping measures the RTT when
-   * the session starts and on every keepalive.
+   * Grow a stream's window when half of it is read within two round trips (×2; within one, ×4), up to
+   * `maxStreamWindowBytes` and the session's budget; a ping measures the RTT when the session starts
+   * and on every keepalive.
    * @default true
    */
   windowAutoTuning?: boolean
