@@ -1,5 +1,7 @@
+import { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ProtocolError } from './errors.js'
+import { MuxStream } from './mux/mux-stream.js'
 
 /** Options for {@link relay}. */
 export interface RelayOptions {
@@ -59,15 +61,32 @@ export function relay (a: Duplex, b: Duplex, options: RelayOptions = {}): Promis
 }
 
 function forward (from: Duplex, to: Duplex): void {
+  // Mux stream → socket: DATA pieces go from the session's parser straight to the socket's write(), not
+  // through the stream's Readable (push, 'data', read): on the bulk path that Readable was the one hop per
+  // piece the floor relay does not pay. The stream keeps the backpressure and credit rules (attachSink).
+  if (from instanceof MuxStream && to instanceof Socket) {
+    from.attachSink(to)
+    const endSink = (): void => { to.end() }
+    if (from.readableEnded) endSink()
+    else from.once('end', endSink)
+    return
+  }
   // Bytes already buffered (read with the preamble, or arrived with the SYN) go out in this tick, with the
   // frames queued beside them, instead of one tick later as their own message.
   for (let chunk: unknown = from.read(); chunk !== null; chunk = from.read()) {
     if (!to.write(chunk)) break
   }
   const resume = (): void => { from.resume() }
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause()
-  })
+  if (to instanceof MuxStream) {
+    // Socket → mux stream: a read goes out as DATA at once when the window and the session's queue take it.
+    from.on('data', (chunk: Buffer) => {
+      if (!to.sendFromSource(chunk, resume)) from.pause()
+    })
+  } else {
+    from.on('data', (chunk: Buffer) => {
+      if (!to.write(chunk)) from.pause()
+    })
+  }
   to.on('drain', resume)
   const end = (): void => {
     to.off('drain', resume)

@@ -1,4 +1,5 @@
 import { Duplex } from 'node:stream'
+import type { Writable } from 'node:stream'
 import { MuxError } from '../errors.js'
 import type { CancelTimer, MuxClock } from './clock.js'
 import { FLAG, FRAME_TYPE, INITIAL_STREAM_WINDOW_BYTES } from './frame.js'
@@ -86,6 +87,15 @@ export class MuxStream extends Duplex {
   #stalled = false
   /** Set while our ACK of the peer's SYN waits to ride with this stream's first frame. */
   #ackTimer: CancelTimer | null = null
+  /** Where DATA goes instead of the Readable once {@link attachSink} was called (relay's socket). */
+  #sink: Writable | null = null
+  /** Pieces that arrived while the sink's write() had returned false: unread, their credit still held. */
+  #sinkQueue: Array<Buffer | undefined> = []
+  #sinkQueueHead = 0
+  #sinkQueuedBytes = 0
+  #sinkBlocked = false
+  /** The peer's FIN arrived while pieces still waited for the sink: the readable side ends after them. */
+  #sinkEndPending = false
 
   /** @internal Streams are created by `MuxSession.openStream()` or arrive in its `'stream'` event. */
   constructor (id: number, session: StreamSession) {
@@ -133,12 +143,42 @@ export class MuxStream extends Duplex {
     this.#sendAnnounce(FLAG.ACK)
   }
 
+  /**
+   * @internal `relay()`'s fast path to a socket: from now on DATA goes straight to `sink.write()` instead of
+   * through this stream's Readable (`push()`, `'data'`, `read()`): a piece per `write()`, in order, after what
+   * was already buffered. Window credit goes back as the sink takes the bytes; once its `write()` returns
+   * false, later pieces wait here (holding their credit, so a stalled reader stops the peer at the window)
+   * until its `'drain'`. The peer's FIN still ends the readable side (`'end'`, after every waiting piece), so
+   * the caller passes it on as it would for a reader; errors and destroy are unchanged.
+   */
+  attachSink (sink: Writable): void {
+    this.#sink = sink
+    sink.on('drain', this.#onSinkDrain)
+    // Bytes already buffered (left after the status read, or arrived with the SYN) go first; read() also
+    // ends the readable side when the peer's FIN came with them.
+    for (let chunk: unknown = this.read(); chunk !== null; chunk = this.read()) {
+      if (!(chunk instanceof Buffer)) continue
+      if (!sink.write(chunk)) this.#sinkBlocked = true
+    }
+  }
+
   /** @internal A piece of DATA payload; the session has checked it fits the window. */
   handleData (piece: Buffer): void {
     this.#recvAvail -= piece.length
     if (this.#finReceived || this.destroyed) return
     this.#received += piece.length
     this.#session.counters.bufferedBytes += piece.length
+    const sink = this.#sink
+    if (sink !== null) {
+      if (this.#sinkBlocked) {
+        this.#sinkQueue.push(compactForBuffering(piece))
+        this.#sinkQueuedBytes += piece.length
+        return
+      }
+      if (!sink.write(piece)) this.#sinkBlocked = true
+      this.#afterConsume()
+      return
+    }
     // A flowing reader with nothing buffered gets the piece at once (no copy); anything else waits in the buffer.
     this.push(this.readableFlowing === true && this.readableLength === 0 ? piece : compactForBuffering(piece))
     // A flowing reader may have taken the chunk inside push() without a read() call.
@@ -155,7 +195,8 @@ export class MuxStream extends Duplex {
   handleFin (): void {
     if (this.#finReceived) return
     this.#finReceived = true
-    this.push(null)
+    if (this.#sinkQueuedBytes > 0) this.#sinkEndPending = true
+    else this.#endReadable()
     if (this.#finSent) this.#remove()
   }
 
@@ -174,6 +215,41 @@ export class MuxStream extends Duplex {
   }
 
   // --- stream internals ---------------------------------------------------------------------
+
+  #endReadable (): void {
+    this.push(null)
+    // With a sink nothing reads the (empty) Readable: this read() is what emits its 'end'.
+    if (this.#sink !== null) this.read()
+  }
+
+  readonly #onSinkDrain = (): void => {
+    const sink = this.#sink
+    if (sink === null) return
+    this.#sinkBlocked = false
+    const queue = this.#sinkQueue
+    let head = this.#sinkQueueHead
+    while (head < queue.length) {
+      const piece = queue[head]
+      queue[head] = undefined
+      head++
+      if (piece === undefined) continue
+      this.#sinkQueuedBytes -= piece.length
+      if (!sink.write(piece)) {
+        this.#sinkBlocked = true
+        break
+      }
+    }
+    if (head >= queue.length) {
+      this.#sinkQueue = []
+      head = 0
+    }
+    this.#sinkQueueHead = head
+    this.#afterConsume()
+    if (this.#sinkEndPending && this.#sinkQueuedBytes === 0) {
+      this.#sinkEndPending = false
+      this.#endReadable()
+    }
+  }
 
   #sendAnnounce (flag: number): void {
     this.#epochStart = this.#session.clock.now()
@@ -202,7 +278,7 @@ export class MuxStream extends Duplex {
   }
 
   #afterConsume (): void {
-    const buffered = this.readableLength
+    const buffered = this.readableLength + this.#sinkQueuedBytes
     const consumed = this.#received - buffered
     if (consumed <= this.#consumed) return
     this.#session.counters.bufferedBytes -= consumed - this.#consumed
@@ -245,6 +321,33 @@ export class MuxStream extends Duplex {
     const grow = this.#session.reserveWindow(Math.min(this.#recvMax * (factor - 1), options.maxStreamWindowBytes - this.#recvMax))
     this.#recvMax += grow
     return grow
+  }
+
+  /**
+   * @internal `relay()`'s fast path from a socket: a read that the window and the session's outbound queue
+   * take whole goes out as DATA at once, without the Writable's buffering and callback; anything else (a
+   * write already waiting, too little window, a full queue, an ended or destroyed stream) goes through
+   * `write()` unchanged. Returns false when the caller should pause its source: after `write()` returned
+   * false (resume on `'drain'`), or when the outbound queue is full (`onWritable` runs once it has room).
+   */
+  sendFromSource (chunk: Buffer, onWritable: () => void): boolean {
+    const outbound = this.#outbound
+    if (this.#pending !== null || this.writableLength > 0 || this.writableEnded || this.destroyed || outbound.closed ||
+      chunk.length > this.#sendWindow || !outbound.writable) {
+      return this.write(chunk)
+    }
+    this.#sendPendingAck()
+    const maxFrame = this.#options.maxDataFrameBytes
+    const length = chunk.length
+    for (let offset = 0; offset < length;) {
+      const n = Math.min(length - offset, maxFrame)
+      outbound.sendData(this.id, n === length ? chunk : chunk.subarray(offset, offset + n))
+      offset += n
+    }
+    this.#sendWindow -= length
+    if (outbound.writable) return true
+    outbound.whenWritable(onWritable)
+    return false
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
@@ -314,6 +417,13 @@ export class MuxStream extends Duplex {
         this.#outbound.sendFrame(FRAME_TYPE.WINDOW_UPDATE, FLAG.RST, this.id, 0)
       }
       this.#remove()
+    }
+    if (this.#sink !== null) {
+      this.#sink.off('drain', this.#onSinkDrain)
+      this.#sink = null
+      this.#sinkQueue = []
+      this.#sinkQueueHead = 0
+      this.#sinkQueuedBytes = 0
     }
     const unread = this.#received - this.#consumed
     if (unread > 0) {
