@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import type net from 'node:net'
 import { describe, expect, onTestFinished, test } from 'vitest'
@@ -15,9 +16,9 @@ const WINDOW = 256 * KiB
  * writer's stream is relayed to a real TCP socket, as the exit-node relays a stream to its data-plane client
  * and the agent to its upstream. relay() takes its fast paths here (a MuxStream and a net.Socket).
  */
-async function relayedStream (): Promise<{ client: MuxSession, server: MuxSession, writer: MuxStream, reader: MuxStream, b: net.Socket, c: net.Socket, done: Promise<Error | undefined> }> {
+async function relayedStream (windowBytes = WINDOW): Promise<{ client: MuxSession, server: MuxSession, writer: MuxStream, reader: MuxStream, b: net.Socket, c: net.Socket, done: Promise<Error | undefined> }> {
   const [x, y] = await socketPair()
-  const options = { keepaliveIntervalMs: 0, windowAutoTuning: false }
+  const options = { keepaliveIntervalMs: 0, windowAutoTuning: false, initialStreamWindowBytes: windowBytes, maxStreamWindowBytes: windowBytes }
   const client = createMuxSession(x, 'client', options)
   const server = createMuxSession(y, 'server', options)
   const [b, c] = await socketPair({ allowHalfOpen: true })
@@ -58,9 +59,12 @@ async function settled (value: () => number, sample: () => void): Promise<number
 
 describe('relay between a mux stream and a socket (the fast paths)', () => {
   test('mux → socket: a stalled socket holds the stream at its window and the socket at one piece above its high-water mark; resuming delivers sha256-exact bytes', async () => {
-    const { client, server, writer, reader, b, c, done } = await relayedStream()
+    // A window larger than what the kernel takes after a 'drain', so pieces still wait after one: their credit
+    // must stay held then too.
+    const window = 16 * MiB
+    const { client, server, writer, reader, b, c, done } = await relayedStream(window)
     c.pause()
-    // Four times what the kernel and the window hold, so a relay that buffered everything would fail the bounds.
+    // Four times the window, so a relay that buffered everything would fail the bounds.
     const total = 64 * MiB
     deterministicSource(total, 5).pipe(writer)
     let peakSocketBuffer = 0
@@ -81,16 +85,41 @@ describe('relay between a mux stream and a socket (the fast paths)', () => {
     expect(client.stats.bytesOut).toBe(stalledAt)
     expect(client.stats.windowStalls).toBeGreaterThan(0)
     expect(reader.bufferedBytes).toBeGreaterThan(0)
-    expect(reader.bufferedBytes).toBeLessThanOrEqual(WINDOW)
+    expect(reader.bufferedBytes).toBeLessThanOrEqual(window)
     expect(server.stats.bufferedBytes).toBe(reader.bufferedBytes)
     // The waiting pieces are the fast path's, not the Readable's.
     expect(reader.readableLength).toBe(0)
-    expect(peakHeld).toBeLessThanOrEqual(WINDOW)
+    expect(peakHeld).toBeLessThanOrEqual(window)
     expect(peakSocketBuffer).toBeLessThanOrEqual(b.writableHighWaterMark + 64 * KiB)
 
-    const received = hashStream(c.iterator({ destroyOnReturn: false }))
-    c.resume()
-    expect(await received).toEqual({ sha256: expectedSha256(total, 5), bytes: total })
+    // Now a slow reader: the socket drains and blocks again many times, and the bounds must hold throughout.
+    let sampling = true
+    const sampler = (): void => {
+      sample()
+      if (sampling) setImmediate(sampler)
+    }
+    sampler()
+    // 16 KiB per turn: the kernel's buffers stay nearly full, so each 'drain' finds room for a piece or two only.
+    const hash = createHash('sha256')
+    let bytes = 0
+    let ended = false
+    const end = once(c, 'end').then(() => { ended = true })
+    for (;;) {
+      const chunk = c.read(16 * KiB) as Buffer | null
+      if (chunk !== null) {
+        hash.update(chunk)
+        bytes += chunk.length
+        await turns(1)
+      } else if (ended) {
+        break
+      } else {
+        await Promise.race([once(c, 'readable'), end])
+      }
+    }
+    sampling = false
+    expect({ sha256: hash.digest('hex'), bytes }).toEqual({ sha256: expectedSha256(total, 5), bytes: total })
+    expect(peakHeld).toBeLessThanOrEqual(window)
+    expect(peakSocketBuffer).toBeLessThanOrEqual(b.writableHighWaterMark + 64 * KiB)
     expect(server.stats.bufferedBytes).toBe(0)
     // c saw the end; its own end is the other half-close, which the writer's stream reads as its end.
     c.end()
