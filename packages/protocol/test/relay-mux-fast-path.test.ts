@@ -16,7 +16,7 @@ const WINDOW = 256 * KiB
  * writer's stream is relayed to a real TCP socket, as the exit-node relays a stream to its data-plane client
  * and the agent to its upstream. relay() takes its fast paths here (a MuxStream and a net.Socket).
  */
-async function relayedStream (windowBytes = WINDOW): Promise<{ client: MuxSession, server: MuxSession, writer: MuxStream, reader: MuxStream, b: net.Socket, c: net.Socket, done: Promise<Error | undefined> }> {
+async function relayedStream (windowBytes = WINDOW): Promise<{ client: MuxSession, server: MuxSession, writer: MuxStream, reader: MuxStream, b: net.Socket, c: net.Socket, x: net.Socket, y: net.Socket, done: Promise<Error | undefined> }> {
   const [x, y] = await socketPair()
   const options = { keepaliveIntervalMs: 0, windowAutoTuning: false, initialStreamWindowBytes: windowBytes, maxStreamWindowBytes: windowBytes }
   const client = createMuxSession(x, 'client', options)
@@ -33,7 +33,7 @@ async function relayedStream (windowBytes = WINDOW): Promise<{ client: MuxSessio
   const reader = await accepted
   // A test that fails resets the stream from the relay's side when it cleans up.
   writer.on('error', () => {})
-  return { client, server, writer, reader, b, c, done: relay(reader, b) }
+  return { client, server, writer, reader, b, c, x, y, done: relay(reader, b) }
 }
 
 /** Lets the event loop turn `turns` times: long enough for anything not blocked to move. */
@@ -194,6 +194,33 @@ describe('relay between a mux stream and a socket (the fast paths)', () => {
     expect(peakHeld).toBeLessThanOrEqual(WINDOW)
     const received = hashStream(writer.iterator({ destroyOnReturn: false }))
     expect(await received).toEqual({ sha256: expectedSha256(total, 7), bytes: total })
+    writer.end()
+    c.resume()
+    expect(await done).toBeUndefined()
+  })
+
+  test('socket → mux: a transport that pushes back stops the socket reader at the session\'s queue, not at the window', async () => {
+    // A window far above the session's outbound queue (4 × maxDataFrameBytes), so only the queue can stop it.
+    const { server, writer, b, c, x, y, done } = await relayedStream(16 * MiB)
+    // The client session stops reading its transport: the server's writes to it soon return false.
+    x.pause()
+    const total = 64 * MiB
+    deterministicSource(total, 8).pipe(c)
+    let peakQueued = 0
+    const sample = (): void => {
+      // DATA the stream handed its session that the transport has not taken (frame headers make y's count a little larger).
+      peakQueued = Math.max(peakQueued, server.stats.bytesOut - y.bytesWritten)
+    }
+    await waitFor(() => {
+      sample()
+      return y.writableNeedDrain && b.isPaused()
+    }, { what: 'the transport to push back and the relay to pause the socket', intervalMs: 0 })
+    await settled(() => server.stats.bytesOut, sample)
+    expect(server.stats.bytesOut).toBeLessThan(16 * MiB)
+    expect(peakQueued).toBeLessThanOrEqual(4 * 256 * KiB + 64 * KiB)
+    x.resume()
+    const received = hashStream(writer.iterator({ destroyOnReturn: false }))
+    expect(await received).toEqual({ sha256: expectedSha256(total, 8), bytes: total })
     writer.end()
     c.resume()
     expect(await done).toBeUndefined()
