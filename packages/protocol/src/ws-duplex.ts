@@ -4,6 +4,7 @@ import { MuxError } from './errors.js'
 import { createBinaryFrameWriter } from './ws-frame-writer.js'
 import type { BinaryFrameWriter } from './ws-frame-writer.js'
 import { streamBinaryPayloads } from './ws-streaming-receiver.js'
+import { releaseWritten } from './read-buffer-pool.js'
 
 /** Options of {@link createWebSocketDuplex}. */
 export interface WebSocketDuplexOptions {
@@ -120,8 +121,13 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
   }
   if (!whenOpen(attachFastPaths)) attachFastPaths()
 
-  const send = (group: FrameGroup, callback: (err?: Error | null) => void): void => {
-    if (whenOpen(() => { send(group, callback) })) return
+  const send = (group: FrameGroup, done: (err?: Error | null) => void): void => {
+    if (whenOpen(() => { send(group, done) })) return
+    // Only once the socket took them may read buffers that carried these bytes be read into again.
+    const callback = (err?: Error | null): void => {
+      if (err == null) for (const chunk of group.chunks) releaseWritten(chunk)
+      done(err)
+    }
     if (writeFrame !== undefined) {
       writeFrame(group.chunks, group.bytes, callback)
       return
