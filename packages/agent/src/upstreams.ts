@@ -32,7 +32,9 @@ export function parseUpstreamSpec (spec: string): Upstream {
 }
 
 /**
- * Dials an upstream with a deadline; resolves once connected.
+ * Dials an upstream with a deadline; resolves once connected. With `readBufferPool` the socket reads into
+ * that pool's reused buffers (what it reads must then be written on through a WebSocket duplex, which hands
+ * them back; anything else just leaves them to the garbage collector).
  * @throws the socket error, or an Error after `timeoutMs`
  */
 export async function dialUpstream (upstream: Upstream, options: { timeoutMs: number, signal?: AbortSignal, readBufferPool?: ReadBufferPool }): Promise<net.Socket> {

@@ -85,7 +85,8 @@ const CLOSE_UNSUPPORTED_DATA = 1003
  * {@link createBinaryFrameWriter}), each received piece of a binary message is pushed as a chunk as it
  * arrives ({@link streamBinaryPayloads}: message boundaries mean nothing to a byte stream; the pieces
  * reach this duplex, not the WebSocket's `'message'` listeners), or handed to a consumer registered
- * with {@link takeChunks}, and a full read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
+ * with {@link takeChunks}, and a full read buffer pauses the socket. A written chunk cut from a
+ * `ReadBufferPool` buffer is handed back to its pool ({@link releaseWritten}) once its write completed. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
  * A text message destroys the duplex with `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
  * terminates the WebSocket. Call it synchronously when the WebSocket is created or accepted: messages
  * that arrive before it is attached are lost.
