@@ -113,12 +113,34 @@ describe('ReadBufferPool', () => {
     expect(pool.freeCount).toBe(free + 1)
   })
 
+  test('over a duplex without releaseWrittenChunks no buffer comes back: every read allocates, the bytes still arrive exactly', async () => {
+    const total = 8 * MiB
+    const port = await sourceServer(total, 8)
+    const { client, server } = await wsPair()
+    const agent = createMuxSession(createWebSocketDuplex(client), 'client', { keepaliveIntervalMs: 0 })
+    const exitNode = createMuxSession(createWebSocketDuplex(server), 'server', { keepaliveIntervalMs: 0 })
+    onTestFinished(async () => { await Promise.all([agent.close(), exitNode.close()]) })
+    const pool = new ReadBufferPool()
+    agent.once('stream', (stream: MuxStream) => { void relay(stream, pool.connect({ host: '127.0.0.1', port, allowHalfOpen: true })) })
+    const stream = exitNode.openStream()
+    stream.end()
+    const hash = createHash('sha256')
+    let received = 0
+    stream.on('data', (chunk: Buffer) => {
+      hash.update(chunk)
+      received += chunk.length
+    })
+    await once(stream, 'end')
+    expect({ sha256: hash.digest('hex'), bytes: received }).toEqual({ sha256: expectedSha256(total, 8), bytes: total })
+    expect(pool.reusedCount).toBe(0)
+  })
+
   test('64 MiB read into pool buffers crosses a mux over a WebSocket whose reader keeps stalling, sha256-exact', async () => {
     const total = 64 * MiB
     const port = await sourceServer(total, 7)
     const { client, server } = await wsPair()
     // The exit-node grants a 16 MiB window at once, so a stalled reader leaves the agent's writes queued in its socket.
-    const agentTransport = createWebSocketDuplex(client)
+    const agentTransport = createWebSocketDuplex(client, { releaseWrittenChunks: true })
     const agent = createMuxSession(agentTransport, 'client', { keepaliveIntervalMs: 0 })
     const exitNode = createMuxSession(createWebSocketDuplex(server), 'server', { keepaliveIntervalMs: 0, initialStreamWindowBytes: 16 * MiB })
     onTestFinished(async () => { await Promise.all([agent.close(), exitNode.close()]) })
