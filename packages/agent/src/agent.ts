@@ -14,6 +14,7 @@ import {
   writeFramedJson,
   PROTOCOL_VERSION,
   ReadBufferPool,
+  sharedReadBufferPool,
 } from '@spokelink/protocol'
 import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream, ReadBufferPoolOptions } from '@spokelink/protocol'
 import { CLIENT_CERT_DEFAULTS, isSha256Hex, parseSpokeToken } from '@spokelink/auth'
@@ -94,7 +95,10 @@ export interface AgentOptions {
   hubServices?: readonly HubServiceListen[]
   /** Limits of the hub-service listeners (connections per service, status deadline). @default {} */
   hubService?: HubServiceListenerOptions
-  /** The buffers upstream sockets read into, reused once the WebSocket took their bytes. @default READ_BUFFER_POOL_DEFAULTS */
+  /**
+   * The buffers upstream sockets read into, reused once the WebSocket took their bytes. Unset: the process's
+   * shared pool (`sharedReadBufferPool()`); set: a pool of this agent's own. @default READ_BUFFER_POOL_DEFAULTS
+   */
   readBuffers?: ReadBufferPoolOptions
 }
 
@@ -230,7 +234,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#token = this.#options.token
     this.#now = deps.now ?? Date.now
     this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
-    this.#readBuffers = new ReadBufferPool(this.#options.readBuffers)
+    // Default sizes: the process's one pool, so a process running many agents keeps one set of free buffers.
+    this.#readBuffers = Object.keys(this.#options.readBuffers).length === 0 ? sharedReadBufferPool() : new ReadBufferPool(this.#options.readBuffers)
     this.#denials = new DenialLog(this.#log, { intervalMs: this.#options.policyLogIntervalMs, now: deps.now })
     for (const policy of this.#options.policies) {
       const upstream = this.#upstreams.get(policy.upstream)

@@ -122,6 +122,18 @@ export class ReadBufferPool {
   }
 }
 
+let shared: ReadBufferPool | undefined
+
+/**
+ * One pool with the default sizes for the whole process: many agents in one process (a fleet
+ * simulation, a multi-tenant host) then keep at most `maxPooledReadBuffers` free buffers between
+ * them, not each.
+ */
+export function sharedReadBufferPool (): ReadBufferPool {
+  shared ??= new ReadBufferPool()
+  return shared
+}
+
 /**
  * Reports `chunk` written: the socket took it and nothing holds it any more. If it is a view of a
  * {@link ReadBufferPool} buffer, its bytes stop counting as in flight, and a buffer with none left goes

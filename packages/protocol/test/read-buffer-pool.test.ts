@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { WebSocket, WebSocketServer } from 'ws'
 import { deterministicSource, expectedSha256, sha256Hex, waitFor } from '@spokelink/testkit'
-import { MuxError, READ_BUFFER_POOL_DEFAULTS, ReadBufferPool, createMuxSession, createWebSocketDuplex, relay, releaseWritten } from '../src/index.js'
+import { MuxError, READ_BUFFER_POOL_DEFAULTS, ReadBufferPool, createMuxSession, createWebSocketDuplex, relay, releaseWritten, sharedReadBufferPool } from '../src/index.js'
 import type { MuxStream } from '../src/index.js'
 
 const KiB = 1024
@@ -55,6 +55,12 @@ describe('ReadBufferPool', () => {
     }
     expect(() => new ReadBufferPool({ maxPooledReadBuffers: 0 })).not.toThrow()
     const pool = new ReadBufferPool()
+    expect([pool.readBufferBytes, pool.maxPooledReadBuffers]).toEqual([READ_BUFFER_POOL_DEFAULTS.readBufferBytes, READ_BUFFER_POOL_DEFAULTS.maxPooledReadBuffers])
+  })
+
+  test('sharedReadBufferPool is one pool with the default sizes for the whole process', () => {
+    const pool = sharedReadBufferPool()
+    expect(sharedReadBufferPool()).toBe(pool)
     expect([pool.readBufferBytes, pool.maxPooledReadBuffers]).toEqual([READ_BUFFER_POOL_DEFAULTS.readBufferBytes, READ_BUFFER_POOL_DEFAULTS.maxPooledReadBuffers])
   })
 
