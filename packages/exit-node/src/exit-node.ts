@@ -48,6 +48,7 @@ import type { HelloAdmission } from './spoke-session.js'
 import type { ClientCertificateAuthority, ClientCertificateCheck } from './client-certificates.js'
 import { clipUntrusted } from './untrusted-text.js'
 import { authenticateUpgrade, offersSubprotocol } from './upgrade-auth.js'
+import { startTlsAfterFirstBytes } from './tls-after-first-bytes.js'
 
 /** Options of {@link createExitNode}; every timeout and limit is here. */
 export interface ExitNodeOptions {
@@ -328,6 +329,8 @@ export class ExitNode {
         // Ask for a client certificate, never require one: the upgrade handler decides per spoke and says why.
         ...(deps.clientCertificates === undefined ? {} : { requestCert: true, rejectUnauthorized: false }),
       }, onRequest)
+    // Before the front door attaches: it replaces the TLS server's own connection listener (README "Fleet": RSS per wss session).
+    if (this.#server instanceof https.Server) startTlsAfterFirstBytes(this.#server, this.#options.tlsHandshakeTimeoutMs)
     this.#server.headersTimeout = this.#options.headersTimeoutMs
     this.#server.requestTimeout = this.#options.headersTimeoutMs
     this.#frontDoor.attach(this.#server)
