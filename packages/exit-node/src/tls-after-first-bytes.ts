@@ -15,7 +15,9 @@ type ConnectionListener = (this: TlsServer, socket: Socket) => void
  * so a server-side TLS socket carries a 64 KiB buffer that a session receiving scrape responses fills
  * completely. Bytes already read in JavaScript reach the TLS socket through `receive(chunk)` instead (Node's path
  * for a socket with buffered data), which sizes that first buffer to the chunk (at least 1 KiB); later buffers
- * are Node's 16 KiB. README "Fleet": ~48 KiB less RSS per wss session; the CPU per byte is unchanged.
+ * are Node's 16 KiB. README "Fleet": ~50–65 KiB less RSS per wss session that receives bursts, but every socket read
+ * then gets at most what is left of a 16 KiB buffer (4.7× the reads for a bulk receive), ~15 % more CPU per byte
+ * received: the exit-node uses it only with `tlsLeanBuffers`.
  *
  * A socket that sends nothing gets the same `handshakeTimeoutMs` and the same error (a `tlsClientError` with
  * `ERR_TLS_HANDSHAKE_TIMEOUT`, which an https server reports as `clientError`); one that ends, fails or is
