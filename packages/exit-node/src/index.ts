@@ -36,6 +36,6 @@ export { createEndpointSlicePublisher, EndpointSlicePublisher, ENDPOINT_SLICE_PU
 export type { EndpointSlicePublisherOptions, EndpointSlicePublisherDeps } from './endpoint-slice-publisher.js'
 export { buildEndpointSlice, endpointSliceName, servicePortName, MANAGED_SELECTOR } from './endpoint-slice-manifest.js'
 export type { PodIdentity } from './endpoint-slice-manifest.js'
-export type { EndpointSliceApi, EndpointSliceManifest, EndpointSliceOwner, StoredEndpointSlice, StoredEndpoints } from './endpoint-slice-api.js'
+export type { EndpointSliceApi, EndpointSliceManifest, EndpointSliceOwner, StoredEndpointSlice, StoredEndpoints, StoredPod } from './endpoint-slice-api.js'
 /** Bytes as B, KiB, MiB or GiB with one decimal (the status page and `spokelink status`). */
 export { formatBytes } from './status-page.js'
