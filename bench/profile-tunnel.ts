@@ -3,7 +3,7 @@
  * [--count N] [--no-profile] [--trace-gc] [--node-arg=--flag …]`. Runs exit-node and agent with `node --cpu-prof`, reports their CPU time per operation (from /proc)
  * and the functions with the most self time in each profile.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -71,19 +71,24 @@ function report (dir: string, role: string, pid: number): void {
 }
 
 /** Counts `--trace-gc` lines by kind (Scavenge, Mark-Compact, …) and their summed pause per role. */
-function reportGc (processes: Record<string, RunningProcess>): void {
+function reportGc (processes: Record<string, RunningProcess>, dir: string): void {
   for (const [role, child] of Object.entries(processes)) {
+    const file = join(dir, `gc-${role}.log`)
+    writeFileSync(file, child.stdoutLines.filter((line) => line.includes(' ms: ')).join('\n') + '\n')
     const kinds = new Map<string, { count: number, ms: number }>()
     for (const line of child.stdoutLines) {
       const match = /ms: (Scavenge|Mark-Compact \(reduce\)|Mark-Compact|Minor Mark-Compact|Mark-Sweep)\b.*?MB, ([\d.]+) \/ [\d.]+ ms/.exec(line)
       if (match?.[1] === undefined) continue
-      const kind = kinds.get(match[1]) ?? { count: 0, ms: 0 }
+      // What started it (V8's reason at the end of the line): "external memory pressure" is the Buffers' backing stores.
+      const reason = /current mu = [\d.]+\) ([^;]+)/.exec(line)?.[1]?.trim() ?? 'unknown'
+      const key = `${match[1]} [${reason}]`
+      const kind = kinds.get(key) ?? { count: 0, ms: 0 }
       kind.count += 1
       kind.ms += Number(match[2])
-      kinds.set(match[1], kind)
+      kinds.set(key, kind)
     }
     const text = [...kinds].map(([kind, { count, ms }]) => `${kind} ×${count} (${ms.toFixed(0)} ms)`).join(', ')
-    process.stdout.write(`${role} GC since start: ${text === '' ? 'none' : text}\n`)
+    process.stdout.write(`${role} GC since start: ${text === '' ? 'none' : text}; the lines in ${file}\n`)
   }
 }
 
@@ -133,7 +138,7 @@ async function main (): Promise<void> {
       process.stdout.write(`${role}: ${used.toFixed(0)} ms CPU in ${wallMs.toFixed(0)} ms wall (${(100 * used / wallMs).toFixed(0)}% of a core), ` +
         `${(1000 * used / ops).toFixed(0)} µs CPU per ${unit} (user ${(1000 * user / ops).toFixed(0)}, sys ${(1000 * sys / ops).toFixed(0)})\n`)
     }
-    if (values['trace-gc'] === true) reportGc(running.processes ?? {})
+    if (values['trace-gc'] === true) reportGc(running.processes ?? {}, base)
     await running.close()
   } finally {
     await killAllProcesses()

@@ -67,9 +67,9 @@ async function echoOnce (socket: net.Socket, bytes: number, expected: number): P
   await done
 }
 
-async function measure (useTls: boolean, mode: EchoServerConfig['mode'], sockets: number, messageBytes: number, dir: string, caPem: string | undefined, files: { certFile: string, keyFile: string }): Promise<string> {
-  const configFile = join(dir, `echo-${useTls ? 'tls' : 'tcp'}-${mode}.json`)
-  await writeFile(configFile, JSON.stringify({ tls: useTls, ...files, mode, messageBytes } satisfies EchoServerConfig))
+async function measure (useTls: boolean, mode: EchoServerConfig['mode'], sockets: number, messageBytes: number, dir: string, caPem: string | undefined, files: { certFile: string, keyFile: string }, afterFirstBytes = false): Promise<string> {
+  const configFile = join(dir, `echo-${useTls ? 'tls' : 'tcp'}-${mode}${afterFirstBytes ? '-after-first-bytes' : ''}.json`)
+  await writeFile(configFile, JSON.stringify({ tls: useTls, ...files, mode, messageBytes, afterFirstBytes } satisfies EchoServerConfig))
   const server: RunningProcess = runProcess(process.execPath, ['--import', 'tsx', ECHO_SERVER, configFile], { name: 'echo-server' })
   const { port } = await server.waitForLog((entry) => typeof entry.port === 'number', { what: 'the echo server to listen', timeoutMs: 30_000 })
   const before = await settledRssKiB(server.pid)
@@ -95,7 +95,7 @@ async function measure (useTls: boolean, mode: EchoServerConfig['mode'], sockets
   await server.kill()
   const perSocket = (kib: number): string => ((kib - before) / sockets).toFixed(1)
   const split = (u: MemoryUsage): string => `${(u.heapUsed / 1024 / sockets).toFixed(1)} / ${(u.external / 1024 / sockets).toFixed(1)}`
-  return `| ${useTls ? 'TLS 1.3' : 'TCP'}, ${mode} | ${sockets} | ${(before / 1024).toFixed(1)} | ${perSocket(idle)} (${split(idleUsage)}) | ${perSocket(afterMessage)} (${split(afterUsage)}) |`
+  return `| ${useTls ? 'TLS 1.3' : 'TCP'}${afterFirstBytes ? ' started after the first bytes (the exit-node)' : ''}, ${mode} | ${sockets} | ${(before / 1024).toFixed(1)} | ${perSocket(idle)} (${split(idleUsage)}) | ${perSocket(afterMessage)} (${split(afterUsage)}) |`
 }
 
 async function main (): Promise<void> {
@@ -110,6 +110,7 @@ async function main (): Promise<void> {
     for (const mode of ['receive', 'echo'] as const) {
       rows.push(await measure(false, mode, sockets, messageBytes, dir, undefined, files))
       rows.push(await measure(true, mode, sockets, messageBytes, dir, caPem, files))
+      rows.push(await measure(true, mode, sockets, messageBytes, dir, caPem, files, true))
     }
     process.stdout.write([
       `bare Node ${process.version} server (bench/peers/echo-server.ts), clients in the driver process; RSS of the server`,

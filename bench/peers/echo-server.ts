@@ -1,6 +1,6 @@
 /**
  * A bare Node server, TCP or TLS, and nothing else: the floor under what one spokelink session costs the
- * exit-node. Reads `{ tls, certFile?, keyFile?, mode }` from the JSON file named by argv[2], prints one JSON
+ * exit-node. Reads `{ tls, certFile?, keyFile?, mode, afterFirstBytes? }` from the JSON file named by argv[2], prints one JSON
  * line `{"port":…}` once it listens and stays until stdin closes or a signal arrives. `echo` sends every byte
  * back; `receive` answers each `messageBytes` received with one byte, as an exit-node mostly receives (the
  * responses) and sends little (requests, credit). Each line on its stdin makes it print `process.memoryUsage()`.
@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises'
 import net from 'node:net'
 import tls from 'node:tls'
 import { createInterface } from 'node:readline'
+import { startTlsAfterFirstBytes } from '@spokelink/exit-node'
 import { listenLoopback } from '@spokelink/testkit'
 
 export interface EchoServerConfig {
@@ -18,6 +19,8 @@ export interface EchoServerConfig {
   mode: 'echo' | 'receive'
   /** In `receive` mode, one byte goes back per this many received. */
   messageBytes: number
+  /** TLS starts once the ClientHello has been read, as the exit-node does (`startTlsAfterFirstBytes`). */
+  afterFirstBytes?: boolean
 }
 
 async function main (): Promise<void> {
@@ -41,6 +44,7 @@ async function main (): Promise<void> {
   const server = config.tls && config.certFile !== undefined && config.keyFile !== undefined
     ? tls.createServer({ cert: await readFile(config.certFile), key: await readFile(config.keyFile) }, echo)
     : net.createServer(echo)
+  if (server instanceof tls.Server && config.afterFirstBytes === true) startTlsAfterFirstBytes(server, 30_000)
   const port = await listenLoopback(server)
   process.stdout.write(JSON.stringify({ port }) + '\n')
   const lines = createInterface({ input: process.stdin })

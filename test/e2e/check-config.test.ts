@@ -75,13 +75,18 @@ describe('--check-config', () => {
 
   test('server: prints the effective settings, the spokes and the certificate, on a port already in use', async () => {
     const result = await check(['server', '--listen', `127.0.0.1:${busyPort}`, '--spokes', spokesPath,
-      '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--keepalive', '20s'])
+      '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'), '--keepalive', '20s', '--tls-lean-buffers'])
     expect(result.code, result.stderr.join('\n')).toBe(0)
     const report = JSON.parse(result.stdout) as Record<string, unknown>
     expect(report).toMatchObject({
       ok: true,
       command: 'server',
-      settings: { listen: { value: `127.0.0.1:${busyPort}`, source: 'flag' }, keepalive: { value: 20_000, source: 'flag' }, 'shutdown-grace': { value: 10_000, source: 'default' } },
+      settings: {
+        listen: { value: `127.0.0.1:${busyPort}`, source: 'flag' },
+        keepalive: { value: 20_000, source: 'flag' },
+        'shutdown-grace': { value: 10_000, source: 'default' },
+        'tls-lean-buffers': { value: true, source: 'flag' },
+      },
       spokes: [
         { name: 'orion-aws', tokens: 1, ports: [{ upstream: 'prometheus', listen: '0.0.0.0:19090' }, { upstream: 'node', listen: '0.0.0.0:19190' }] },
         { name: 'orion-gcp', tokens: 0, ports: [] },

@@ -73,6 +73,23 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     await waitFor(async () => (await api.request('GET', `/api/v1/namespaces/${NAMESPACE}/pods/${name}`)).status === 404, { what: `pod ${name} gone` })
   }
 
+  /** A pod that stays terminating after its delete (a finalizer holds it), as one on a lost node does. */
+  async function createTerminatingPod (name: string): Promise<{ uid: string, release: () => Promise<void> }> {
+    const pod = await create(`/api/v1/namespaces/${NAMESPACE}/pods`, { metadata: { name, finalizers: ['spokelink.test/hold'] }, spec: { containers: [{ name: 'exit-node', image: 'localhost/spokelink:dev' }] } })
+    const path = `/api/v1/namespaces/${NAMESPACE}/pods/${name}`
+    const deleted = await api.request('DELETE', path, { gracePeriodSeconds: 0 })
+    expect(deleted.status, JSON.stringify(deleted.body).slice(0, 300)).toBe(200)
+    const held = await api.request('GET', path)
+    expect(held.status, JSON.stringify(held.body).slice(0, 300)).toBe(200)
+    expect((held.body as { metadata: Record<string, unknown> }).metadata).toHaveProperty('deletionTimestamp')
+    const release = async (): Promise<void> => {
+      const current = (await api.request('GET', path)).body as { metadata: Record<string, unknown> }
+      expect((await api.request('PUT', path, { ...current, metadata: { ...current.metadata, finalizers: [] } })).status).toBe(200)
+      await waitFor(async () => (await api.request('GET', path)).status === 404, { what: `pod ${name} gone` })
+    }
+    return { uid: (pod.metadata as { uid: string }).uid, release }
+  }
+
   async function getSlice (name: string): Promise<SliceBody | undefined> {
     const res = await api.request('GET', `${SLICES}/${name}`)
     if (res.status === 404) return undefined
@@ -210,12 +227,16 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     expect(await endpointsOf()).toEqual([`${pods.a.ip}:${portA}`])
   }, 60_000)
 
-  test('the reconcile sweeps slices of deleted or replaced pods, deletes own stale ones, re-creates a missing one and leaves live pods\' alone', async () => {
+  test('the reconcile sweeps slices of deleted, replaced or terminating pods, deletes own stale ones, re-creates a missing one and leaves live pods\' alone', async () => {
     const admin = createKubeEndpointSliceApi(loadKubeConfig({ KUBECONFIG: adminKubeconfig }), NAMESPACE)
     const port = [{ upstream: 'prometheus', host: '0.0.0.0', port: 19090 }]
     const dead: PodIdentity = { name: 'exit-node-dead', ip: '10.244.0.13', uid: await createPod('exit-node-dead') }
     const reborn: PodIdentity = { name: 'exit-node-reborn', ip: '10.244.0.14', uid: await createPod('exit-node-reborn') }
+    const terminating = await createTerminatingPod('exit-node-lost')
+    onTestFinished(terminating.release)
+    const lost: PodIdentity = { name: 'exit-node-lost', ip: '10.244.0.15', uid: terminating.uid }
     for (const slice of [
+      buildEndpointSlice('orion-lost', 'orion-lost', lost, port),
       buildEndpointSlice('orion-dead', 'orion-dead', dead, port),
       buildEndpointSlice('orion-reborn', 'orion-reborn', reborn, port),
       buildEndpointSlice('orion-live', 'orion-live', pods.b, port),
@@ -241,10 +262,11 @@ describe.skipIf(missing !== undefined)('EndpointSlices on a real kube-apiserver'
     await node.exitNode.endpointSlices?.settled()
     expect(await getSlice(endpointSliceName('orion-dead', dead.name))).toBeUndefined()
     expect(await getSlice(endpointSliceName('orion-reborn', reborn.name))).toBeUndefined()
+    expect(await getSlice(endpointSliceName('orion-lost', lost.name))).toBeUndefined()
     expect(await getSlice(endpointSliceName('orion-stale', pods.a.name))).toBeUndefined()
     expect(await getSlice(endpointSliceName('orion-live', pods.b.name))).toBeDefined()
     expect(await getSlice(own)).toBeDefined()
-    expect(await metric(node.registry, 'spokelink_endpoint_slices_swept_total')).toBe(2)
+    expect(await metric(node.registry, 'spokelink_endpoint_slices_swept_total')).toBe(3)
     expect(await admin.deleteSlice(endpointSliceName('orion-live', pods.b.name))).toBe('deleted')
   }, 60_000)
 

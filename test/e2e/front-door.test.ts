@@ -160,12 +160,12 @@ async function openSession (url: string, token: string, localAddress = '127.0.0.
 // --- tests ----------------------------------------------------------------------------------------
 
 describe('front door', () => {
-  test('idle and slowloris clients go at headersTimeoutMs and a wss client that never finishes TLS at tlsHandshakeTimeoutMs', async () => {
+  test.each([false, true])('idle and slowloris clients go at headersTimeoutMs and a wss client that never finishes TLS at tlsHandshakeTimeoutMs (tlsLeanBuffers %s)', async (tlsLeanBuffers) => {
     const spokes = spokesConfig([], await freePort())
     const fixture = await createTlsFixture()
     // 300 ms against Node's defaults: headers checked every 30 s, TLS handshake 120 s. Each wait below allows 15 s.
     const plain = await startExitNode(spokes, testLogger('exit-node'), { headersTimeoutMs: 300 })
-    const secure = await startExitNode(spokes, testLogger('exit-node'), { headersTimeoutMs: 300, tlsHandshakeTimeoutMs: 300, tls: { certPem: fixture.certPem, keyPem: fixture.keyPem } })
+    const secure = await startExitNode(spokes, testLogger('exit-node'), { headersTimeoutMs: 300, tlsHandshakeTimeoutMs: 300, tlsLeanBuffers, tls: { certPem: fixture.certPem, keyPem: fixture.keyPem } })
 
     const idle = await idleConnection(plain.port)
     const slow = await idleConnection(plain.port)

@@ -13,8 +13,10 @@ import {
   readFramedJson,
   writeFramedJson,
   PROTOCOL_VERSION,
+  ReadBufferPool,
+  sharedReadBufferPool,
 } from '@spokelink/protocol'
-import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream } from '@spokelink/protocol'
+import type { GrantedPort, Hello, MuxSession, MuxSessionOptions, MuxStream, ReadBufferPoolOptions } from '@spokelink/protocol'
 import { CLIENT_CERT_DEFAULTS, isSha256Hex, parseSpokeToken } from '@spokelink/auth'
 import { PolicyProxy } from '@spokelink/http-policy'
 import type { HttpPolicy, PolicyProxyOptions } from '@spokelink/http-policy'
@@ -93,6 +95,11 @@ export interface AgentOptions {
   hubServices?: readonly HubServiceListen[]
   /** Limits of the hub-service listeners (connections per service, status deadline). @default {} */
   hubService?: HubServiceListenerOptions
+  /**
+   * The buffers upstream sockets read into, reused once the WebSocket took their bytes. Unset: the process's
+   * shared pool (`sharedReadBufferPool()`); set: a pool of this agent's own. @default READ_BUFFER_POOL_DEFAULTS
+   */
+  readBuffers?: ReadBufferPoolOptions
 }
 
 /** Agent defaults for the optional settings. */
@@ -120,6 +127,7 @@ export const AGENT_DEFAULTS = {
   certRequestTimeoutMs: 10_000,
   hubServices: [],
   hubService: {},
+  readBuffers: {},
 } as const
 
 type ResolvedAgentOptions = Omit<Required<AgentOptions>, 'caPem' | 'caSha256' | 'clientIdentity'> & Pick<AgentOptions, 'caPem' | 'caSha256' | 'clientIdentity'>
@@ -170,6 +178,11 @@ export function validateAgentOptions (options: AgentOptions): Readonly<ResolvedA
   for (const [name, value] of Object.entries({ ...resolved.policy, ...resolved.hubService })) {
     if (!Number.isInteger(value) || value <= 0) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option policy.${name}: expected a positive integer, got ${String(value)}`)
   }
+  for (const [name, value] of Object.entries(resolved.readBuffers)) {
+    // No free buffer kept (0) is allowed: every read then allocates, as without the pool.
+    const least = name === 'maxPooledReadBuffers' ? 0 : 1
+    if (!Number.isInteger(value) || value < least) throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', `agent option readBuffers.${name}: expected an integer ≥ ${least}, got ${String(value)}`)
+  }
   if (resolved.caSha256 !== undefined && !isSha256Hex(resolved.caSha256)) {
     throw new AgentError('SLK_ERR_AGENT_INVALID_OPTION', 'CA pin: expected 64 hex characters (sha256 of the CA certificate)')
   }
@@ -191,6 +204,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   readonly #upstreams: Map<string, Upstream>
   /** One proxy per upstream under an HTTP policy; streams to other upstreams are relayed as bytes. */
   readonly #policyProxies = new Map<string, PolicyProxy>()
+  readonly #readBuffers: ReadBufferPool
   readonly #denials: DenialLog
   readonly #stop = new AbortController()
   #mux: MuxSession | undefined
@@ -220,6 +234,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.#token = this.#options.token
     this.#now = deps.now ?? Date.now
     this.#upstreams = new Map(this.#options.upstreams.map((upstream) => [upstream.name, upstream]))
+    // Default sizes: the process's one pool, so a process running many agents keeps one set of free buffers.
+    this.#readBuffers = Object.keys(this.#options.readBuffers).length === 0 ? sharedReadBufferPool() : new ReadBufferPool(this.#options.readBuffers)
     this.#denials = new DenialLog(this.#log, { intervalMs: this.#options.policyLogIntervalMs, now: deps.now })
     for (const policy of this.#options.policies) {
       const upstream = this.#upstreams.get(policy.upstream)
@@ -512,7 +528,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     let socket
     try {
-      socket = await dialUpstream(upstream, { timeoutMs: this.#options.upstreamConnectTimeoutMs })
+      socket = await dialUpstream(upstream, { timeoutMs: this.#options.upstreamConnectTimeoutMs, readBufferPool: this.#readBuffers })
     } catch (err) {
       this.#metrics.upstreamDialErrorsTotal.inc({ upstream: name })
       this.#metrics.streamsTotal.inc({ upstream: name, result: 'dial_failed' })

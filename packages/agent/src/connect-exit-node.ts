@@ -196,7 +196,8 @@ export async function connectExitNode (options: ConnectOptions): Promise<ExitNod
     })
     ws.once('open', () => {
       options.signal?.removeEventListener('abort', onAbort)
-      const duplex = createWebSocketDuplex(ws)
+      // The agent's upstream sockets read into a ReadBufferPool: its buffers come back from these writes.
+      const duplex = createWebSocketDuplex(ws, { releaseWrittenChunks: true })
       if (ws.protocol !== PROTOCOL_NAME) {
         ws.terminate()
         reject(new ProtocolError('SLK_ERR_PROTO_VERSION_MISMATCH', `exit-node ${host} accepted no ${PROTOCOL_NAME} subprotocol (got "${ws.protocol}")`))

@@ -1,5 +1,6 @@
 import net from 'node:net'
 import { isUpstreamName } from '@spokelink/protocol'
+import type { ReadBufferPool } from '@spokelink/protocol'
 import { AgentError } from './errors.js'
 
 /** A named upstream the agent may dial; the exit-node only ever names it, never gives an address. */
@@ -31,11 +32,14 @@ export function parseUpstreamSpec (spec: string): Upstream {
 }
 
 /**
- * Dials an upstream with a deadline; resolves once connected.
+ * Dials an upstream with a deadline; resolves once connected. With `readBufferPool` the socket reads into
+ * that pool's reused buffers (what it reads must then be written on through a WebSocket duplex, which hands
+ * them back; anything else just leaves them to the garbage collector).
  * @throws the socket error, or an Error after `timeoutMs`
  */
-export async function dialUpstream (upstream: Upstream, options: { timeoutMs: number, signal?: AbortSignal }): Promise<net.Socket> {
-  const socket = net.connect({ host: upstream.host, port: upstream.port, allowHalfOpen: true, noDelay: true })
+export async function dialUpstream (upstream: Upstream, options: { timeoutMs: number, signal?: AbortSignal, readBufferPool?: ReadBufferPool }): Promise<net.Socket> {
+  const connectOptions = { host: upstream.host, port: upstream.port, allowHalfOpen: true, noDelay: true }
+  const socket = options.readBufferPool === undefined ? net.connect(connectOptions) : options.readBufferPool.connect(connectOptions)
   return new Promise<net.Socket>((resolve, reject) => {
     const timer = setTimeout(() => { fail(new Error(`connect to ${upstream.host}:${upstream.port} timed out after ${options.timeoutMs}ms`)) }, options.timeoutMs)
     const onAbort = (): void => { fail(new Error('aborted')) }

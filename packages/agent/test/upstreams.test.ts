@@ -1,7 +1,8 @@
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { describe, expect, test } from 'vitest'
-import { checkServerUrl, dialUpstream, parseUpstreamSpec } from '@spokelink/agent'
+import { checkServerUrl, dialUpstream, parseUpstreamSpec, validateAgentOptions } from '@spokelink/agent'
+import { ReadBufferPool } from '@spokelink/protocol'
 
 describe('parseUpstreamSpec', () => {
   test('NAME=HOST:PORT, IPv6 in brackets', () => {
@@ -46,5 +47,34 @@ describe('dialUpstream', () => {
     expect(Buffer.concat(chunks).toString()).toBe('hi')
     server.close()
     await expect(dialUpstream({ name: 'x', host: '127.0.0.1', port }, { timeoutMs: 2000 })).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+  })
+
+  test('with a read buffer pool the socket reads into pool buffers: the bytes arrive, each read at most readBufferBytes', async () => {
+    const body = Buffer.alloc(20_000, 'x')
+    const server = net.createServer((socket) => { socket.end(body) })
+    await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+    const { port } = server.address() as AddressInfo
+    const pool = new ReadBufferPool({ readBufferBytes: 4096, maxPooledReadBuffers: 1 })
+    const socket = await dialUpstream({ name: 'x', host: '127.0.0.1', port }, { timeoutMs: 2000, readBufferPool: pool })
+    const chunks: Buffer[] = []
+    for await (const chunk of socket) chunks.push(chunk as Buffer)
+    server.close()
+    expect(Buffer.concat(chunks).equals(body)).toBe(true)
+    expect(Math.max(...chunks.map((c) => c.length))).toBe(4096)
+    expect(pool.allocatedCount).toBe(chunks.length + 1)
+  })
+})
+
+describe('agent option readBuffers', () => {
+  const base = { server: 'ws://127.0.0.1:1/connect', token: 'slk_abcd1234_x', upstreams: [{ name: 'p', host: '127.0.0.1', port: 1 }] }
+
+  test('0 free buffers is allowed (every read allocates); a 0-byte buffer or a fraction is refused with the option named', () => {
+    expect(validateAgentOptions({ ...base, readBuffers: { maxPooledReadBuffers: 0, readBufferBytes: 1 } }).readBuffers).toEqual({ maxPooledReadBuffers: 0, readBufferBytes: 1 })
+    expect(() => validateAgentOptions({ ...base, readBuffers: { readBufferBytes: 0 } }))
+      .toThrow(expect.objectContaining({ code: 'SLK_ERR_AGENT_INVALID_OPTION', message: 'agent option readBuffers.readBufferBytes: expected an integer ≥ 1, got 0' }))
+    expect(() => validateAgentOptions({ ...base, readBuffers: { maxPooledReadBuffers: -1 } }))
+      .toThrow(expect.objectContaining({ code: 'SLK_ERR_AGENT_INVALID_OPTION', message: 'agent option readBuffers.maxPooledReadBuffers: expected an integer ≥ 0, got -1' }))
+    expect(() => validateAgentOptions({ ...base, readBuffers: { maxPooledReadBuffers: 1.5 } }))
+      .toThrow(expect.objectContaining({ code: 'SLK_ERR_AGENT_INVALID_OPTION' }))
   })
 })

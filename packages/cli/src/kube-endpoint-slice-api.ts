@@ -118,9 +118,9 @@ export function createKubeEndpointSliceApi (kubeConfig: KubeConfig, namespace: s
       const result = await call(`delete ${where(name)}`, async () => discovery.deleteNamespacedEndpointSlice({ name, namespace, body }), { 404: 'gone' as const, 409: 'conflict' as const })
       return typeof result === 'string' ? result : 'deleted'
     },
-    getPodUid: async (name) => {
+    getPod: async (name) => {
       const pod = await call(`get pod ${namespace}/${name}`, async () => core.readNamespacedPod({ name, namespace }), { 404: undefined })
-      return pod?.metadata?.uid
+      return pod === undefined ? undefined : { uid: pod.metadata?.uid ?? '', terminating: pod.metadata?.deletionTimestamp != null }
     },
     serviceHasSelector: async (name) => {
       const service = await call(`get service ${namespace}/${name}`, async () => core.readNamespacedService({ name, namespace }), { 404: undefined })

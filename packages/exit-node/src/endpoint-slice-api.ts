@@ -17,14 +17,21 @@ export interface EndpointSliceApi {
   replaceSlice: (slice: EndpointSliceManifest, resourceVersion: string) => Promise<StoredEndpointSlice | 'conflict' | 'gone'>
   /** Deletes a slice (only at `resourceVersion` when given); `'gone'` when it was not there, `'conflict'` when it changed. */
   deleteSlice: (name: string, resourceVersion?: string) => Promise<'deleted' | 'gone' | 'conflict'>
-  /** The uid of a Pod of the namespace; undefined when no Pod has that name. */
-  getPodUid: (name: string) => Promise<string | undefined>
+  /** A Pod of the namespace: its uid and whether it is being deleted (it has a deletionTimestamp); undefined when no Pod has that name. */
+  getPod: (name: string) => Promise<StoredPod | undefined>
   /** Whether a Service of the namespace has a selector; undefined when no Service has that name. */
   serviceHasSelector: (name: string) => Promise<boolean | undefined>
   /** A v1 Endpoints object: its `endpoints.kubernetes.io/managed-by` label and resourceVersion; undefined when absent. */
   getEndpoints: (name: string) => Promise<StoredEndpoints | undefined>
   /** Deletes a v1 Endpoints object at `resourceVersion`; `'gone'` when it was not there, `'conflict'` when it changed. */
   deleteEndpoints: (name: string, resourceVersion: string) => Promise<'deleted' | 'gone' | 'conflict'>
+}
+
+/** What the sweep reads of a Pod. */
+export interface StoredPod {
+  uid: string
+  /** It has a deletionTimestamp: draining, or stuck terminating on a node that is gone. */
+  terminating: boolean
 }
 
 /** What the publisher reads of a v1 Endpoints object (the leftover of a Service that had a selector). */

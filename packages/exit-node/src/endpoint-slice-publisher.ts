@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
 import type { GrantedPort } from '@spokelink/protocol'
-import type { EndpointSliceApi, StoredEndpointSlice } from './endpoint-slice-api.js'
+import type { EndpointSliceApi, StoredEndpointSlice, StoredPod } from './endpoint-slice-api.js'
 import { MANAGED_SELECTOR, SPOKE_LABEL, buildEndpointSlice, endpointSliceMatches, endpointSliceName } from './endpoint-slice-manifest.js'
 import type { PodIdentity } from './endpoint-slice-manifest.js'
 import { ExitNodeError } from './errors.js'
@@ -98,6 +98,15 @@ const CONTROLLER_ENDPOINTS = 'endpoint-controller'
 /** One line about a failed API call; the API adapter keeps tokens out of messages. */
 function describeError (err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]?.slice(0, 300) ?? ''
+}
+
+/** What became of a slice's owner pod: `alive` keeps its slices, anything else has them swept. */
+type PodFate = 'alive' | 'deleted' | 'replaced' | 'terminating'
+
+function podFate (pod: StoredPod | undefined, ownerUid: string): PodFate {
+  if (pod === undefined) return 'deleted'
+  if (pod.uid !== ownerUid) return 'replaced'
+  return pod.terminating ? 'terminating' : 'alive'
 }
 
 /**
@@ -342,18 +351,23 @@ export class EndpointSlicePublisher {
     await this.#sweep(foreign)
   }
 
-  /** Deletes slices whose owner pod is gone or was replaced (same name, new uid); the garbage collector does the same when it runs. */
+  /**
+   * Deletes slices whose owner pod is gone, was replaced (same name, new uid) or is terminating; the garbage
+   * collector does the first two when it runs. A terminating pod has withdrawn its own slices at SIGTERM if
+   * it could; one on a lost node keeps its Pod object (terminating) until the node returns or is deleted,
+   * and nothing else would take its slices out of the Services meanwhile.
+   */
   async #sweep (foreign: StoredEndpointSlice[]): Promise<void> {
     if (this.#sweepForbidden) return
-    const podAlive = new Map<string, boolean>()
+    const podFates = new Map<string, PodFate>()
     for (const slice of foreign) {
       const owner = slice.ownerReferences.find((candidate) => candidate.kind === 'Pod')
       // Not written by a spokelink exit-node (no pod owner): not ours to judge.
       if (owner === undefined) continue
-      let alive = podAlive.get(`${owner.name}/${owner.uid}`)
-      if (alive === undefined) {
+      let fate = podFates.get(`${owner.name}/${owner.uid}`)
+      if (fate === undefined) {
         try {
-          alive = await this.#api.getPodUid(owner.name) === owner.uid
+          fate = podFate(await this.#api.getPod(owner.name), owner.uid)
         } catch (err) {
           this.#metrics.errorsTotal.inc({ operation: 'sweep' })
           if (err instanceof ExitNodeError && err.httpStatus === 403) {
@@ -364,12 +378,12 @@ export class EndpointSlicePublisher {
           }
           return
         }
-        podAlive.set(`${owner.name}/${owner.uid}`, alive)
+        podFates.set(`${owner.name}/${owner.uid}`, fate)
       }
-      if (alive) continue
+      if (fate === 'alive') continue
       if (await this.#deleteListed(slice, 'sweep')) {
         this.#metrics.sweptTotal.inc()
-        this.#log.info({ slice: slice.name, spoke: slice.labels[SPOKE_LABEL], ownerPod: owner.name }, 'endpoint slice of a dead pod swept')
+        this.#log.info({ slice: slice.name, spoke: slice.labels[SPOKE_LABEL], ownerPod: owner.name, ownerPodState: fate }, 'endpoint slice of a dead pod swept')
       }
     }
   }

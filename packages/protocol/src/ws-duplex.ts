@@ -4,6 +4,7 @@ import { MuxError } from './errors.js'
 import { createBinaryFrameWriter } from './ws-frame-writer.js'
 import type { BinaryFrameWriter } from './ws-frame-writer.js'
 import { streamBinaryPayloads } from './ws-streaming-receiver.js'
+import { releaseWritten } from './read-buffer-pool.js'
 
 /** Options of {@link createWebSocketDuplex}. */
 export interface WebSocketDuplexOptions {
@@ -22,10 +23,18 @@ export interface WebSocketDuplexOptions {
    * @default 1048576
    */
   maxMessageBytes?: number
+  /**
+   * Report every written chunk to {@link releaseWritten} once its write completed, so buffers a
+   * `ReadBufferPool` socket read into can be read into again. Only the agent reads into a pool; off
+   * elsewhere, since an A/B of the exit-node with it on (nothing to release there) measured more
+   * mark-compacts over wss uploads, for no reason found.
+   * @default false
+   */
+  releaseWrittenChunks?: boolean
 }
 
 /** Defaults of {@link WebSocketDuplexOptions}. */
-export const WEBSOCKET_DUPLEX_DEFAULTS = Object.freeze({ maxBufferedBytes: 1024 * 1024, maxMessageBytes: 1024 * 1024 } as const satisfies Required<WebSocketDuplexOptions>)
+export const WEBSOCKET_DUPLEX_DEFAULTS = Object.freeze({ maxBufferedBytes: 1024 * 1024, maxMessageBytes: 1024 * 1024, releaseWrittenChunks: false } as const satisfies Required<WebSocketDuplexOptions>)
 
 const noop = (): void => {}
 const HEADER_MAX_BYTES = 64
@@ -84,14 +93,15 @@ const CLOSE_UNSUPPORTED_DATA = 1003
  * {@link createBinaryFrameWriter}), each received piece of a binary message is pushed as a chunk as it
  * arrives ({@link streamBinaryPayloads}: message boundaries mean nothing to a byte stream; the pieces
  * reach this duplex, not the WebSocket's `'message'` listeners), or handed to a consumer registered
- * with {@link takeChunks}, and a full read buffer pauses the socket. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
+ * with {@link takeChunks}, and a full read buffer pauses the socket. With `releaseWrittenChunks`, a written chunk
+ * cut from a `ReadBufferPool` buffer is handed back to its pool ({@link releaseWritten}) once its write completed. Frames from a client carry the all-zero mask ({@link generateZeroMask}).
  * A text message destroys the duplex with `SLK_ERR_MUX_TRANSPORT_MESSAGE`. Ending the duplex closes the WebSocket with 1000; destroying it
  * terminates the WebSocket. Call it synchronously when the WebSocket is created or accepted: messages
  * that arrive before it is attached are lost.
  * @throws MuxError `SLK_ERR_MUX_INVALID_OPTION` for a bad `maxBufferedBytes`.
  */
 export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOptions = {}): Duplex {
-  const { maxBufferedBytes, maxMessageBytes } = { ...WEBSOCKET_DUPLEX_DEFAULTS, ...options }
+  const { maxBufferedBytes, maxMessageBytes, releaseWrittenChunks } = { ...WEBSOCKET_DUPLEX_DEFAULTS, ...options }
   for (const [name, value] of [['maxBufferedBytes', maxBufferedBytes], ['maxMessageBytes', maxMessageBytes]] as const) {
     if (!Number.isInteger(value) || value < 1) {
       throw new MuxError('SLK_ERR_MUX_INVALID_OPTION', `ws duplex option ${name}: expected a positive integer, got ${String(value)}`)
@@ -120,8 +130,15 @@ export function createWebSocketDuplex (ws: WebSocket, options: WebSocketDuplexOp
   }
   if (!whenOpen(attachFastPaths)) attachFastPaths()
 
-  const send = (group: FrameGroup, callback: (err?: Error | null) => void): void => {
-    if (whenOpen(() => { send(group, callback) })) return
+  const send = (group: FrameGroup, done: (err?: Error | null) => void): void => {
+    if (whenOpen(() => { send(group, done) })) return
+    // Only once the socket took them may read buffers that carried these bytes be read into again.
+    const callback = !releaseWrittenChunks
+      ? done
+      : (err?: Error | null): void => {
+          if (err == null) for (const chunk of group.chunks) releaseWritten(chunk)
+          done(err)
+        }
     if (writeFrame !== undefined) {
       writeFrame(group.chunks, group.bytes, callback)
       return

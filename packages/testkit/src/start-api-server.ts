@@ -73,7 +73,9 @@ async function requestJson (url: string, caPem: string, method: string, path: st
     const req = https.request(`${url}${path}`, {
       method,
       ca: caPem,
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
+      // A length for every body: Node sends a DELETE's body without one (no chunking for DELETE by default),
+      // and the apiserver then reads the body as the connection's next request (400 to whatever follows).
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }) },
       signal: AbortSignal.timeout(10_000),
     }, (res) => {
       const chunks: Buffer[] = []
