@@ -217,6 +217,7 @@ function openWithHeader (stream: Duplex, client: Duplex, header: StreamHeader | 
   stream.write(encodeFramedJson(header))
   const { statusTimeoutMs, statusTimeoutError, clock } = options
   return relay(client, stream, {
+    streamToSocketDirect: true,
     beforeBToA: (done) => {
       readWithin(stream, statusTimeoutMs, statusTimeoutError, clock ?? SYSTEM_CLOCK, (read) => readStreamStatusThen(stream, hub, read), (err) => { done(err) })
     },

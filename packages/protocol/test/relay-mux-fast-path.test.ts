@@ -14,7 +14,8 @@ const WINDOW = 256 * KiB
 /**
  * writer ⇄ [client session ⇄ server session] ⇄ relay ⇄ socket `b` ⇄ socket `c`: the server's end of the
  * writer's stream is relayed to a real TCP socket, as the exit-node relays a stream to its data-plane client
- * and the agent to its upstream. relay() takes its fast paths here (a MuxStream and a net.Socket).
+ * and the agent to its upstream. With `streamToSocketDirect` (the exit-node's data-plane streams) relay() takes
+ * its fast path mux → socket; socket → mux is the stream's Writable either way.
  */
 async function relayedStream (windowBytes = WINDOW): Promise<{ client: MuxSession, server: MuxSession, writer: MuxStream, reader: MuxStream, b: net.Socket, c: net.Socket, x: net.Socket, y: net.Socket, done: Promise<Error | undefined> }> {
   const [x, y] = await socketPair()
@@ -33,7 +34,7 @@ async function relayedStream (windowBytes = WINDOW): Promise<{ client: MuxSessio
   const reader = await accepted
   // A test that fails resets the stream from the relay's side when it cleans up.
   writer.on('error', () => {})
-  return { client, server, writer, reader, b, c, x, y, done: relay(reader, b) }
+  return { client, server, writer, reader, b, c, x, y, done: relay(reader, b, { streamToSocketDirect: true }) }
 }
 
 /** Lets the event loop turn `turns` times: long enough for anything not blocked to move. */
@@ -57,7 +58,7 @@ async function settled (value: () => number, sample: () => void): Promise<number
   return last
 }
 
-describe('relay between a mux stream and a socket (the fast paths)', () => {
+describe('relay between a mux stream and a socket (streamToSocketDirect)', () => {
   test('mux → socket: a stalled socket holds the stream at its window and the socket at one piece above its high-water mark; resuming delivers sha256-exact bytes', async () => {
     // A window larger than what the kernel takes after a 'drain', so pieces still wait after one: their credit
     // must stay held then too.

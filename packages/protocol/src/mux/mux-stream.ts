@@ -323,33 +323,6 @@ export class MuxStream extends Duplex {
     return grow
   }
 
-  /**
-   * @internal `relay()`'s fast path from a socket: a read that the window and the session's outbound queue
-   * take whole goes out as DATA at once, without the Writable's buffering and callback; anything else (a
-   * write already waiting, too little window, a full queue, an ended or destroyed stream) goes through
-   * `write()` unchanged. Returns false when the caller should pause its source: after `write()` returned
-   * false (resume on `'drain'`), or when the outbound queue is full (`onWritable` runs once it has room).
-   */
-  sendFromSource (chunk: Buffer, onWritable: () => void): boolean {
-    const outbound = this.#outbound
-    if (this.#pending !== null || this.writableLength > 0 || this.writableEnded || this.destroyed || outbound.closed ||
-      chunk.length > this.#sendWindow || !outbound.writable) {
-      return this.write(chunk)
-    }
-    this.#sendPendingAck()
-    const maxFrame = this.#options.maxDataFrameBytes
-    const length = chunk.length
-    for (let offset = 0; offset < length;) {
-      const n = Math.min(length - offset, maxFrame)
-      outbound.sendData(this.id, n === length ? chunk : chunk.subarray(offset, offset + n))
-      offset += n
-    }
-    this.#sendWindow -= length
-    if (outbound.writable) return true
-    outbound.whenWritable(onWritable)
-    return false
-  }
-
   override _write (chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
     this.#write(chunk, callback)
   }

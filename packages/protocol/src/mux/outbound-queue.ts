@@ -21,8 +21,6 @@ export interface FrameSink {
   sendData: (streamId: number, payload: Buffer) => void
   /** Runs `cb` at once if the queue has room, else once the transport drained (or the session ended). */
   whenWritable: (cb: () => void) => void
-  /** Whether {@link whenWritable} would run its callback at once. */
-  readonly writable: boolean
 }
 
 /**
@@ -91,12 +89,8 @@ export class OutboundQueue implements FrameSink {
     this.#push(payload)
   }
 
-  get writable (): boolean {
-    return this.#closed || (!this.#blocked && this.#outBytes < this.#maxBytes)
-  }
-
   whenWritable (cb: () => void): void {
-    if (this.writable) cb()
+    if (this.#closed || (!this.#blocked && this.#outBytes < this.#maxBytes)) cb()
     else this.#waiters.push(cb)
   }
 
