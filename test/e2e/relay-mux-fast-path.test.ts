@@ -3,8 +3,8 @@ import { once } from 'node:events'
 import type net from 'node:net'
 import { describe, expect, onTestFinished, test } from 'vitest'
 import { deterministicSource, expectedSha256, hashStream, socketPair, waitFor } from '@spokelink/testkit'
-import { createMuxSession, relay } from '../src/index.js'
-import type { MuxSession, MuxStream } from '../src/index.js'
+import { createMuxSession, relay } from '@spokelink/protocol'
+import type { MuxSession, MuxStream } from '@spokelink/protocol'
 
 const MiB = 1024 * 1024
 const KiB = 1024
